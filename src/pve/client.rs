@@ -1,0 +1,207 @@
+//! One pooled reqwest client for every request the server makes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::encode;
+use super::error::{ApiError, PveError, TransportError, transport_kind};
+use crate::config::Connection;
+use crate::gate::{ApiPath, Method};
+
+/// How POST/PUT parameters are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyEncoding {
+    /// `application/x-www-form-urlencoded`, understood by every PVE version.
+    #[default]
+    Form,
+    /// `application/json` (PVE ≥ 6.2).
+    Json,
+}
+
+#[derive(Clone)]
+pub struct PveClient {
+    http: reqwest::Client,
+    base: Url,
+    auth: HeaderValue,
+    target: String,
+    timeout: Duration,
+    encoding: BodyEncoding,
+}
+
+impl std::fmt::Debug for PveClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PveClient")
+            .field("base", &self.base.as_str())
+            .field("encoding", &self.encoding)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    #[error("PVE_TOKEN_ID or PVE_TOKEN_SECRET holds characters that cannot go into an HTTP header")]
+    BadHeader,
+    #[error("could not set up the HTTP client: {0}")]
+    Http(String),
+}
+
+impl PveClient {
+    pub fn new(conn: &Connection) -> Result<PveClient, ClientBuildError> {
+        let mut auth = HeaderValue::from_str(&format!("PVEAPIToken={}={}", conn.token_id, conn.token_secret))
+            .map_err(|_| ClientBuildError::BadHeader)?;
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .timeout(conn.timeout)
+            .connect_timeout(conn.timeout.min(Duration::from_secs(10)))
+            .tls_danger_accept_invalid_certs(!conn.verify_tls)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("pve-mcp/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientBuildError::Http(error_chain(&e).join(": ")))?;
+        let target = format!(
+            "{}:{}",
+            conn.base_url.host_str().unwrap_or("?"),
+            conn.base_url.port_or_known_default().unwrap_or(8006)
+        );
+        Ok(PveClient {
+            http,
+            base: conn.base_url.clone(),
+            auth,
+            target,
+            timeout: conn.timeout,
+            encoding: BodyEncoding::Form,
+        })
+    }
+
+    pub fn with_encoding(mut self, encoding: BodyEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Send one request and return PVE's `data`.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &ApiPath,
+        params: &Map<String, Value>,
+    ) -> Result<Value, PveError> {
+        let url = format!("{}{}", self.base.as_str().trim_end_matches('/'), path.encoded());
+        let http_method = match method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut req = self
+            .http
+            .request(http_method, &url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(ACCEPT, "application/json");
+        match method {
+            Method::Get | Method::Delete => {
+                let pairs = encode::pairs(params)?;
+                if !pairs.is_empty() {
+                    req = req.query(&pairs);
+                }
+            }
+            Method::Post | Method::Put => match self.encoding {
+                BodyEncoding::Form => req = req.form(&encode::pairs(params)?),
+                BodyEncoding::Json => req = req.json(&encode::json_body(params)?),
+            },
+        }
+        let transport = |e: reqwest::Error| {
+            let chain = error_chain(&e);
+            PveError::Transport(TransportError {
+                kind: transport_kind(&e, &chain),
+                method: method.as_str(),
+                path: path.to_string(),
+                target: self.target.clone(),
+                timeout: self.timeout,
+                chain,
+            })
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let reason = resp
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .or_else(|| status.canonical_reason().map(str::to_string));
+        let body = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            let envelope: Value = serde_json::from_slice(&body).map_err(|e| PveError::BadResponse {
+                method: method.as_str(),
+                path: path.to_string(),
+                status: status.as_u16(),
+                detail: format!("{e}; body starts with {:?}", preview(&body)),
+            })?;
+            return match envelope {
+                Value::Object(mut map) if map.contains_key("data") => Ok(map.remove("data").unwrap_or(Value::Null)),
+                _ => Err(PveError::BadResponse {
+                    method: method.as_str(),
+                    path: path.to_string(),
+                    status: status.as_u16(),
+                    detail: "no 'data' field".into(),
+                }),
+            };
+        }
+        let (message, errors) = parse_error_body(&body);
+        Err(PveError::Api(ApiError {
+            method: method.as_str(),
+            path: path.to_string(),
+            status: status.as_u16(),
+            reason,
+            message,
+            errors,
+        }))
+    }
+}
+
+/// `message` and `errors` from an error body; a plain-text body counts as the message.
+fn parse_error_body(body: &[u8]) -> (Option<String>, BTreeMap<String, String>) {
+    let mut errors = BTreeMap::new();
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => {
+            if let Some(Value::Object(errs)) = map.get("errors") {
+                for (k, v) in errs {
+                    let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    errors.insert(k.clone(), text);
+                }
+            }
+            let message = map.get("message").and_then(Value::as_str).map(|s| s.trim().to_string());
+            (message.filter(|s| !s.is_empty()), errors)
+        }
+        _ => {
+            let text = String::from_utf8_lossy(body).trim().to_string();
+            // An HTML page (a reverse proxy's error page) is noise; keep plain text only.
+            let plain = !text.is_empty() && !text.starts_with('<') && text.len() <= 2000;
+            (plain.then_some(text), errors)
+        }
+    }
+}
+
+fn preview(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned()
+}
+
+/// `Display` of an error and all its sources, outermost first.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if out.last() != Some(&s) {
+            out.push(s);
+        }
+        source = e.source();
+    }
+    out
+}

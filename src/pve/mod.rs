@@ -1,0 +1,11 @@
+//! The PVE API client: one pooled HTTPS client, token auth, parameter encoding and
+//! PVE's error conventions turned into typed errors.
+
+pub mod client;
+pub mod encode;
+pub mod error;
+pub mod upid;
+
+pub use client::{BodyEncoding, PveClient};
+pub use error::{ApiError, PveError, TransportError, TransportKind};
+pub use upid::Upid;

@@ -1,0 +1,466 @@
+//! The `pve` module scripts call: `pve::get(path, params)`, `pve::post`, `pve::put`,
+//! `pve::delete`, `pve::wait_task(upid)`, `pve::resolve_vmid(vmid)`, `pve::next_vmid()`,
+//! `pve::pick(map, fields)`, `pve::human_bytes(n)`, `pve::log(msg)`, `pve::is_plan()`,
+//! `pve::sleep(seconds)`, `pve::now()`, `pve::task_wait()`.
+//!
+//! Every request goes through the call's gate. A refusal, a timeout or a cancellation stops
+//! the script with an error it cannot catch; a PVE error is thrown as a catchable map
+//! `#{kind, status, message, reason, errors, method, path}` whose `message` is the
+//! actionable sentence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map as RMap, Module, NativeCallContext, Position};
+use serde_json::{Map, Value, json};
+
+use super::context::{CallContext, Interrupt};
+use crate::gate::{ApiPath, Method, Verdict};
+use crate::human;
+use crate::pve::{PveError, Upid};
+
+type R = Result<Dynamic, Box<EvalAltResult>>;
+
+/// Lines of a failed task's log returned by `wait_task`.
+pub const LOG_TAIL_LINES: usize = 20;
+
+pub fn module(cx: Arc<CallContext>) -> Module {
+    let mut m = Module::new();
+    for (name, method) in [
+        ("get", Method::Get),
+        ("post", Method::Post),
+        ("put", Method::Put),
+        ("delete", Method::Delete),
+    ] {
+        let c = cx.clone();
+        reg(&mut m, name, move |n: NativeCallContext, path: Dynamic| -> R {
+            api(&c, &n, method, path, Dynamic::UNIT)
+        });
+        let c = cx.clone();
+        reg(
+            &mut m,
+            name,
+            move |n: NativeCallContext, path: Dynamic, params: Dynamic| -> R { api(&c, &n, method, path, params) },
+        );
+    }
+    let c = cx.clone();
+    reg(&mut m, "wait_task", move |n: NativeCallContext, upid: Dynamic| -> R {
+        wait_task(&c, &n, upid)
+    });
+    let c = cx.clone();
+    reg(
+        &mut m,
+        "resolve_vmid",
+        move |n: NativeCallContext, vmid: Dynamic| -> R { resolve_vmid(&c, &n, vmid) },
+    );
+    let c = cx.clone();
+    reg(&mut m, "next_vmid", move |n: NativeCallContext| -> R {
+        next_vmid(&c, &n)
+    });
+    reg(
+        &mut m,
+        "pick",
+        |n: NativeCallContext, obj: Dynamic, fields: Array| -> R { pick(&n, obj, fields) },
+    );
+    reg(&mut m, "human_bytes", |n: NativeCallContext, v: Dynamic| -> R {
+        Ok(human::human_bytes(number(&n, &v, "human_bytes")?).into())
+    });
+    let c = cx.clone();
+    reg(&mut m, "log", move |_: NativeCallContext, msg: Dynamic| -> R {
+        c.log(&msg.to_string());
+        Ok(Dynamic::UNIT)
+    });
+    let c = cx.clone();
+    reg(&mut m, "is_plan", move |_: NativeCallContext| -> R {
+        Ok(c.gate.is_plan().into())
+    });
+    let c = cx.clone();
+    reg(&mut m, "sleep", move |n: NativeCallContext, secs: Dynamic| -> R {
+        let s = number(&n, &secs, "sleep")?;
+        if !(0.0..=3600.0).contains(&s) {
+            return Err(usage(&n, format!("pve::sleep takes 0 to 3600 seconds, got {s}")));
+        }
+        c.sleep(Duration::from_secs_f64(s)).map_err(|i| stop(&n, i))?;
+        Ok(Dynamic::UNIT)
+    });
+    reg(&mut m, "now", |_: NativeCallContext| -> R {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(Dynamic::from_int(secs as rhai::INT))
+    });
+    let c = cx;
+    reg(&mut m, "task_wait", move |_: NativeCallContext| -> R {
+        Ok(Dynamic::from_float(c.task_wait.as_secs_f64()))
+    });
+    m
+}
+
+fn reg<A: 'static, const N: usize, const X: bool, F>(m: &mut Module, name: &str, f: F)
+where
+    F: rhai::RhaiNativeFunc<A, N, X, Dynamic, true> + Send + Sync + 'static,
+{
+    // Volatile: never evaluated ahead of time by the optimizer.
+    FuncRegistration::new(name).with_volatility(true).set_into_module(m, f);
+}
+
+fn pos(n: &NativeCallContext) -> Position {
+    n.call_position()
+}
+
+/// A misuse of a `pve::` function: catchable, with the script position.
+fn usage(n: &NativeCallContext, msg: String) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(msg.into(), pos(n)).into()
+}
+
+/// Stop the script; it cannot catch this.
+fn stop(n: &NativeCallContext, i: Interrupt) -> Box<EvalAltResult> {
+    let why = match i {
+        Interrupt::Cancelled => "cancelled",
+        Interrupt::TimedOut => "timed out",
+        Interrupt::TooManyRequests => "too many requests",
+    };
+    EvalAltResult::ErrorTerminated(why.into(), pos(n)).into()
+}
+
+fn refused(n: &NativeCallContext, msg: String) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(msg.into(), pos(n)).into()
+}
+
+fn number(n: &NativeCallContext, v: &Dynamic, f: &str) -> Result<f64, Box<EvalAltResult>> {
+    v.as_int()
+        .map(|i| i as f64)
+        .or_else(|_| v.as_float())
+        .map_err(|t| usage(n, format!("pve::{f} takes a number, got {t}")))
+}
+
+fn to_path(
+    n: &NativeCallContext,
+    cx: &CallContext,
+    method: Method,
+    path: &Dynamic,
+) -> Result<ApiPath, Box<EvalAltResult>> {
+    let parsed = if let Some(s) = path.read_lock::<rhai::ImmutableString>() {
+        ApiPath::parse(s.as_str()).map_err(|e| (s.to_string(), e))
+    } else if let Some(a) = path.read_lock::<Array>() {
+        let mut segs = Vec::with_capacity(a.len());
+        for item in a.iter() {
+            if item.is_string() || item.is_int() {
+                segs.push(item.to_string());
+            } else {
+                return Err(usage(
+                    n,
+                    format!("path segments must be strings or integers, got {}", item.type_name()),
+                ));
+            }
+        }
+        let shown = format!("/{}", segs.join("/"));
+        ApiPath::from_segments(segs).map_err(|e| (shown, e))
+    } else {
+        return Err(usage(
+            n,
+            format!(
+                "a path is a string like \"/cluster/resources\" or an array of segments, got {}",
+                path.type_name()
+            ),
+        ));
+    };
+    parsed.map_err(|(raw, e)| refused(n, cx.gate.refuse_path(method, raw, e).to_string()))
+}
+
+fn to_params(n: &NativeCallContext, params: &Dynamic) -> Result<Map<String, Value>, Box<EvalAltResult>> {
+    if params.is_unit() {
+        return Ok(Map::new());
+    }
+    if !params.is_map() {
+        return Err(usage(
+            n,
+            format!(
+                "request parameters are an object map like #{{vmid: 100}}, got {}",
+                params.type_name()
+            ),
+        ));
+    }
+    match rhai::serde::from_dynamic::<Value>(params) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(usage(n, "request parameters must be an object map".into())),
+        Err(e) => Err(usage(n, format!("request parameters cannot be sent: {e}"))),
+    }
+}
+
+/// One request through the gate. `Ok(None)` means it was recorded for the plan, not sent.
+fn request(
+    cx: &CallContext,
+    n: &NativeCallContext,
+    method: Method,
+    path: &ApiPath,
+    params: &Map<String, Value>,
+) -> Result<Option<Value>, Box<EvalAltResult>> {
+    cx.count_request().map_err(|i| stop(n, i))?;
+    match cx.gate.check(method, path, params) {
+        Err(v) => Err(refused(n, v.to_string())),
+        Ok(Verdict::Record(_)) => Ok(None),
+        Ok(Verdict::Send(_)) => {
+            let result = cx
+                .block(cx.client.request(method, path, params))
+                .map_err(|i| stop(n, i))?;
+            result.map(Some).map_err(|e| pve_error(n, &e))
+        }
+    }
+}
+
+fn api(cx: &CallContext, n: &NativeCallContext, method: Method, path: Dynamic, params: Dynamic) -> R {
+    let path = to_path(n, cx, method, &path)?;
+    let params = to_params(n, &params)?;
+    match request(cx, n, method, &path, &params)? {
+        None => Ok(Dynamic::UNIT),
+        Some(v) => to_dynamic(n, v),
+    }
+}
+
+fn to_dynamic(n: &NativeCallContext, v: Value) -> R {
+    rhai::serde::to_dynamic(v).map_err(|e| usage(n, format!("PVE's answer could not be converted: {e}")))
+}
+
+/// A PVE error as a catchable map whose `message` is the actionable sentence.
+fn pve_error(n: &NativeCallContext, e: &PveError) -> Box<EvalAltResult> {
+    let mut m = RMap::new();
+    m.insert("message".into(), e.to_string().into());
+    match e {
+        PveError::Api(a) => {
+            m.insert("kind".into(), "pve".into());
+            m.insert("status".into(), Dynamic::from_int(a.status.into()));
+            m.insert("reason".into(), a.pve_message().into());
+            m.insert("method".into(), a.method.into());
+            m.insert("path".into(), a.path.clone().into());
+            let errors: RMap = a
+                .errors
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+                .collect();
+            m.insert("errors".into(), errors.into());
+        }
+        PveError::Transport(t) => {
+            m.insert("kind".into(), "transport".into());
+            m.insert("status".into(), Dynamic::from_int(0));
+            m.insert("method".into(), t.method.into());
+            m.insert("path".into(), t.path.clone().into());
+        }
+        PveError::BadResponse { status, .. } => {
+            m.insert("kind".into(), "bad_response".into());
+            m.insert("status".into(), Dynamic::from_int((*status).into()));
+        }
+        PveError::InvalidParam { .. } => {
+            m.insert("kind".into(), "invalid_param".into());
+            m.insert("status".into(), Dynamic::from_int(0));
+        }
+    }
+    EvalAltResult::ErrorRuntime(m.into(), pos(n)).into()
+}
+
+fn thrown(n: &NativeCallContext, kind: &str, message: String) -> Box<EvalAltResult> {
+    let mut m = RMap::new();
+    m.insert("kind".into(), kind.into());
+    m.insert("message".into(), message.into());
+    EvalAltResult::ErrorRuntime(m.into(), pos(n)).into()
+}
+
+fn segs(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
+    if upid.is_unit() && cx.gate.is_plan() {
+        return to_dynamic(n, json!({"status": "planned"}));
+    }
+    let raw = upid
+        .read_lock::<rhai::ImmutableString>()
+        .map(|s| s.to_string())
+        .ok_or_else(|| {
+            usage(
+                n,
+                format!(
+                    "pve::wait_task takes the UPID string a PVE call returned, got {}",
+                    upid.type_name()
+                ),
+            )
+        })?;
+    let u = Upid::parse(&raw).map_err(|e| usage(n, e.to_string()))?;
+    let status_path = ApiPath::from_segments(segs(&["nodes", &u.node, "tasks", &raw, "status"]))
+        .map_err(|e| usage(n, e.to_string()))?;
+    let started = tokio::time::Instant::now();
+    let mut interval = Duration::from_millis(200);
+    loop {
+        let st = request(cx, n, Method::Get, &status_path, &Map::new())?.unwrap_or(Value::Null);
+        if st.get("status").and_then(Value::as_str) == Some("stopped") {
+            let exit = st
+                .get("exitstatus")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string();
+            let status = if exit == "OK" {
+                "ok"
+            } else if exit.starts_with("WARNINGS") {
+                "warnings"
+            } else {
+                "failed"
+            };
+            let mut out = json!({
+                "status": status, "exitstatus": exit, "upid": raw, "node": u.node,
+                "type": u.task_type, "id": u.id,
+                "waited_seconds": round1(started.elapsed().as_secs_f64()),
+            });
+            if status != "ok" {
+                out["log_tail"] = Value::Array(log_tail(cx, n, &u)?);
+            }
+            return to_dynamic(n, out);
+        }
+        let waited = started.elapsed();
+        if waited >= cx.task_wait {
+            return to_dynamic(
+                n,
+                json!({
+                    "status": "running", "upid": raw, "node": u.node, "type": u.task_type, "id": u.id,
+                    "waited_seconds": round1(waited.as_secs_f64()),
+                    "hint": "the task is still running in PVE; follow it with pve_task_status",
+                }),
+            );
+        }
+        cx.report_progress(format!(
+            "waiting for task {} {} on {} ({:.0}s)",
+            u.task_type,
+            u.id,
+            u.node,
+            waited.as_secs_f64()
+        ));
+        cx.sleep(interval.min(cx.task_wait - waited)).map_err(|i| stop(n, i))?;
+        interval = (interval * 3 / 2).min(Duration::from_secs(2));
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn log_tail(cx: &CallContext, n: &NativeCallContext, u: &Upid) -> Result<Vec<Value>, Box<EvalAltResult>> {
+    let path = ApiPath::from_segments(segs(&["nodes", &u.node, "tasks", u.as_str(), "log"]))
+        .map_err(|e| usage(n, e.to_string()))?;
+    let params = json!({"start": 0, "limit": 10000});
+    let lines = request(cx, n, Method::Get, &path, params.as_object().unwrap_or(&Map::new()))?.unwrap_or(Value::Null);
+    let texts: Vec<Value> = lines
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l.get("t").cloned()).collect())
+        .unwrap_or_default();
+    let skip = texts.len().saturating_sub(LOG_TAIL_LINES);
+    Ok(texts.into_iter().skip(skip).collect())
+}
+
+fn vmid_arg(n: &NativeCallContext, v: &Dynamic) -> Result<i64, Box<EvalAltResult>> {
+    if let Ok(i) = v.as_int() {
+        return Ok(i);
+    }
+    v.read_lock::<rhai::ImmutableString>()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .ok_or_else(|| usage(n, format!("a vmid is an integer like 100, got {v}")))
+}
+
+fn resolve_vmid(cx: &CallContext, n: &NativeCallContext, vmid: Dynamic) -> R {
+    let vmid = vmid_arg(n, &vmid)?;
+    let path = ApiPath::parse("/cluster/resources").map_err(|e| usage(n, e.to_string()))?;
+    let params = json!({"type": "vm"});
+    let rows = request(cx, n, Method::Get, &path, params.as_object().unwrap_or(&Map::new()))?.unwrap_or(Value::Null);
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    let row_vmid = |r: &Value| {
+        r.get("vmid")
+            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+    };
+    if let Some(r) = rows.iter().find(|r| row_vmid(r) == Some(vmid)) {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        return to_dynamic(
+            n,
+            json!({
+                "vmid": vmid, "node": s("node"), "type": s("type"), "name": s("name"), "status": s("status"),
+                "template": crate::gate::policy::truthy(r.get("template")),
+            }),
+        );
+    }
+    if rows.is_empty() {
+        return Err(thrown(
+            n,
+            "not_found",
+            format!(
+                "No guest has vmid {vmid}: PVE listed no guests at all. Either the cluster has none, or the token lacks VM.Audit (grant PVEAuditor on / to see guests)."
+            ),
+        ));
+    }
+    let mut known: Vec<(i64, String)> = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                row_vmid(r)?,
+                r.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+            ))
+        })
+        .collect();
+    known.sort();
+    let total = known.len();
+    let listed: Vec<String> = known
+        .iter()
+        .take(50)
+        .map(|(id, name)| {
+            if name.is_empty() {
+                id.to_string()
+            } else {
+                format!("{id} ({name})")
+            }
+        })
+        .collect();
+    let more = if total > 50 {
+        format!(" and {} more", total - 50)
+    } else {
+        String::new()
+    };
+    Err(thrown(
+        n,
+        "not_found",
+        format!("No guest has vmid {vmid}. Existing vmids: {}{more}.", listed.join(", ")),
+    ))
+}
+
+fn next_vmid(cx: &CallContext, n: &NativeCallContext) -> R {
+    let path = ApiPath::parse("/cluster/nextid").map_err(|e| usage(n, e.to_string()))?;
+    let v = request(cx, n, Method::Get, &path, &Map::new())?.unwrap_or(Value::Null);
+    let id = v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+    id.map(Dynamic::from_int)
+        .ok_or_else(|| usage(n, format!("PVE answered /cluster/nextid with {v}, not a vmid")))
+}
+
+/// Keep only `fields` of a map; numeric byte fields gain a `*_human` companion.
+fn pick(n: &NativeCallContext, obj: Dynamic, fields: Array) -> R {
+    let Some(src) = obj.read_lock::<RMap>() else {
+        return Err(usage(
+            n,
+            format!("pve::pick takes an object map, got {}", obj.type_name()),
+        ));
+    };
+    let mut out = RMap::new();
+    for f in fields {
+        let Some(key) = f.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()) else {
+            return Err(usage(
+                n,
+                format!("pve::pick field names are strings, got {}", f.type_name()),
+            ));
+        };
+        if let Some(v) = src.get(key.as_str()) {
+            if human::is_byte_field(&key) {
+                let bytes = v.as_int().map(|i| i as f64).or_else(|_| v.as_float());
+                if let Ok(b) = bytes {
+                    out.insert(format!("{key}_human").into(), human::human_bytes(b).into());
+                }
+            }
+            out.insert(key.into(), v.clone());
+        }
+    }
+    Ok(out.into())
+}

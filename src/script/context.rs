@@ -1,0 +1,154 @@
+//! Everything one tool invocation carries: its gate, deadline, cancellation, progress sink
+//! and counters. Host functions block on PVE requests through [`CallContext::block`], which
+//! also gives up on cancellation or at the deadline.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::gate::Gate;
+use crate::pve::PveClient;
+
+use super::sandbox::limits;
+
+/// Receives progress while a script waits: (progress so far, total if known, message).
+pub type ProgressFn = Arc<dyn Fn(f64, Option<f64>, String) + Send + Sync>;
+
+/// Requests one call may make before it is stopped.
+pub const MAX_REQUESTS: usize = 2_000;
+
+/// Why a script was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    Cancelled,
+    TimedOut,
+    TooManyRequests,
+}
+
+pub struct CallContext {
+    pub tool: String,
+    pub client: PveClient,
+    pub gate: Gate,
+    pub cancel: CancellationToken,
+    pub deadline: Instant,
+    pub task_wait: Duration,
+    pub progress: Option<ProgressFn>,
+    pub rt: Handle,
+    requests: AtomicUsize,
+    log_lines: AtomicUsize,
+    progress_step: AtomicUsize,
+    interrupt: Mutex<Option<Interrupt>>,
+}
+
+impl CallContext {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tool: String,
+        client: PveClient,
+        gate: Gate,
+        cancel: CancellationToken,
+        deadline: Instant,
+        task_wait: Duration,
+        progress: Option<ProgressFn>,
+        rt: Handle,
+    ) -> CallContext {
+        CallContext {
+            tool,
+            client,
+            gate,
+            cancel,
+            deadline,
+            task_wait,
+            progress,
+            rt,
+            requests: AtomicUsize::new(0),
+            log_lines: AtomicUsize::new(0),
+            progress_step: AtomicUsize::new(0),
+            interrupt: Mutex::new(None),
+        }
+    }
+
+    pub fn interrupt(&self) -> Option<Interrupt> {
+        *self.interrupt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_interrupt(&self, i: Interrupt) {
+        let mut slot = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(i);
+    }
+
+    /// Checked by the engine's progress callback: should the script stop now?
+    pub fn should_stop(&self) -> Option<Interrupt> {
+        if let Some(i) = self.interrupt() {
+            return Some(i);
+        }
+        let now = if self.cancel.is_cancelled() {
+            Some(Interrupt::Cancelled)
+        } else if Instant::now() >= self.deadline {
+            Some(Interrupt::TimedOut)
+        } else {
+            None
+        };
+        if let Some(i) = now {
+            self.set_interrupt(i);
+        }
+        now
+    }
+
+    /// Count one request; past the limit the call is stopped.
+    pub fn count_request(&self) -> Result<(), Interrupt> {
+        if self.requests.fetch_add(1, Ordering::Relaxed) >= MAX_REQUESTS {
+            self.set_interrupt(Interrupt::TooManyRequests);
+            return Err(Interrupt::TooManyRequests);
+        }
+        Ok(())
+    }
+
+    pub fn requests_made(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Run a future to completion from the script's (blocking) thread, unless the call is
+    /// cancelled or its deadline passes first.
+    pub fn block<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Interrupt> {
+        let result = self.rt.block_on(async {
+            tokio::select! {
+                out = fut => Ok(out),
+                _ = self.cancel.cancelled() => Err(Interrupt::Cancelled),
+                _ = tokio::time::sleep_until(self.deadline) => Err(Interrupt::TimedOut),
+            }
+        });
+        if let Err(i) = result {
+            self.set_interrupt(i);
+        }
+        result
+    }
+
+    /// Sleep, waking early on cancellation or at the deadline.
+    pub fn sleep(&self, d: Duration) -> Result<(), Interrupt> {
+        self.block(tokio::time::sleep(d))
+    }
+
+    /// A script log line, bounded in count and length.
+    pub fn log(&self, line: &str) {
+        let n = self.log_lines.fetch_add(1, Ordering::Relaxed);
+        if n < limits::MAX_LOG_LINES {
+            let line: String = line.chars().take(limits::MAX_LOG_LINE).collect();
+            tracing::info!(target: "script", "{}: {line}", self.tool);
+        } else if n == limits::MAX_LOG_LINES {
+            tracing::warn!(target: "script", "{}: more than {} log lines; the rest of this call's output is dropped", self.tool, limits::MAX_LOG_LINES);
+        }
+    }
+
+    pub fn report_progress(&self, message: String) {
+        if let Some(p) = &self.progress {
+            let step = self.progress_step.fetch_add(1, Ordering::Relaxed) + 1;
+            p(step as f64, None, message);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Run one tool call: validate the arguments, run the script on a blocking thread under
+//! its gate, and turn what happened into an [`Outcome`].
+//!
+//! A destructive tool called without `confirm=true` first runs as a plan: reads are sent,
+//! writes are recorded. If the plan holds a destructive request, the answer is the plan;
+//! otherwise (e.g. a restore to a new vmid) the tool runs again for real.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Dynamic, Scope};
+use serde_json::{Map, Value};
+use thiserror::Error;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::binding;
+use super::compile::{CompiledTool, ENTRY};
+use super::context::{CallContext, Interrupt, MAX_REQUESTS, ProgressFn};
+use super::error::ScriptError;
+use super::sandbox;
+use crate::config::Settings;
+use crate::gate::{Class, Gate, PlannedRequest, Violation};
+use crate::pve::PveClient;
+
+/// What a call needs from the server: the client and the settings.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub client: PveClient,
+    pub settings: Settings,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Done(Value),
+    /// Destructive requests that were not sent, with the script's explanation.
+    Plan {
+        explanation: Value,
+        requests: Vec<PlannedRequest>,
+    },
+    Failed(CallError),
+}
+
+#[derive(Debug, Error)]
+pub enum CallError {
+    #[error("invalid arguments: {}", .0.join("; "))]
+    InvalidArguments(Vec<String>),
+    #[error("refused by the safety gate: {0}. Nothing after this request was sent.")]
+    Refused(Violation),
+    #[error("{}{}", .0.message, location(.0))]
+    Script(ScriptError),
+    #[error("the script did not finish within {0:?} and was stopped (PVE_MCP_SCRIPT_TIMEOUT)")]
+    TimedOut(Duration),
+    #[error("the call was cancelled by the client; any PVE task already started keeps running")]
+    Cancelled,
+    #[error("the script made more than {MAX_REQUESTS} PVE requests and was stopped")]
+    TooManyRequests,
+    #[error("the script's result does not match its declared output schema: {0}")]
+    BadOutput(String),
+    #[error("internal error while running the script: {0}")]
+    Internal(String),
+}
+
+fn location(e: &ScriptError) -> String {
+    match (e.line, e.col) {
+        (Some(l), Some(c)) => format!(" (at {}:{l}:{c})", e.origin),
+        (Some(l), None) => format!(" (at {}:{l})", e.origin),
+        _ => format!(" (in {})", e.origin),
+    }
+}
+
+impl CallError {
+    /// A short machine-readable kind for `structuredContent`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::InvalidArguments(_) => "invalid_arguments",
+            CallError::Refused(_) => "refused",
+            CallError::Script(_) => "script_error",
+            CallError::TimedOut(_) => "timeout",
+            CallError::Cancelled => "cancelled",
+            CallError::TooManyRequests => "too_many_requests",
+            CallError::BadOutput(_) => "bad_output",
+            CallError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Check the arguments against the tool's schema; every problem names its field.
+pub fn validate_args(tool: &CompiledTool, args: &Map<String, Value>) -> Result<(), CallError> {
+    let value = Value::Object(args.clone());
+    let problems: Vec<String> = tool
+        .validator
+        .iter_errors(&value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            let field = at.trim_start_matches('/');
+            if field.is_empty() {
+                e.to_string()
+            } else {
+                format!("'{field}': {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CallError::InvalidArguments(problems))
+    }
+}
+
+/// Run a tool call to its outcome.
+pub async fn invoke(
+    rt: &Runtime,
+    tool: Arc<CompiledTool>,
+    args: Map<String, Value>,
+    cancel: CancellationToken,
+    progress: Option<ProgressFn>,
+) -> Outcome {
+    if let Err(e) = validate_args(&tool, &args) {
+        return Outcome::Failed(e);
+    }
+    let confirmed = args.get("confirm") == Some(&Value::Bool(true));
+    let plan = tool.manifest.class == Class::Destructive && !confirmed;
+    let first = run_once(
+        rt,
+        tool.clone(),
+        args.clone(),
+        confirmed,
+        plan,
+        cancel.clone(),
+        progress.clone(),
+    )
+    .await;
+    let outcome = match first {
+        Err(e) => return Outcome::Failed(e),
+        Ok((value, _)) if !plan => Outcome::Done(value),
+        Ok((explanation, requests)) if requests.iter().any(|r| r.class == Class::Destructive) => {
+            Outcome::Plan { explanation, requests }
+        }
+        Ok(_) => match run_once(rt, tool.clone(), args, confirmed, false, cancel, progress).await {
+            Ok((value, _)) => Outcome::Done(value),
+            Err(e) => return Outcome::Failed(e),
+        },
+    };
+    if let (Outcome::Done(value), Some(_)) = (&outcome, &tool.manifest.output_schema)
+        && let Err(e) = check_output(&tool, value)
+    {
+        return Outcome::Failed(e);
+    }
+    outcome
+}
+
+fn check_output(tool: &CompiledTool, value: &Value) -> Result<(), CallError> {
+    let Some(schema) = &tool.manifest.output_schema else {
+        return Ok(());
+    };
+    let validator =
+        jsonschema::validator_for(&Value::Object(schema.clone())).map_err(|e| CallError::BadOutput(e.to_string()))?;
+    match validator.validate(value) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(CallError::BadOutput(format!("{} at '{}'", e, e.instance_path()))),
+    }
+}
+
+async fn run_once(
+    rt: &Runtime,
+    tool: Arc<CompiledTool>,
+    args: Map<String, Value>,
+    confirmed: bool,
+    plan: bool,
+    cancel: CancellationToken,
+    progress: Option<ProgressFn>,
+) -> Result<(Value, Vec<PlannedRequest>), CallError> {
+    let timeout = rt.settings.script_timeout;
+    let gate = Gate::new(rt.settings.mode, tool.manifest.class, confirmed, plan);
+    let cx = Arc::new(CallContext::new(
+        tool.manifest.name.clone(),
+        rt.client.clone(),
+        gate,
+        cancel,
+        Instant::now() + timeout,
+        rt.settings.task_wait,
+        progress,
+        tokio::runtime::Handle::current(),
+    ));
+    let (cx2, tool2) = (cx.clone(), tool.clone());
+    let joined = tokio::task::spawn_blocking(move || run_script(&cx2, &tool2, args)).await;
+    // The gate and the interrupt decide first: a script cannot hide them by catching errors.
+    if let Some(v) = cx.gate.violation() {
+        return Err(CallError::Refused(v));
+    }
+    match cx.interrupt() {
+        Some(Interrupt::Cancelled) => return Err(CallError::Cancelled),
+        Some(Interrupt::TimedOut) => return Err(CallError::TimedOut(timeout)),
+        Some(Interrupt::TooManyRequests) => return Err(CallError::TooManyRequests),
+        None => {}
+    }
+    let result = joined.map_err(|e| CallError::Internal(e.to_string()))?;
+    let value = result.map_err(|e| CallError::Script(ScriptError::from_eval(&tool.origin, &e)))?;
+    let json: Value = rhai::serde::from_dynamic(&value).map_err(|e| {
+        CallError::Script(ScriptError {
+            origin: tool.origin.clone(),
+            line: None,
+            col: None,
+            message: format!("fn {ENTRY} returned a value that is not JSON: {e}"),
+        })
+    })?;
+    Ok((json, cx.gate.planned()))
+}
+
+fn run_script(
+    cx: &Arc<CallContext>,
+    tool: &CompiledTool,
+    args: Map<String, Value>,
+) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+    let log_cx = cx.clone();
+    let mut engine = sandbox::engine(Arc::new(move |s| log_cx.log(s)));
+    engine.register_static_module("pve", binding::module(cx.clone()).into());
+    let stop_cx = cx.clone();
+    engine.on_progress(move |ops| {
+        if ops % 512 != 0 {
+            return None;
+        }
+        if stop_cx.gate.violation().is_some() {
+            return Some("refused".into());
+        }
+        stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
+    });
+    let args = rhai::serde::to_dynamic(Value::Object(args))?;
+    engine.call_fn::<Dynamic>(&mut Scope::new(), &tool.ast, ENTRY, (args,))
+}

@@ -1,0 +1,106 @@
+//! `import "lib/NAME" as x;` resolved from an in-memory set of library sources.
+//!
+//! Tools are compiled self-contained: every import is resolved once, at compile time, from
+//! the `lib/` folders of the script roots, and embedded in the tool's AST. No file is read
+//! while a script runs, and no path outside the roots can be named.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
+
+type SharedModule = Shared<Module>;
+
+/// One library module's source.
+#[derive(Debug, Clone)]
+pub struct LibSource {
+    /// Shown in error positions, e.g. `scripts/lib/guest.rhai`.
+    pub origin: String,
+    pub text: Arc<str>,
+}
+
+/// Library modules by import name (`lib/guest`).
+#[derive(Debug, Clone, Default)]
+pub struct Libs {
+    modules: BTreeMap<String, LibSource>,
+}
+
+impl Libs {
+    pub fn new(modules: BTreeMap<String, LibSource>) -> Libs {
+        Libs { modules }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.modules.keys().map(String::as_str)
+    }
+}
+
+/// `lib/guest` or `lib/guest.rhai` → `lib/guest`; anything else is not a library name.
+pub fn import_name(path: &str) -> Option<String> {
+    let name = path.strip_suffix(".rhai").unwrap_or(path);
+    let rest = name.strip_prefix("lib/")?;
+    let ok = !rest.is_empty()
+        && rest.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    ok.then(|| name.to_string())
+}
+
+impl ModuleResolver for Libs {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<SharedModule, Box<EvalAltResult>> {
+        let not_found = || -> Box<EvalAltResult> {
+            let known: Vec<&str> = self.names().collect();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            EvalAltResult::ErrorModuleNotFound(
+                format!("{path} (modules are imported by name from lib/ of the script directories, e.g. import \"lib/guest\" as guest; available: {known})"),
+                pos,
+            )
+            .into()
+        };
+        let name = import_name(path).ok_or_else(not_found)?;
+        let lib = self.modules.get(&name).ok_or_else(not_found)?;
+        let mut ast = engine
+            .compile(lib.text.as_ref())
+            .map_err(|e| EvalAltResult::ErrorInModule(lib.origin.clone(), Box::new(e.into()), pos))?;
+        ast.set_source(lib.origin.clone());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| EvalAltResult::ErrorInModule(lib.origin.clone(), e, pos))?;
+        Ok(Shared::new(module))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lib_names() {
+        assert_eq!(import_name("lib/guest").as_deref(), Some("lib/guest"));
+        assert_eq!(import_name("lib/net/util.rhai").as_deref(), Some("lib/net/util"));
+        for bad in [
+            "guest",
+            "/etc/passwd",
+            "lib/../x",
+            "lib/",
+            "lib//x",
+            "../lib/x",
+            "lib/a b",
+            "lib\\x",
+        ] {
+            assert_eq!(import_name(bad), None, "{bad}");
+        }
+    }
+}

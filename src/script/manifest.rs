@@ -1,0 +1,220 @@
+//! A tool's manifest: the literal `const TOOL = #{ ... };` at the top of its script.
+//!
+//! ```rhai
+//! const TOOL = #{
+//!     description: "Live status of one guest.",
+//!     class: "read",                       // read | write | destructive | exec
+//!     title: "Guest status",               // optional
+//!     idempotent: true,                    // optional
+//!     params: #{                           // JSON Schema of the arguments
+//!         "type": "object",
+//!         "properties": #{ "vmid": #{ "type": "integer", "minimum": 100 } },
+//!         "required": ["vmid"],
+//!     },
+//!     output: #{ "type": "object" },       // optional output schema
+//! };
+//! ```
+//!
+//! The core owns `confirm`: it is added to every destructive tool's schema, and a script
+//! may not declare it.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use thiserror::Error;
+
+use crate::gate::Class;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub description: String,
+    pub class: Class,
+    pub title: Option<String>,
+    pub idempotent: Option<bool>,
+    /// The input schema as listed to MCP hosts (with `confirm` for destructive tools).
+    pub input_schema: Map<String, Value>,
+    pub output_schema: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    name: Option<String>,
+    description: String,
+    class: String,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    idempotent: Option<bool>,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    output: Option<Value>,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ManifestError {
+    #[error("the script has no `const TOOL = #{{ ... }};` manifest (it must be a literal map at the top level)")]
+    Missing,
+    #[error("TOOL: {0}")]
+    Invalid(String),
+}
+
+pub const CONFIRM_DESCRIPTION: &str = "Set to true to carry out this destructive operation. Without it nothing is changed: the tool answers with what would be done and lost, and the exact requests it would send.";
+
+/// Is `name` usable as an MCP tool name?
+pub fn valid_tool_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl Manifest {
+    /// Build the manifest from the `TOOL` value (already converted to JSON).
+    pub fn from_value(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
+        let invalid = |s: String| ManifestError::Invalid(s);
+        let raw: RawManifest = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        if !valid_tool_name(stem) {
+            return Err(invalid(format!(
+                "the file name '{stem}' is not a valid tool name (letters, digits, '_' and '-', at most 64)"
+            )));
+        }
+        if let Some(name) = &raw.name
+            && name != stem
+        {
+            return Err(invalid(format!(
+                "name '{name}' differs from the file name '{stem}'; the file name is the tool name"
+            )));
+        }
+        if raw.description.trim().is_empty() {
+            return Err(invalid(
+                "description is empty; say what the tool does, its side effects, and when to prefer another tool"
+                    .into(),
+            ));
+        }
+        let class = match raw.class.as_str() {
+            "read" => Class::Read,
+            "write" => Class::Write,
+            "destructive" => Class::Destructive,
+            "exec" => Class::Exec,
+            other => {
+                return Err(invalid(format!(
+                    "class '{other}' is not one of read, write, destructive, exec"
+                )));
+            }
+        };
+        let input_schema = input_schema(raw.params, class).map_err(invalid)?;
+        let output_schema = match raw.output {
+            None => None,
+            Some(Value::Object(o)) if o.get("type") == Some(&json!("object")) => Some(o),
+            Some(_) => return Err(invalid("output must be a JSON Schema with \"type\": \"object\"".into())),
+        };
+        Ok(Manifest {
+            name: stem.to_string(),
+            description: raw.description.trim().to_string(),
+            class,
+            title: raw.title,
+            idempotent: raw.idempotent,
+            input_schema,
+            output_schema,
+        })
+    }
+}
+
+fn input_schema(params: Option<Value>, class: Class) -> Result<Map<String, Value>, String> {
+    let mut schema = match params {
+        None => Map::new(),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err("params must be a JSON Schema object map".into()),
+    };
+    match schema.get("type") {
+        None => {
+            schema.insert("type".into(), json!("object"));
+        }
+        Some(t) if t == "object" => {}
+        Some(t) => return Err(format!("params must have \"type\": \"object\" (got {t})")),
+    }
+    let props = schema.entry("properties").or_insert_with(|| json!({}));
+    let Value::Object(props) = props else {
+        return Err("params.properties must be a map".into());
+    };
+    if class == Class::Destructive {
+        if props.contains_key("confirm") {
+            return Err("'confirm' is reserved: the core adds it to every destructive tool".into());
+        }
+        props.insert(
+            "confirm".into(),
+            json!({"type": "boolean", "default": false, "description": CONFIRM_DESCRIPTION}),
+        );
+    }
+    if let Some(required) = schema.get("required") {
+        let Some(list) = required.as_array() else {
+            return Err("params.required must be a list of property names".into());
+        };
+        for r in list {
+            let known = r.as_str().is_some_and(|name| schema["properties"].get(name).is_some());
+            if !known {
+                return Err(format!("params.required names {r}, which is not in params.properties"));
+            }
+        }
+    }
+    // A typo in an argument name should be an error, not silently ignored.
+    schema.entry("additionalProperties").or_insert(json!(false));
+    jsonschema::validator_for(&Value::Object(schema.clone()))
+        .map_err(|e| format!("params is not a valid JSON Schema: {e}"))?;
+    Ok(schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_a_destructive_manifest() {
+        let m = Manifest::from_value(
+            "pve_vm_delete",
+            json!({"description": "Delete.", "class": "destructive",
+                   "params": {"type": "object", "properties": {"vmid": {"type": "integer"}}, "required": ["vmid"]}}),
+        )
+        .unwrap();
+        assert_eq!(m.class, Class::Destructive);
+        assert_eq!(m.input_schema["properties"]["confirm"]["type"], "boolean");
+        assert_eq!(m.input_schema["additionalProperties"], false);
+    }
+
+    #[test]
+    fn rejects_bad_manifests() {
+        let cases = [
+            (json!({"description": "x", "class": "admin"}), "class 'admin'"),
+            (json!({"description": " ", "class": "read"}), "description is empty"),
+            (
+                json!({"description": "x", "class": "read", "name": "other"}),
+                "differs from the file name",
+            ),
+            (
+                json!({"description": "x", "class": "read", "params": {"type": "array"}}),
+                "\"type\": \"object\"",
+            ),
+            (
+                json!({"description": "x", "class": "read", "params": {"properties": {}, "required": ["vmid"]}}),
+                "not in params.properties",
+            ),
+            (
+                json!({"description": "x", "class": "destructive", "params": {"properties": {"confirm": {"type": "boolean"}}}}),
+                "reserved",
+            ),
+            (
+                json!({"description": "x", "class": "read", "params": {"properties": {"a": {"type": "no-such-type"}}}}),
+                "not a valid JSON Schema",
+            ),
+            (
+                json!({"description": "x", "class": "read", "descripton": "typo"}),
+                "unknown field `descripton`",
+            ),
+        ];
+        for (value, want) in cases {
+            let err = Manifest::from_value("t", value.clone()).unwrap_err().to_string();
+            assert!(err.contains(want), "{value}: {err}");
+        }
+        assert!(Manifest::from_value("bad name", json!({"description": "x", "class": "read"})).is_err());
+    }
+}
