@@ -1,8 +1,11 @@
 //! pve-mcp: an MCP server for Proxmox VE whose tools are Rhai scripts, with safety
 //! enforced by the core. See ARCHITECTURE.md for the map of the code.
 
+pub mod cli;
 pub mod config;
 pub mod gate;
 pub mod human;
 pub mod pve;
+pub mod registry;
 pub mod script;
+pub mod server;

@@ -1,1 +1,36 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use pve_mcp::cli::{Cli, run};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // stdout belongs to the MCP protocol: every log line goes to stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PVE_MCP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pve-mcp: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        match run(cli).await {
+            Ok(code) => code,
+            Err(exit) => {
+                eprintln!("pve-mcp: {}", exit.message);
+                ExitCode::from(exit.code)
+            }
+        }
+    });
+    // A pending read on stdin cannot be cancelled; do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}

@@ -1,0 +1,243 @@
+//! The command line: serve over stdio (default), and the script author's commands
+//! `tools`, `check` and `call`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use rmcp::ServiceExt;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, ProcessEnv, Settings};
+use crate::pve::PveClient;
+use crate::registry::{self, Registry, sources};
+use crate::script::{Outcome, Runtime, invoke};
+use crate::server::{PveMcpServer, result};
+
+/// Exit code for a configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "pve-mcp", version, about = "MCP server for Proxmox VE; every tool is a Rhai script.", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over stdio (the default).
+    Serve,
+    /// List the tools: name, class, whether the current mode lists it, and its source file.
+    Tools,
+    /// Compile and check scripts (built-ins and the script directories, or the given
+    /// directories); exit 1 if any is broken.
+    Check {
+        /// Directories to check instead of PVE_MCP_SCRIPTS.
+        dirs: Vec<PathBuf>,
+    },
+    /// Call one tool and print its JSON result, through the same gate and modes as the server.
+    Call {
+        /// Tool name, e.g. pve_list_vms.
+        tool: String,
+        /// Arguments as a JSON object, e.g. '{"vmid": 100}'.
+        #[arg(default_value = "{}")]
+        args: String,
+    },
+}
+
+/// A failure that ends the process, with its exit code.
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<ConfigError> for Exit {
+    fn from(e: ConfigError) -> Exit {
+        Exit {
+            code: EXIT_CONFIG,
+            message: format!("configuration error: {e}"),
+        }
+    }
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Exit {
+    Exit {
+        code,
+        message: message.into(),
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
+    config::load_dotenv();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Tools => tools(),
+        Command::Check { dirs } => check(dirs),
+        Command::Call { tool, args } => call(&tool, &args).await,
+    }
+}
+
+fn runtime(config: &Config) -> Result<Runtime, Exit> {
+    let client =
+        PveClient::new(&config.connection).map_err(|e| fail(EXIT_CONFIG, format!("configuration error: {e}")))?;
+    Ok(Runtime {
+        client,
+        settings: config.settings.clone(),
+    })
+}
+
+fn load_registry(settings: &Settings) -> Arc<Registry> {
+    let registry = Arc::new(Registry::with_builtins(settings.script_dirs.clone()));
+    for p in &registry.snapshot().problems {
+        tracing::warn!("{}: {p}", p.origin);
+    }
+    registry
+}
+
+async fn serve() -> Result<ExitCode, Exit> {
+    let config = Config::from_env(&ProcessEnv)?;
+    let runtime = runtime(&config)?;
+    let registry = load_registry(&config.settings);
+    let server = PveMcpServer::new(registry.clone(), runtime);
+    let notifier = server.clone();
+    let _watch = registry::watch::spawn(registry.clone(), config.settings.script_dirs_explicit, move |report| {
+        if report.listing_changed {
+            tracing::info!("tool list changed; notifying the client");
+            notifier.tools_changed();
+        }
+    })
+    .map_err(|e| fail(1, format!("cannot watch the script directories: {e}")))?;
+    let mode = config.settings.mode;
+    tracing::info!(
+        "serving {} tools over stdio for {} (read-only: {}, exec: {})",
+        registry.snapshot().visible(mode).count(),
+        config.connection.base_url,
+        mode.read_only,
+        mode.exec_enabled
+    );
+    let service = server
+        .clone()
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| fail(1, format!("MCP handshake failed: {e}")))?;
+    server.spawn_legacy_notifier(service.peer().clone());
+    let reason = service.waiting().await;
+    tracing::info!("client disconnected ({reason:?}); exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tools() -> Result<ExitCode, Exit> {
+    let settings = Settings::from_env(&ProcessEnv)?;
+    let registry = load_registry(&settings);
+    let snap = registry.snapshot();
+    let width = snap.tools.keys().map(String::len).max().unwrap_or(4).max(4);
+    println!("{:width$}  {:11}  {:26}  SOURCE", "NAME", "CLASS", "LISTED"); // stdout-ok
+    for t in snap.tools.values() {
+        let m = &t.manifest;
+        let listed = if registry::visible(m.class, settings.mode) {
+            "yes"
+        } else if settings.mode.read_only {
+            "no (read-only mode)"
+        } else {
+            "no (PVE_MCP_ENABLE_EXEC off)"
+        };
+        println!(
+            "{:width$}  {:11}  {:26}  {}",
+            m.name,
+            m.class.as_str(),
+            listed,
+            t.origin
+        ); // stdout-ok
+    }
+    for p in &snap.problems {
+        eprintln!("{}: {p}", p.origin);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
+    let dirs = if dirs.is_empty() {
+        Settings::from_env(&ProcessEnv)?.script_dirs
+    } else {
+        dirs
+    };
+    for d in &dirs {
+        if !d.is_dir() {
+            eprintln!("{}: not a directory; skipped", d.display());
+        }
+    }
+    // Compile with no "previous" version, so every broken script is reported as broken.
+    let registry = Registry::new(sources::builtin(), dirs);
+    let snap = registry.snapshot();
+    for t in snap.tools.values() {
+        println!(
+            "ok     {:32} {:11} {}",
+            t.manifest.name,
+            t.manifest.class.as_str(),
+            t.origin
+        ); // stdout-ok
+    }
+    for p in &snap.problems {
+        println!("error  {}", p.message); // stdout-ok
+    }
+    if snap.problems.is_empty() {
+        println!("{} tools, no problems", snap.tools.len()); // stdout-ok
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} tools, {} problems", snap.tools.len(), snap.problems.len()); // stdout-ok
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn call(tool: &str, args: &str) -> Result<ExitCode, Exit> {
+    let args: Map<String, Value> = match serde_json::from_str(args) {
+        Ok(Value::Object(m)) => m,
+        Ok(other) => {
+            return Err(fail(
+                1,
+                format!("arguments must be a JSON object like '{{\"vmid\": 100}}', got {other}"),
+            ));
+        }
+        Err(e) => {
+            return Err(fail(
+                1,
+                format!("arguments are not valid JSON ({e}); pass an object like '{{\"vmid\": 100}}'"),
+            ));
+        }
+    };
+    let config = Config::from_env(&ProcessEnv)?;
+    let runtime = runtime(&config)?;
+    let registry = load_registry(&config.settings);
+    let snap = registry.snapshot();
+    let Some(compiled) = snap.get_visible(tool, config.settings.mode).cloned() else {
+        let why = if snap.tools.contains_key(tool) {
+            "is not available in the current mode (read-only, or PVE_MCP_ENABLE_EXEC off)".to_string()
+        } else {
+            format!("does not exist; `pve-mcp tools` lists the {} tools", snap.tools.len())
+        };
+        return Err(fail(1, format!("tool '{tool}' {why}")));
+    };
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let progress: crate::script::context::ProgressFn = Arc::new(|_, _, msg| tracing::info!("{msg}"));
+    let outcome = invoke(&runtime, compiled, args, cancel, Some(progress)).await;
+    let (json, code) = match outcome {
+        Outcome::Done(v) => (result::as_object(v), ExitCode::SUCCESS),
+        Outcome::Plan { explanation, requests } => (result::plan_json(tool, explanation, &requests), ExitCode::SUCCESS),
+        Outcome::Failed(e) => {
+            eprintln!("{tool}: {e}");
+            (result::error_json(tool, &e), ExitCode::from(1))
+        }
+    };
+    let text = serde_json::to_string_pretty(&json).map_err(|e| fail(1, e.to_string()))?;
+    println!("{text}"); // stdout-ok
+    Ok(code)
+}

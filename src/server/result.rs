@@ -1,0 +1,46 @@
+//! An [`Outcome`] as an MCP tool result: JSON as text and as `structuredContent`; every
+//! failure is a result with `isError: true`, never a protocol error.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde_json::{Value, json};
+
+use crate::script::{CallError, Outcome};
+
+/// `structuredContent` must be an object; other results are wrapped as `{"result": …}`.
+pub fn as_object(v: Value) -> Value {
+    match v {
+        Value::Object(_) => v,
+        other => json!({ "result": other }),
+    }
+}
+
+/// The JSON a plan answers with.
+pub fn plan_json(tool: &str, explanation: Value, requests: &[crate::gate::PlannedRequest]) -> Value {
+    json!({
+        "status": "confirmation_required",
+        "performed": false,
+        "message": format!(
+            "{tool} is destructive and was NOT carried out: nothing was changed. Review what would happen below, then call {tool} again with the same arguments and confirm=true to do it."
+        ),
+        "explanation": explanation,
+        "requests": requests,
+    })
+}
+
+/// The JSON of a failure: a kind and the actionable sentence.
+pub fn error_json(tool: &str, e: &CallError) -> Value {
+    json!({ "error": e.kind(), "tool": tool, "message": format!("{tool}: {e}") })
+}
+
+pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
+    match outcome {
+        Outcome::Done(v) => CallToolResult::structured(as_object(v)),
+        Outcome::Plan { explanation, requests } => CallToolResult::structured(plan_json(tool, explanation, &requests)),
+        Outcome::Failed(e) => {
+            let body = error_json(tool, &e);
+            let mut r = CallToolResult::error(vec![ContentBlock::text(format!("{tool}: {e}"))]);
+            r.structured_content = Some(body);
+            r
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Shared test harness: a wiremock fake PVE, and the real binary driven over stdio by
+//! rmcp's client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Map, Value, json};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const TOKEN_ID: &str = "mcp@pve!test";
+pub const SECRET: &str = "8c3f1a2b-4d5e-4f60-8a9b-0c1d2e3f4a5b";
+pub const UPID_START: &str = "UPID:pve1:0012EBC1:05E31C50:66C27520:qmstart:100:mcp@pve!test:";
+
+pub fn data(v: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({ "data": v }))
+}
+
+/// Three guests on two nodes: a running VM, a stopped VM, a running container.
+pub fn guests() -> Value {
+    json!([
+        {"id": "qemu/100", "type": "qemu", "vmid": 100, "name": "web", "node": "pve1", "status": "running",
+         "template": 0, "maxmem": 4294967296u64, "mem": 1073741824, "maxcpu": 2, "cpu": 0.05, "tags": "prod;web",
+         "disk": 0, "maxdisk": 34359738368u64, "uptime": 1000},
+        {"id": "qemu/101", "type": "qemu", "vmid": 101, "name": "db", "node": "pve2", "status": "stopped",
+         "template": 0, "maxmem": 8589934592u64, "mem": 0, "maxcpu": 4, "cpu": 0, "disk": 0, "maxdisk": 68719476736u64, "uptime": 0},
+        {"id": "lxc/200", "type": "lxc", "vmid": 200, "name": "dns", "node": "pve1", "status": "running",
+         "template": 0, "maxmem": 536870912, "mem": 104857600, "maxcpu": 1, "cpu": 0.01, "disk": 1073741824, "maxdisk": 8589934592u64, "uptime": 500}
+    ])
+}
+
+/// A fake PVE with the guest list and the task endpoints every tool needs.
+pub async fn fake_pve() -> MockServer {
+    let pve = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .respond_with(data(guests()))
+        .mount(&pve)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/api2/json/nodes/[^/]+/tasks/[^/]+/status$"))
+        .respond_with(data(json!({"status": "stopped", "exitstatus": "OK", "upid": UPID_START, "node": "pve1", "type": "qmstart", "id": "100"})))
+        .mount(&pve)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/api2/json/nodes/[^/]+/tasks/[^/]+/log$"))
+        .respond_with(data(json!([{"n": 1, "t": "starting"}, {"n": 2, "t": "TASK OK"}])))
+        .mount(&pve)
+        .await;
+    pve
+}
+
+/// Requests that reached the fake PVE, as (METHOD, decoded path).
+pub async fn requests(pve: &MockServer) -> Vec<(String, String)> {
+    pve.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r: &Request| {
+            let p = percent_decode(r.url.path());
+            (r.method.to_string(), p)
+        })
+        .collect()
+}
+
+pub async fn non_get(pve: &MockServer) -> Vec<(String, String)> {
+    requests(pve).await.into_iter().filter(|(m, _)| m != "GET").collect()
+}
+
+pub fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+#[derive(Debug, Default)]
+pub struct Events {
+    pub list_changed: usize,
+    pub progress: Vec<ProgressNotificationParam>,
+}
+
+/// A client handler that records what the server notifies.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub events: Arc<Mutex<Events>>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_tool_list_changed(&self, _cx: NotificationContext<RoleClient>) {
+        self.events.lock().unwrap().list_changed += 1;
+    }
+
+    async fn on_progress(&self, params: ProgressNotificationParam, _cx: NotificationContext<RoleClient>) {
+        self.events.lock().unwrap().progress.push(params);
+    }
+}
+
+pub struct Server {
+    pub client: RunningService<RoleClient, Recorder>,
+    pub events: Arc<Mutex<Events>>,
+    pub scripts: tempfile::TempDir,
+    pub stderr: PathBuf,
+    _home: tempfile::TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pve-mcp")
+}
+
+/// Environment for the binary: a clean HOME, the fake PVE, the given user script dir.
+pub fn command(pve_uri: &str, scripts: &Path, home: &Path, extra: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.current_dir(home)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PVE_HOST", pve_uri)
+        .env("PVE_TOKEN_ID", TOKEN_ID)
+        .env("PVE_TOKEN_SECRET", SECRET)
+        .env("PVE_MCP_SCRIPTS", scripts)
+        .env("PVE_MCP_TASK_WAIT", "5")
+        .env("PVE_MCP_LOG", "info");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Copy fixture scripts (file names under tests/fixtures/) into a fresh user dir.
+pub fn fixtures(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for n in names {
+        let src = root.join(n);
+        let dest = dir.path().join(Path::new(n).file_name().unwrap());
+        std::fs::copy(&src, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+    dir
+}
+
+pub async fn start(pve_uri: &str, scripts: tempfile::TempDir, extra: &[(&str, &str)]) -> Server {
+    let home = tempfile::tempdir().unwrap();
+    let stderr = home.path().join("stderr.log");
+    let log = std::fs::File::create(&stderr).unwrap();
+    let cmd = command(pve_uri, scripts.path(), home.path(), extra);
+    let (transport, _) = TokioChildProcess::builder(cmd).stderr(log).spawn().unwrap();
+    let recorder = Recorder::default();
+    let events = recorder.events.clone();
+    let client = recorder.serve(transport).await.unwrap();
+    Server {
+        client,
+        events,
+        scripts,
+        stderr,
+        _home: home,
+    }
+}
+
+impl Server {
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        let args: Map<String, Value> = args.as_object().cloned().unwrap_or_default();
+        self.client
+            .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+            .await
+            .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
+    }
+
+    pub async fn tool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Wait (bounded) until `cond` holds on the recorded events.
+    pub async fn wait_for(&self, what: &str, cond: impl Fn(&Events) -> bool) {
+        for _ in 0..200 {
+            if cond(&self.events.lock().unwrap()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+pub fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn is_error(r: &CallToolResult) -> bool {
+    r.is_error == Some(true)
+}
+
+pub fn structured(r: &CallToolResult) -> Value {
+    r.structured_content.clone().unwrap_or(Value::Null)
+}
