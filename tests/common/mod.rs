@@ -186,6 +186,17 @@ impl Server {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Wait (bounded) until `needle` appears in the server's stderr.
+    pub async fn wait_for_log(&self, needle: &str) {
+        for _ in 0..100 {
+            if self.stderr_text().contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("'{needle}' never appeared in the server log:\n{}", self.stderr_text());
+    }
+
     /// Wait (bounded) until `cond` holds on the recorded events.
     pub async fn wait_for(&self, what: &str, cond: impl Fn(&Events) -> bool) {
         for _ in 0..200 {

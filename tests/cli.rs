@@ -1,0 +1,175 @@
+//! The command line for script authors: tools, check, call; and start-up errors.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+use serde_json::{Value, json};
+use wiremock::Mock;
+use wiremock::matchers::{method, path};
+
+async fn run(args: &[&str], env: &[(&str, &str)], scripts: &std::path::Path) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command("http://127.0.0.1:9", scripts, home.path(), env);
+    cmd.args(args);
+    cmd.output().await.unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_bad_variable_stops_the_server_with_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, expect) in [
+        ("PVE_TOKEN_ID", "root@pam", "PVE_TOKEN_ID is malformed"),
+        ("PVE_HOST", "", "PVE_HOST is not set"),
+        (
+            "PVE_VERIFY_SSL",
+            "sometimes",
+            "PVE_VERIFY_SSL is malformed (got 'sometimes')",
+        ),
+        ("PVE_TOKEN_SECRET", "not-a-uuid", "PVE_TOKEN_SECRET is malformed"),
+    ] {
+        let o = run(&[], &[(var, value)], dir.path()).await;
+        assert_eq!(o.status.code(), Some(2), "{var}: {}", err(&o));
+        let stderr = err(&o);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {lines:?}");
+        assert!(lines[0].contains(expect), "{}", lines[0]);
+        assert!(out(&o).is_empty(), "stdout stays clean");
+        assert!(!err(&o).contains("not-a-uuid"), "the secret is never printed");
+    }
+}
+
+#[tokio::test]
+async fn dotenv_in_the_working_directory_is_loaded() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join(".env"), "PVE_MCP_READ_ONLY=yes\n").unwrap();
+    let mut cmd = command("http://127.0.0.1:9", home.path(), home.path(), &[]);
+    cmd.arg("tools");
+    let o = cmd.output().await.unwrap();
+    assert!(
+        out(&o)
+            .lines()
+            .any(|l| l.starts_with("pve_vm_power") && l.contains("no (read-only mode)")),
+        "{}",
+        out(&o)
+    );
+}
+
+#[tokio::test]
+async fn tools_lists_class_visibility_and_source() {
+    let dir = fixtures(&["hostile/exec_tool.rhai"]);
+    let o = run(&["tools"], &[], dir.path()).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.lines().any(|l| l.starts_with("pve_vm_delete")
+            && l.contains("destructive")
+            && l.contains("builtin:pve_vm_delete.rhai")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("exec_tool")
+            && l.contains("no (PVE_MCP_ENABLE_EXEC off)")
+            && l.contains("exec_tool.rhai")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn check_reports_every_broken_script_with_its_place() {
+    let broken = fixtures(&[
+        "hostile/uses_eval.rhai",
+        "hostile/import_outside.rhai",
+        "hostile/spin.rhai",
+    ]);
+    std::fs::write(broken.path().join("no_manifest.rhai"), "fn run(args) { 1 }\n").unwrap();
+    let o = run(&["check", broken.path().to_str().unwrap()], &[], broken.path()).await;
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    assert!(text.contains("uses_eval.rhai:3:5:"), "{text}");
+    assert!(
+        text.contains("import_outside.rhai:") && text.contains("Module not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no_manifest.rhai:1:1: the script has no `const TOOL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok     spin"),
+        "a script that only misbehaves at run time compiles: {text}"
+    );
+    assert!(text.contains("3 problems"), "{text}");
+
+    let good = tempfile::tempdir().unwrap();
+    let o = run(&["check", good.path().to_str().unwrap()], &[], good.path()).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("no problems"));
+}
+
+#[tokio::test]
+async fn call_prints_the_result_with_the_same_gate() {
+    let pve = fake_pve().await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve2/qemu/101/config"))
+        .respond_with(data(json!({"scsi0": "local-lvm:vm-101-disk-0,size=64G"})))
+        .mount(&pve)
+        .await;
+    let dir = fixtures(&["hostile/read_posts.rhai"]);
+    let home = tempfile::tempdir().unwrap();
+    let uri = pve.uri();
+    let call = |args: Vec<&str>, extra: Vec<(&'static str, &'static str)>| {
+        let mut cmd = command(&uri, dir.path(), home.path(), &extra);
+        cmd.arg("call").args(args);
+        async move { cmd.output().await.unwrap() }
+    };
+
+    let o = call(vec!["pve_list_vms", r#"{"type":"qemu"}"#], vec![]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["count"], 2);
+
+    let o = call(vec!["pve_vm_delete", r#"{"vmid":101}"#], vec![]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["status"], "confirmation_required");
+
+    let o = call(vec!["read_posts"], vec![]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("refused"), "{}", err(&o));
+
+    let o = call(
+        vec!["pve_vm_power", r#"{"vmid":100,"action":"stop"}"#],
+        vec![("PVE_MCP_READ_ONLY", "true")],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("not available in the current mode"), "{}", err(&o));
+
+    let o = call(vec!["pve_list_vms", "not json"], vec![]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("not valid JSON"), "{}", err(&o));
+
+    assert!(non_get(&pve).await.is_empty(), "{:?}", non_get(&pve).await);
+}
+
+#[tokio::test]
+async fn the_server_exits_when_stdin_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command("http://127.0.0.1:9", dir.path(), home.path(), &[]);
+    cmd.stdin(std::process::Stdio::null());
+    let o = tokio::time::timeout(std::time::Duration::from_secs(10), cmd.output())
+        .await
+        .expect("the server must exit")
+        .unwrap();
+    assert!(o.stdout.is_empty(), "nothing but protocol on stdout");
+}
