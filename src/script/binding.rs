@@ -8,10 +8,10 @@
 //! `#{kind, status, message, reason, errors, method, path}` whose `message` is the
 //! actionable sentence.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map as RMap, Module, NativeCallContext, Position};
+use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map as RMap, Module, NativeCallContext, Position, Shared};
 use serde_json::{Map, Value, json};
 
 use super::context::{CallContext, Interrupt};
@@ -24,7 +24,30 @@ type R = Result<Dynamic, Box<EvalAltResult>>;
 /// Lines of a failed task's log returned by `wait_task`.
 pub const LOG_TAIL_LINES: usize = 20;
 
-pub fn module(cx: Arc<CallContext>) -> Module {
+/// The `pve` module, built once. Its functions find their call through the engine's tag
+/// (see [`tag`]), which scripts cannot read or change.
+pub fn module() -> Shared<Module> {
+    static MODULE: LazyLock<Shared<Module>> = LazyLock::new(|| Shared::new(build()));
+    MODULE.clone()
+}
+
+/// The engine tag that binds `pve::` functions to one call.
+pub fn tag(cx: Arc<CallContext>) -> Dynamic {
+    Dynamic::from(cx)
+}
+
+fn call(n: &NativeCallContext) -> Result<Arc<CallContext>, Box<EvalAltResult>> {
+    n.tag()
+        .and_then(|t| t.read_lock::<Arc<CallContext>>().map(|c| c.clone()))
+        .ok_or_else(|| {
+            usage(
+                n,
+                "pve:: functions are only available while a tool runs, not at the top level of a module".into(),
+            )
+        })
+}
+
+fn build() -> Module {
     let mut m = Module::new();
     for (name, method) in [
         ("get", Method::Get),
@@ -32,30 +55,25 @@ pub fn module(cx: Arc<CallContext>) -> Module {
         ("put", Method::Put),
         ("delete", Method::Delete),
     ] {
-        let c = cx.clone();
         reg(&mut m, name, move |n: NativeCallContext, path: Dynamic| -> R {
-            api(&c, &n, method, path, Dynamic::UNIT)
+            api(&*call(&n)?, &n, method, path, Dynamic::UNIT)
         });
-        let c = cx.clone();
         reg(
             &mut m,
             name,
-            move |n: NativeCallContext, path: Dynamic, params: Dynamic| -> R { api(&c, &n, method, path, params) },
+            move |n: NativeCallContext, path: Dynamic, params: Dynamic| -> R {
+                api(&*call(&n)?, &n, method, path, params)
+            },
         );
     }
-    let c = cx.clone();
-    reg(&mut m, "wait_task", move |n: NativeCallContext, upid: Dynamic| -> R {
-        wait_task(&c, &n, upid)
+    reg(&mut m, "wait_task", |n: NativeCallContext, upid: Dynamic| -> R {
+        wait_task(&*call(&n)?, &n, upid)
     });
-    let c = cx.clone();
-    reg(
-        &mut m,
-        "resolve_vmid",
-        move |n: NativeCallContext, vmid: Dynamic| -> R { resolve_vmid(&c, &n, vmid) },
-    );
-    let c = cx.clone();
-    reg(&mut m, "next_vmid", move |n: NativeCallContext| -> R {
-        next_vmid(&c, &n)
+    reg(&mut m, "resolve_vmid", |n: NativeCallContext, vmid: Dynamic| -> R {
+        resolve_vmid(&*call(&n)?, &n, vmid)
+    });
+    reg(&mut m, "next_vmid", |n: NativeCallContext| -> R {
+        next_vmid(&*call(&n)?, &n)
     });
     reg(
         &mut m,
@@ -65,22 +83,19 @@ pub fn module(cx: Arc<CallContext>) -> Module {
     reg(&mut m, "human_bytes", |n: NativeCallContext, v: Dynamic| -> R {
         Ok(human::human_bytes(number(&n, &v, "human_bytes")?).into())
     });
-    let c = cx.clone();
-    reg(&mut m, "log", move |_: NativeCallContext, msg: Dynamic| -> R {
-        c.log(&msg.to_string());
+    reg(&mut m, "log", |n: NativeCallContext, msg: Dynamic| -> R {
+        call(&n)?.log(&msg.to_string());
         Ok(Dynamic::UNIT)
     });
-    let c = cx.clone();
-    reg(&mut m, "is_plan", move |_: NativeCallContext| -> R {
-        Ok(c.gate.is_plan().into())
+    reg(&mut m, "is_plan", |n: NativeCallContext| -> R {
+        Ok(call(&n)?.gate.is_plan().into())
     });
-    let c = cx.clone();
-    reg(&mut m, "sleep", move |n: NativeCallContext, secs: Dynamic| -> R {
+    reg(&mut m, "sleep", |n: NativeCallContext, secs: Dynamic| -> R {
         let s = number(&n, &secs, "sleep")?;
         if !(0.0..=3600.0).contains(&s) {
             return Err(usage(&n, format!("pve::sleep takes 0 to 3600 seconds, got {s}")));
         }
-        c.sleep(Duration::from_secs_f64(s)).map_err(|i| stop(&n, i))?;
+        call(&n)?.sleep(Duration::from_secs_f64(s)).map_err(|i| stop(&n, i))?;
         Ok(Dynamic::UNIT)
     });
     reg(&mut m, "now", |_: NativeCallContext| -> R {
@@ -90,9 +105,8 @@ pub fn module(cx: Arc<CallContext>) -> Module {
             .unwrap_or(0);
         Ok(Dynamic::from_int(secs as rhai::INT))
     });
-    let c = cx;
-    reg(&mut m, "task_wait", move |_: NativeCallContext| -> R {
-        Ok(Dynamic::from_float(c.task_wait.as_secs_f64()))
+    reg(&mut m, "task_wait", |n: NativeCallContext| -> R {
+        Ok(Dynamic::from_float(call(&n)?.task_wait.as_secs_f64()))
     });
     m
 }

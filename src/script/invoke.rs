@@ -183,8 +183,15 @@ async fn run_once(
         progress,
         tokio::runtime::Handle::current(),
     ));
-    let (cx2, tool2) = (cx.clone(), tool.clone());
-    let joined = tokio::task::spawn_blocking(move || run_script(&cx2, &tool2, args)).await;
+    // The script blocks on PVE requests. On the multi-thread runtime it runs in place (the
+    // request has its own task, so this only moves other tasks off this worker); otherwise
+    // on the blocking pool.
+    let joined = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        Ok(tokio::task::block_in_place(|| run_script(&cx, &tool, args)))
+    } else {
+        let (cx2, tool2) = (cx.clone(), tool.clone());
+        tokio::task::spawn_blocking(move || run_script(&cx2, &tool2, args)).await
+    };
     // The gate and the interrupt decide first: a script cannot hide them by catching errors.
     if let Some(v) = cx.gate.violation() {
         return Err(CallError::Refused(v));
@@ -215,7 +222,8 @@ fn run_script(
 ) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
     let log_cx = cx.clone();
     let mut engine = sandbox::engine(Arc::new(move |s| log_cx.log(s)));
-    engine.register_static_module("pve", binding::module(cx.clone()).into());
+    engine.register_static_module("pve", binding::module());
+    engine.set_default_tag(binding::tag(cx.clone()));
     let stop_cx = cx.clone();
     engine.on_progress(move |ops| {
         if ops % 512 != 0 {
