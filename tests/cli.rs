@@ -173,3 +173,28 @@ async fn the_server_exits_when_stdin_closes() {
         .unwrap();
     assert!(o.stdout.is_empty(), "nothing but protocol on stdout");
 }
+
+#[tokio::test]
+async fn the_readme_example_tool_works() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("// ~/.config/pve-mcp/scripts/vm_uptime.rhai")
+        .expect("the example is in the README");
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vm_uptime.rhai"), &readme[start..end]).unwrap();
+
+    let pve = fake_pve().await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/current"))
+        .respond_with(data(json!({"vmid": 100, "status": "running", "uptime": 7200})))
+        .mount(&pve)
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command(&pve.uri(), dir.path(), home.path(), &[]);
+    cmd.args(["call", "vm_uptime", r#"{"vmid": 100}"#]);
+    let o = cmd.output().await.unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v, json!({"vmid": 100, "name": "web", "hours": 2}));
+}
