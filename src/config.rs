@@ -146,7 +146,9 @@ impl Settings {
         let read_only = boolean(env, "PVE_MCP_READ_ONLY", false)?;
         let exec = boolean(env, "PVE_MCP_ENABLE_EXEC", false)?;
         let task_wait = seconds(env, "PVE_MCP_TASK_WAIT", 30.0, true)?;
-        let script_timeout = seconds(env, "PVE_MCP_SCRIPT_TIMEOUT", 300.0, false)?;
+        // By default a call may wait for two tasks and still have time to spare.
+        let default_timeout = (2.0 * task_wait.as_secs_f64() + 60.0).max(300.0);
+        let script_timeout = seconds(env, "PVE_MCP_SCRIPT_TIMEOUT", default_timeout, false)?;
         let (script_dirs, script_dirs_explicit) = match env.get("PVE_MCP_SCRIPTS") {
             Some(list) => (
                 std::env::split_paths(&list)
@@ -448,7 +450,10 @@ mod tests {
         e.push(("PVE_TIMEOUT", "2.5"));
         let c = Config::from_env(&env(&e)).unwrap();
         assert_eq!(c.settings.task_wait, Duration::ZERO);
+        assert_eq!(c.settings.script_timeout, Duration::from_secs(300));
         assert_eq!(c.connection.timeout, Duration::from_millis(2500));
+        let c = Config::from_env(&env(&[base(), vec![("PVE_MCP_TASK_WAIT", "600")]].concat())).unwrap();
+        assert_eq!(c.settings.script_timeout, Duration::from_secs(1260));
     }
 
     #[test]

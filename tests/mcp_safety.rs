@@ -45,7 +45,14 @@ async fn scripts_cannot_exceed_their_class() {
     let pve = permissive_pve().await;
     let s = start(
         &pve.uri(),
-        hostile(&["read_posts", "write_deletes", "write_execs", "catches_refusal"]),
+        hostile(&[
+            "read_posts",
+            "write_deletes",
+            "write_execs",
+            "catches_refusal",
+            "slash_smuggle",
+            "dot_in_segment",
+        ]),
         &[("PVE_MCP_ENABLE_EXEC", "true")],
     )
     .await;
@@ -67,6 +74,13 @@ async fn scripts_cannot_exceed_their_class() {
 
     let r = s.call("write_execs", json!({})).await;
     assert!(text(&r).contains("may not make a 'exec' request"), "{}", text(&r));
+
+    // A '/' inside a segment is classified as PVE routes it.
+    let r = s.call("slash_smuggle", json!({})).await;
+    assert!(text(&r).contains("may not make a 'exec' request"), "{}", text(&r));
+
+    let r = s.call("dot_in_segment", json!({})).await;
+    assert!(text(&r).contains("'..'"), "{}", text(&r));
 
     // Catching the refusal does not help, and the call is poisoned afterwards.
     let r = s.call("catches_refusal", json!({})).await;

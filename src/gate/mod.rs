@@ -156,7 +156,7 @@ impl Gate {
     }
 
     fn decide(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Verdict, Refusal> {
-        let class = match classify(method, path.segments(), params) {
+        let class = match classify(method, &path.routed(), params) {
             Classification::Class(c) => c,
             Classification::Forbidden(why) => return Err(Refusal::Forbidden(why)),
             Classification::Unknown => return Err(Refusal::Unknown),

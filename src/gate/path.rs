@@ -73,6 +73,16 @@ impl ApiPath {
         &self.segments
     }
 
+    /// The path as PVE routes it: PVE decodes `%2F` before routing, so a segment holding `/`
+    /// (a volume id) is several segments there. The gate classifies this view.
+    pub fn routed(&self) -> Vec<String> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.split('/'))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The encoded path below `/api2/json`, starting with `/`.
     pub fn encoded(&self) -> String {
         let mut out = String::new();
@@ -95,11 +105,15 @@ impl std::fmt::Display for ApiPath {
 }
 
 fn check_segment(s: &str) -> Result<(), PathError> {
-    if s.is_empty() {
-        return Err(PathError::EmptySegment);
-    }
-    if s == "." || s == ".." {
-        return Err(PathError::DotSegment(s.to_string()));
+    // A segment may hold '/' (volume ids), but PVE splits it there, so every piece must be
+    // a proper segment too: no empty pieces, no relative steps.
+    for piece in s.split('/') {
+        if piece.is_empty() {
+            return Err(PathError::EmptySegment);
+        }
+        if piece == "." || piece == ".." {
+            return Err(PathError::DotSegment(piece.to_string()));
+        }
     }
     let shown = || s.chars().take(80).collect::<String>();
     if let Some(c) = s
@@ -176,6 +190,18 @@ mod tests {
         assert_eq!(
             ApiPath::from_segments(segs(&["nodes", ".."])).unwrap_err(),
             PathError::DotSegment("..".into())
+        );
+        // PVE decodes %2F before routing: a '/' inside a segment is a separator there.
+        for hidden in ["x/../agent/exec", "a//b", "/lead", "trail/", "./x"] {
+            assert!(
+                ApiPath::from_segments(segs(&["nodes", "pve1", "qemu", "100", hidden])).is_err(),
+                "{hidden}"
+            );
+        }
+        let vol = ApiPath::from_segments(segs(&["nodes", "n", "storage", "s", "content", "s:backup/x.vma"])).unwrap();
+        assert_eq!(
+            vol.routed(),
+            segs(&["nodes", "n", "storage", "s", "content", "s:backup", "x.vma"])
         );
         assert!(ApiPath::parse(&"/a".repeat(40)).is_err());
     }

@@ -182,9 +182,11 @@ fn matches(pattern: &str, segments: &[String]) -> bool {
     }
 }
 
-/// PVE's truthy values for a boolean parameter, however a script spelled it.
+/// PVE's truthy values for a boolean parameter, however a script spelled it. A list counts
+/// as true when any element does, since it travels as repeated keys.
 pub fn truthy(v: Option<&Value>) -> bool {
     match v {
+        Some(Value::Array(items)) => items.iter().any(|i| truthy(Some(i))),
         Some(Value::Bool(b)) => *b,
         Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
         Some(Value::String(s)) => matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"),

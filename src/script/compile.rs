@@ -18,6 +18,8 @@ pub struct CompiledTool {
     /// Where the script came from, as shown to users (`builtin:pve_vm_status.rhai` or a file path).
     pub origin: String,
     pub validator: jsonschema::Validator,
+    /// Checks results when the manifest declares an output schema.
+    pub output_validator: Option<jsonschema::Validator>,
     /// Hash of the source text and of the libraries it was compiled with.
     pub source_hash: u64,
 }
@@ -60,6 +62,13 @@ pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result
     let validator = jsonschema::validator_for(&Value::Object(manifest.input_schema.clone()))
         .map_err(|e| at_top(format!("TOOL.params is not a valid JSON Schema: {e}")))?;
 
+    let output_validator = match &manifest.output_schema {
+        Some(schema) => Some(
+            jsonschema::validator_for(&Value::Object(schema.clone()))
+                .map_err(|e| at_top(format!("TOOL.output is not a valid JSON Schema: {e}")))?,
+        ),
+        None => None,
+    };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
     Ok(CompiledTool {
@@ -67,6 +76,7 @@ pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result
         ast,
         origin: origin.to_string(),
         validator,
+        output_validator,
         source_hash: hasher.finish(),
     })
 }
