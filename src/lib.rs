@@ -9,3 +9,5 @@ pub mod pve;
 pub mod registry;
 pub mod script;
 pub mod server;
+#[cfg(feature = "simulator")]
+pub mod sim;
