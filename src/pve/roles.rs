@@ -48,7 +48,13 @@ const CATEGORIES: &[Category] = &[
         name: "VM",
         root: &[],
         admin: VM_ADMIN,
-        user: &["VM.Config.CDROM", "VM.Config.Cloudinit", "VM.Console", "VM.Backup", "VM.PowerMgmt"],
+        user: &[
+            "VM.Config.CDROM",
+            "VM.Config.Cloudinit",
+            "VM.Console",
+            "VM.Backup",
+            "VM.PowerMgmt",
+        ],
         audit: &["VM.Audit"],
     },
     Category {
@@ -65,7 +71,13 @@ const CATEGORIES: &[Category] = &[
         user: &["Datastore.AllocateSpace"],
         audit: &["Datastore.Audit"],
     },
-    Category { name: "SDN", root: &[], admin: &["SDN.Allocate", "SDN.Audit"], user: &["SDN.Use"], audit: &["SDN.Audit"] },
+    Category {
+        name: "SDN",
+        root: &[],
+        admin: &["SDN.Allocate", "SDN.Audit"],
+        user: &["SDN.Use"],
+        audit: &["SDN.Audit"],
+    },
     Category {
         name: "User",
         root: &["Realm.Allocate"],
@@ -73,8 +85,20 @@ const CATEGORIES: &[Category] = &[
         user: &[],
         audit: &[],
     },
-    Category { name: "Pool", root: &[], admin: &["Pool.Allocate"], user: &["Pool.Audit"], audit: &["Pool.Audit"] },
-    Category { name: "Mapping", root: &[], admin: &["Mapping.Modify"], user: &["Mapping.Use"], audit: &["Mapping.Audit"] },
+    Category {
+        name: "Pool",
+        root: &[],
+        admin: &["Pool.Allocate"],
+        user: &["Pool.Audit"],
+        audit: &["Pool.Audit"],
+    },
+    Category {
+        name: "Mapping",
+        root: &[],
+        admin: &["Mapping.Modify"],
+        user: &["Mapping.Use"],
+        audit: &["Mapping.Audit"],
+    },
 ];
 
 /// Role name → privileges, for one PVE major version.
@@ -82,7 +106,11 @@ pub fn builtin_roles(major: PveMajor) -> BTreeMap<String, BTreeSet<&'static str>
     let mut roles: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
     let mut all: BTreeSet<&'static str> = BTreeSet::from(["Permissions.Modify"]);
     for cat in CATEGORIES {
-        let extra: &[&str] = if cat.name == "VM" && major == PveMajor::V9 { VM_GUEST_AGENT } else { &[] };
+        let extra: &[&str] = if cat.name == "VM" && major == PveMajor::V9 {
+            VM_GUEST_AGENT
+        } else {
+            &[]
+        };
         let admin: Vec<&'static str> = cat.admin.iter().chain(extra).copied().collect();
         all.extend(cat.root.iter().chain(&admin).chain(cat.user).chain(cat.audit));
         for p in admin.iter().chain(cat.user).chain(cat.audit) {
@@ -132,11 +160,31 @@ mod tests {
     fn the_well_known_roles() {
         let r = builtin_roles(PveMajor::V8);
         let set = |n: &str| r[n].iter().copied().collect::<Vec<_>>();
-        assert_eq!(set("PVEAuditor"), vec!["Datastore.Audit", "Mapping.Audit", "Pool.Audit", "SDN.Audit", "Sys.Audit", "VM.Audit"]);
-        assert_eq!(set("PVEDatastoreUser"), vec!["Datastore.AllocateSpace", "Datastore.Audit"]);
+        assert_eq!(
+            set("PVEAuditor"),
+            vec![
+                "Datastore.Audit",
+                "Mapping.Audit",
+                "Pool.Audit",
+                "SDN.Audit",
+                "Sys.Audit",
+                "VM.Audit"
+            ]
+        );
+        assert_eq!(
+            set("PVEDatastoreUser"),
+            vec!["Datastore.AllocateSpace", "Datastore.Audit"]
+        );
         assert_eq!(
             set("PVEVMUser"),
-            vec!["VM.Audit", "VM.Backup", "VM.Config.CDROM", "VM.Config.Cloudinit", "VM.Console", "VM.PowerMgmt"]
+            vec![
+                "VM.Audit",
+                "VM.Backup",
+                "VM.Config.CDROM",
+                "VM.Config.Cloudinit",
+                "VM.Console",
+                "VM.PowerMgmt"
+            ]
         );
         assert!(r["PVEVMAdmin"].contains("VM.Snapshot.Rollback") && r["PVEVMAdmin"].contains("VM.PowerMgmt"));
         assert!(!r["PVEAdmin"].contains("Sys.PowerMgmt") && !r["PVEAdmin"].contains("Mapping.Modify"));
@@ -154,7 +202,10 @@ mod tests {
         assert!(audit.contains(&"PVEAuditor".to_string()));
         assert_eq!(roles_granting("VM.Monitor", PveMajor::V8)[0], "PVEVMAdmin");
         assert_eq!(roles_granting("Sys.PowerMgmt", PveMajor::V8), vec!["Administrator"]);
-        assert_eq!(roles_granting("VM.GuestAgent.Unrestricted", PveMajor::V9)[0], "PVEVMAdmin");
+        assert_eq!(
+            roles_granting("VM.GuestAgent.Unrestricted", PveMajor::V9)[0],
+            "PVEVMAdmin"
+        );
         assert!(roles_granting("No.Such", PveMajor::V8).is_empty());
     }
 }

@@ -196,11 +196,20 @@ impl ClusterSpec {
     /// Load from a `.json` or `.toml` file.
     pub fn load(path: &Path) -> Result<ClusterSpec, SpecError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: shown.clone(),
+            source,
+        })?;
         let spec: ClusterSpec = if path.extension().is_some_and(|e| e == "toml") {
-            toml::from_str(&text).map_err(|e| SpecError::Parse { path: shown.clone(), why: e.to_string() })?
+            toml::from_str(&text).map_err(|e| SpecError::Parse {
+                path: shown.clone(),
+                why: e.to_string(),
+            })?
         } else {
-            serde_json::from_str(&text).map_err(|e| SpecError::Parse { path: shown.clone(), why: e.to_string() })?
+            serde_json::from_str(&text).map_err(|e| SpecError::Parse {
+                path: shown.clone(),
+                why: e.to_string(),
+            })?
         };
         spec.validate()?;
         Ok(spec)
@@ -230,7 +239,10 @@ impl ClusterSpec {
                     return bad(format!("volume {} does not belong to storage {}", v.volid, s.storage));
                 }
                 if !s.shared && v.node.as_deref().is_none_or(|n| !known(n)) {
-                    return bad(format!("volume {} on local storage {} needs a known node", v.volid, s.storage));
+                    return bad(format!(
+                        "volume {} on local storage {} needs a known node",
+                        v.volid, s.storage
+                    ));
                 }
             }
         }

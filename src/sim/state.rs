@@ -13,7 +13,10 @@ use serde_json::{Map, Value};
 use super::spec::{ClusterSpec, GuestKind, GuestStatus, SnapshotSpec, StorageSpec, VolumeSpec};
 
 pub fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[derive(Debug, Clone)]
@@ -46,11 +49,19 @@ pub struct Guest {
 
 impl Guest {
     pub fn name(&self) -> String {
-        let key = if self.kind == GuestKind::Qemu { "name" } else { "hostname" };
+        let key = if self.kind == GuestKind::Qemu {
+            "name"
+        } else {
+            "hostname"
+        };
         match self.config.get(key) {
             Some(Value::String(s)) => s.clone(),
             Some(v) => v.to_string(),
-            None => format!("{}{}", if self.kind == GuestKind::Qemu { "VM " } else { "CT " }, self.vmid),
+            None => format!(
+                "{}{}",
+                if self.kind == GuestKind::Qemu { "VM " } else { "CT " },
+                self.vmid
+            ),
         }
     }
 
@@ -71,14 +82,23 @@ impl Guest {
     pub fn maxmem(&self) -> u64 {
         let mib = match self.config.get("memory") {
             Some(Value::Number(n)) => n.as_u64().unwrap_or(512),
-            Some(Value::String(s)) => s.trim_start_matches("current=").split(',').next().and_then(|v| v.parse().ok()).unwrap_or(512),
+            Some(Value::String(s)) => s
+                .trim_start_matches("current=")
+                .split(',')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(512),
             _ => 512,
         };
         mib * 1024 * 1024
     }
 
     pub fn cores(&self) -> u64 {
-        let n = |k: &str| self.config.get(k).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+        let n = |k: &str| {
+            self.config
+                .get(k)
+                .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        };
         n("cores").unwrap_or(1) * n("sockets").unwrap_or(1)
     }
 
@@ -102,9 +122,12 @@ pub fn is_disk_key(key: &str) -> bool {
     if key == "rootfs" {
         return true;
     }
-    ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate", "mp", "unused"].iter().any(|p| {
-        key.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-    })
+    ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate", "mp", "unused"]
+        .iter()
+        .any(|p| {
+            key.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
 }
 
 /// `size=32G` of a disk string, in bytes.
@@ -132,7 +155,11 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub fn format_size(bytes: u64) -> String {
     const G: u64 = 1024 * 1024 * 1024;
     const M: u64 = 1024 * 1024;
-    if bytes % G == 0 { format!("{}G", bytes / G) } else { format!("{}M", bytes.div_ceil(M)) }
+    if bytes.is_multiple_of(G) {
+        format!("{}G", bytes / G)
+    } else {
+        format!("{}M", bytes.div_ceil(M))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -192,18 +219,25 @@ impl State {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                (n.name.clone(), Node {
-                    name: n.name.clone(),
-                    online: n.online,
-                    ip: n.ip.clone(),
-                    cpus: n.cpus,
-                    memory: n.memory,
-                    rootfs: n.rootfs,
-                    pstart: 0x05E3_1C50 + (i as u32) * 0x1000,
-                })
+                (
+                    n.name.clone(),
+                    Node {
+                        name: n.name.clone(),
+                        online: n.online,
+                        ip: n.ip.clone(),
+                        cpus: n.cpus,
+                        memory: n.memory,
+                        rootfs: n.rootfs,
+                        pstart: 0x05E3_1C50 + (i as u32) * 0x1000,
+                    },
+                )
             })
             .collect();
-        let storages = spec.storages.iter().map(|s| (s.storage.clone(), Storage { spec: s.clone() })).collect();
+        let storages = spec
+            .storages
+            .iter()
+            .map(|s| (s.storage.clone(), Storage { spec: s.clone() }))
+            .collect();
         let volumes = spec.storages.iter().flat_map(|s| s.volumes.clone()).collect();
         let guests = spec
             .guests
@@ -213,19 +247,22 @@ impl State {
                 if !g.tags.is_empty() {
                     config.insert("tags".into(), Value::String(g.tags.join(";")));
                 }
-                (g.vmid, Guest {
-                    vmid: g.vmid,
-                    kind: g.kind,
-                    node: g.node.clone(),
-                    status: g.status,
-                    template: g.template,
-                    tags: g.tags.clone(),
-                    config,
-                    snapshots: g.snapshots.clone(),
-                    agent_running: g.agent_running,
-                    started_at: (g.status != GuestStatus::Stopped).then(|| now - g.uptime as f64),
-                    lock: None,
-                })
+                (
+                    g.vmid,
+                    Guest {
+                        vmid: g.vmid,
+                        kind: g.kind,
+                        node: g.node.clone(),
+                        status: g.status,
+                        template: g.template,
+                        tags: g.tags.clone(),
+                        config,
+                        snapshots: g.snapshots.clone(),
+                        agent_running: g.agent_running,
+                        started_at: (g.status != GuestStatus::Stopped).then_some(now - g.uptime as f64),
+                        lock: None,
+                    },
+                )
             })
             .collect();
         State {
@@ -276,12 +313,23 @@ impl State {
 
     /// Start a task on `node` and return its UPID. `first_lines` are logged at once; the
     /// effect runs when the task finishes.
-    pub fn start_task(&mut self, node: &str, task_type: &str, id: &str, user: &str, first_lines: Vec<String>, effect: Effect) -> String {
+    pub fn start_task(
+        &mut self,
+        node: &str,
+        task_type: &str,
+        id: &str,
+        user: &str,
+        first_lines: Vec<String>,
+        effect: Effect,
+    ) -> String {
         let now = now_secs();
         let pid = self.next_pid;
         self.next_pid += 1;
         let pstart = self.nodes.get(node).map(|n| n.pstart).unwrap_or(0x05E3_1C50);
-        let upid = format!("UPID:{node}:{pid:08X}:{pstart:08X}:{:08X}:{task_type}:{id}:{user}:", now as u64);
+        let upid = format!(
+            "UPID:{node}:{pid:08X}:{pstart:08X}:{:08X}:{task_type}:{id}:{user}:",
+            now as u64
+        );
         self.tasks.push(Task {
             upid: upid.clone(),
             node: node.to_string(),
@@ -325,8 +373,17 @@ mod tests {
         assert_eq!(parse_size("12X"), None);
         assert_eq!(format_size(parse_size("42G").unwrap()), "42G");
         assert_eq!(format_size(parse_size("4M").unwrap()), "4M");
-        assert_eq!(disk_size("local-lvm:vm-100-disk-0,iothread=1,size=32G"), parse_size("32G"));
-        assert!(is_disk_key("scsi0") && is_disk_key("rootfs") && is_disk_key("mp10") && !is_disk_key("net0") && !is_disk_key("scsihw"));
+        assert_eq!(
+            disk_size("local-lvm:vm-100-disk-0,iothread=1,size=32G"),
+            parse_size("32G")
+        );
+        assert!(
+            is_disk_key("scsi0")
+                && is_disk_key("rootfs")
+                && is_disk_key("mp10")
+                && !is_disk_key("net0")
+                && !is_disk_key("scsihw")
+        );
     }
 
     #[test]
@@ -334,12 +391,19 @@ mod tests {
         let mut spec = ClusterSpec::default_cluster();
         spec.task_duration_ms = 0;
         let mut s = State::new(&spec);
-        let upid = s.start_task("pve1", "qmstart", "102", "root@pam!sim", vec![], Box::new(|st: &mut State| {
-            if let Some(g) = st.guests.get_mut(&102) {
-                g.status = GuestStatus::Running;
-            }
-            Ok(vec!["started".into()])
-        }));
+        let upid = s.start_task(
+            "pve1",
+            "qmstart",
+            "102",
+            "root@pam!sim",
+            vec![],
+            Box::new(|st: &mut State| {
+                if let Some(g) = st.guests.get_mut(&102) {
+                    g.status = GuestStatus::Running;
+                }
+                Ok(vec!["started".into()])
+            }),
+        );
         assert!(upid.starts_with("UPID:pve1:0012EBC1:05E31C50:") && upid.ends_with(":qmstart:102:root@pam!sim:"));
         assert!(crate::pve::Upid::parse(&upid).is_ok());
         s.advance();
@@ -348,10 +412,20 @@ mod tests {
         assert_eq!(t.log.last().map(String::as_str), Some("TASK OK"));
         assert_eq!(s.guests[&102].status, GuestStatus::Running);
 
-        let failing = s.start_task("pve1", "qmstart", "100", "u@pve!t", vec![], Box::new(|_: &mut State| Err("VM 100 already running".into())));
+        let failing = s.start_task(
+            "pve1",
+            "qmstart",
+            "100",
+            "u@pve!t",
+            vec![],
+            Box::new(|_: &mut State| Err("VM 100 already running".into())),
+        );
         s.advance();
         let t = s.task(&failing).unwrap();
         assert_eq!(t.exitstatus.as_deref(), Some("VM 100 already running"));
-        assert_eq!(t.log.last().map(String::as_str), Some("TASK ERROR: VM 100 already running"));
+        assert_eq!(
+            t.log.last().map(String::as_str),
+            Some("TASK ERROR: VM 100 already running")
+        );
     }
 }
