@@ -1,0 +1,275 @@
+//! Guest endpoints: live status, config, power actions, destroy. The QEMU/LXC differences
+//! are PVE's: LXC checks the state synchronously (500), QEMU `start` of a running VM fails
+//! inside the task.
+
+use serde_json::{Value, json};
+
+use super::cluster::{fraction, guest_cpu, guest_mem};
+use super::{Call, config_missing};
+use crate::sim::http::Reply;
+use crate::sim::params;
+use crate::sim::spec::{GuestKind, GuestStatus};
+use crate::sim::state::{State, now_secs};
+
+pub fn status_current(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let running = g.running();
+    let seed = u64::from(g.vmid);
+    let counter = |k: u64, scale: f64| {
+        if running {
+            (fraction(seed + k) * scale) as u64
+        } else {
+            0
+        }
+    };
+    let mut out = json!({
+        "vmid": g.vmid, "name": g.name(), "status": if running { "running" } else { "stopped" },
+        "uptime": g.uptime(), "cpus": g.cores(), "cpu": guest_cpu(g), "mem": guest_mem(g), "maxmem": g.maxmem(),
+        "maxdisk": g.maxdisk(), "netin": counter(1, 9e9), "netout": counter(2, 3e9), "ha": {"managed": 0},
+    });
+    if running {
+        out["pid"] = json!(100_000 + g.vmid);
+    }
+    if let Some(tags) = g.config.get("tags") {
+        out["tags"] = tags.clone();
+    }
+    if g.template {
+        out["template"] = json!(1);
+    }
+    if let Some(lock) = &g.lock {
+        out["lock"] = json!(lock);
+    }
+    match g.kind {
+        GuestKind::Qemu => {
+            out["qmpstatus"] = json!(match g.status {
+                GuestStatus::Running => "running",
+                GuestStatus::Paused => "paused",
+                GuestStatus::Stopped => "stopped",
+            });
+            out["disk"] = json!(0);
+            if g.config
+                .get("agent")
+                .is_some_and(|a| a.as_str().is_some_and(|s| s.starts_with('1')) || a == 1)
+            {
+                out["agent"] = json!(1);
+            }
+            if running {
+                out["diskread"] = json!(counter(3, 5e9));
+                out["diskwrite"] = json!(counter(4, 5e9));
+                out["running-qemu"] = json!("9.2.0");
+                out["running-machine"] = json!("pc-q35-9.2+pve1");
+            }
+        }
+        GuestKind::Lxc => {
+            out["type"] = json!("lxc");
+            let swap = g.config.get("swap").and_then(Value::as_u64).unwrap_or(0) * 1024 * 1024;
+            out["maxswap"] = json!(swap);
+            out["swap"] = json!(0);
+            out["disk"] = json!(if running { g.maxdisk() / 4 } else { 0 });
+            out["diskread"] = json!(counter(3, 5e9));
+            out["diskwrite"] = json!(counter(4, 5e9));
+        }
+    }
+    Reply::data(out)
+}
+
+pub fn config(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let mut cfg = g.config.clone();
+    if let Some(snap) = params::text(&call.req.params, "snapshot") {
+        if !g.snapshots.iter().any(|s| s.name == snap) {
+            return Reply::error(500, format!("snapshot '{snap}' does not exist"));
+        }
+        cfg.insert(
+            "snaptime".into(),
+            json!(g.snapshots.iter().find(|s| s.name == snap).map(|s| s.snaptime)),
+        );
+    }
+    // The digest changes whenever the config does.
+    let digest = format!("{:040x}", fnv(&serde_json::to_string(&cfg).unwrap_or_default()));
+    cfg.insert("digest".into(), json!(digest));
+    Reply::data(Value::Object(cfg))
+}
+
+fn fnv(s: &str) -> u128 {
+    s.bytes().fold(0x6c62272e07bb014262b821756295c58d_u128, |h, b| {
+        (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013B)
+    })
+}
+
+fn set_status(st: &mut State, vmid: u32, status: GuestStatus) {
+    if let Some(g) = st.guests.get_mut(&vmid) {
+        if g.status == GuestStatus::Stopped && status != GuestStatus::Stopped {
+            g.started_at = Some(now_secs());
+        }
+        if status == GuestStatus::Stopped {
+            g.started_at = None;
+        }
+        g.status = status;
+    }
+}
+
+pub fn power(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g.clone(),
+        Err(r) => return r,
+    };
+    let action = call.arg("action").to_string();
+    let (vmid, node, word) = (g.vmid, g.node.clone(), g.word());
+    let running = g.running();
+    if g.template && action == "start" {
+        return Reply::error(500, "you can't start a vm if it's a template");
+    }
+    let task_type = match (g.kind, action.as_str()) {
+        (GuestKind::Qemu, "suspend") if params::flag(&call.req.params, "todisk") => "qmsuspend",
+        (GuestKind::Qemu, "suspend") => "qmpause",
+        (GuestKind::Qemu, a) => match a {
+            "start" => "qmstart",
+            "shutdown" => "qmshutdown",
+            "stop" => "qmstop",
+            "reboot" => "qmreboot",
+            "reset" => "qmreset",
+            _ => "qmresume",
+        },
+        (GuestKind::Lxc, a) => match a {
+            "start" => "vzstart",
+            "shutdown" => "vzshutdown",
+            "stop" => "vzstop",
+            "reboot" => "vzreboot",
+            "suspend" => "vzsuspend",
+            _ => "vzresume",
+        },
+    };
+    // Synchronous state checks, as PVE does them.
+    match (g.kind, action.as_str()) {
+        (GuestKind::Lxc, "start") if running => return Reply::error(500, format!("CT {vmid} already running")),
+        (GuestKind::Lxc, "stop" | "shutdown" | "suspend") if !running => {
+            return Reply::error(500, format!("CT {vmid} not running"));
+        }
+        (GuestKind::Lxc, "reboot") if !running => return Reply::error(500, format!("VM {vmid} not running")),
+        (GuestKind::Qemu, "reboot" | "reset" | "suspend" | "resume") if !running => {
+            return Reply::error(500, format!("VM {vmid} not running"));
+        }
+        _ => {}
+    }
+    let kind = g.kind;
+    let effect: crate::sim::state::Effect = match action.as_str() {
+        "start" => Box::new(move |st: &mut State| {
+            if st.guests.get(&vmid).is_some_and(|g| g.running()) {
+                return Err(format!("{word} {vmid} already running"));
+            }
+            set_status(st, vmid, GuestStatus::Running);
+            Ok(vec![])
+        }),
+        "shutdown" | "stop" => Box::new(move |st: &mut State| {
+            set_status(st, vmid, GuestStatus::Stopped);
+            Ok(vec![])
+        }),
+        "reboot" | "reset" => Box::new(move |st: &mut State| {
+            if let Some(g) = st.guests.get_mut(&vmid) {
+                g.started_at = Some(now_secs());
+                g.status = GuestStatus::Running;
+            }
+            Ok(vec![])
+        }),
+        "suspend" if kind == GuestKind::Qemu => Box::new(move |st: &mut State| {
+            set_status(st, vmid, GuestStatus::Paused);
+            Ok(vec![])
+        }),
+        "resume" if kind == GuestKind::Qemu => Box::new(move |st: &mut State| {
+            set_status(st, vmid, GuestStatus::Running);
+            Ok(vec![])
+        }),
+        // LXC suspend/resume (CRIU, experimental): the container keeps running here.
+        _ => Box::new(|_: &mut State| Ok(vec!["container freeze state changed".into()])),
+    };
+    let user = call.user();
+    let first = vec![format!("{} {word} {vmid}", action_verb(&action))];
+    let upid = call
+        .st
+        .start_task(&node, task_type, &vmid.to_string(), &user, first, effect);
+    Reply::data(json!(upid))
+}
+
+fn action_verb(action: &str) -> &'static str {
+    match action {
+        "start" => "starting",
+        "shutdown" => "shutting down",
+        "stop" => "stopping",
+        "reboot" => "rebooting",
+        "reset" => "resetting",
+        "suspend" => "suspending",
+        _ => "resuming",
+    }
+}
+
+pub fn destroy(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g.clone(),
+        Err(r) => return r,
+    };
+    let vmid = g.vmid;
+    let force = params::flag(&call.req.params, "force");
+    let purge = params::flag(&call.req.params, "purge");
+    if g.config.get("protection").is_some_and(|p| p == 1 || p == "1") {
+        return Reply::error(
+            500,
+            format!("can't remove {} {vmid} - protection mode enabled", g.word()),
+        );
+    }
+    match g.kind {
+        GuestKind::Qemu if g.running() => return Reply::error(500, format!("VM {vmid} is running - destroy failed")),
+        GuestKind::Lxc if g.running() && !force => {
+            return Reply::error(500, format!("unable to destroy CT {vmid} - container is running"));
+        }
+        _ => {}
+    }
+    let disks: Vec<String> = g
+        .disks()
+        .into_iter()
+        .map(|(_, d)| d.split(',').next().unwrap_or("").to_string())
+        .collect();
+    let (node, kind) = (g.node.clone(), g.kind);
+    let task_type = if kind == GuestKind::Qemu {
+        "qmdestroy"
+    } else {
+        "vzdestroy"
+    };
+    let user = call.user();
+    let task_node = node.clone();
+    let upid = call.st.start_task(
+        &node,
+        task_type,
+        &vmid.to_string(),
+        &user,
+        vec![],
+        Box::new(move |st: &mut State| {
+            if !st.guests.contains_key(&vmid) {
+                return Err(config_missing_text(&task_node, kind, vmid));
+            }
+            st.guests.remove(&vmid);
+            let mut lines: Vec<String> = disks
+                .iter()
+                .map(|d| format!("Removing image: 100% complete...done. ({d})"))
+                .collect();
+            if purge {
+                lines.push(format!("purging VM {vmid} from related configurations.."));
+            }
+            Ok(lines)
+        }),
+    );
+    Reply::data(json!(upid))
+}
+
+fn config_missing_text(node: &str, kind: GuestKind, vmid: u32) -> String {
+    match config_missing(node, kind, vmid).body {
+        crate::sim::http::ReplyBody::Error { message, .. } => message,
+        _ => format!("{kind:?} {vmid} does not exist"),
+    }
+}

@@ -1,0 +1,395 @@
+//! The simulated PVE, driven through the real client: wire format, auth, permissions,
+//! validation, state changes, tasks and faults.
+
+use std::time::Duration;
+
+use pve_mcp::config::{Connection, parse_host};
+use pve_mcp::gate::{ApiPath, Method};
+use pve_mcp::pve::{PveClient, PveError, TransportKind};
+use pve_mcp::sim::faults::{Fault, FaultAction};
+use pve_mcp::sim::spec::{ClusterSpec, GuestStatus};
+use pve_mcp::sim::{SimOptions, Simulator};
+use serde_json::{Map, Value, json};
+
+async fn sim(task_ms: u64) -> Simulator {
+    let mut spec = ClusterSpec::default_cluster();
+    spec.task_duration_ms = task_ms;
+    Simulator::start(SimOptions::new(spec)).await.unwrap()
+}
+
+fn client_for(url: &str, token: &str, secret: &str, verify: bool) -> PveClient {
+    PveClient::new(&Connection {
+        base_url: parse_host(url).unwrap(),
+        token_id: token.into(),
+        token_secret: secret.into(),
+        verify_tls: verify,
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap()
+}
+
+fn root(s: &Simulator) -> PveClient {
+    let (id, secret) = s.token().unwrap();
+    client_for(&s.https_url().unwrap(), &id, &secret, false)
+}
+
+async fn get(c: &PveClient, path: &str, params: Value) -> Result<Value, PveError> {
+    c.request(Method::Get, &ApiPath::parse(path).unwrap(), params.as_object().unwrap())
+        .await
+}
+async fn post(c: &PveClient, path: &str, params: Value) -> Result<Value, PveError> {
+    c.request(
+        Method::Post,
+        &ApiPath::parse(path).unwrap(),
+        params.as_object().unwrap(),
+    )
+    .await
+}
+async fn delete(c: &PveClient, path: &str, params: Value) -> Result<Value, PveError> {
+    c.request(
+        Method::Delete,
+        &ApiPath::parse(path).unwrap(),
+        params.as_object().unwrap(),
+    )
+    .await
+}
+
+fn api_err(e: PveError) -> pve_mcp::pve::ApiError {
+    match e {
+        PveError::Api(a) => a,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Wait (bounded) for a task to stop; returns its status object.
+async fn wait(c: &PveClient, upid: &str) -> Value {
+    let node = upid.split(':').nth(1).unwrap();
+    let path = ApiPath::from_segments(vec![
+        "nodes".into(),
+        node.into(),
+        "tasks".into(),
+        upid.into(),
+        "status".into(),
+    ])
+    .unwrap();
+    for _ in 0..100 {
+        let st = c.request(Method::Get, &path, &Map::new()).await.unwrap();
+        if st["status"] == "stopped" {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("task {upid} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_have_pves_shapes() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let v = get(&c, "/version", json!({})).await.unwrap();
+    assert_eq!(v["release"], "8.4");
+    let nodes = get(&c, "/nodes", json!({})).await.unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 3);
+    assert_eq!(nodes[2]["status"], "offline");
+    let vms = get(&c, "/cluster/resources", json!({"type": "vm"})).await.unwrap();
+    let vm100 = vms.as_array().unwrap().iter().find(|r| r["vmid"] == 100).unwrap();
+    assert_eq!(vm100["id"], "qemu/100");
+    assert_eq!(vm100["tags"], "prod;web");
+    assert_eq!(vm100["template"], 0);
+    assert_eq!(vm100["maxmem"], 4u64 << 30);
+    let tmpl = vms.as_array().unwrap().iter().find(|r| r["vmid"] == 9000).unwrap();
+    assert_eq!(tmpl["template"], 1);
+    let status = get(&c, "/cluster/status", json!({})).await.unwrap();
+    assert_eq!(status[0]["type"], "cluster");
+    assert_eq!(status[0]["quorate"], 1);
+    let cur = get(&c, "/nodes/pve2/qemu/103/status/current", json!({})).await.unwrap();
+    assert_eq!(
+        (cur["status"].as_str(), cur["qmpstatus"].as_str()),
+        (Some("running"), Some("paused"))
+    );
+    let ct = get(&c, "/nodes/pve1/lxc/200/status/current", json!({})).await.unwrap();
+    assert_eq!(ct["type"], "lxc");
+    let cfg = get(&c, "/nodes/pve1/qemu/100/config", json!({})).await.unwrap();
+    assert_eq!(cfg["memory"], "4096", "qemu memory is a string, as on the wire");
+    assert_eq!(cfg["digest"].as_str().unwrap().len(), 40);
+    assert_eq!(
+        get(&c, "/cluster/nextid", json!({})).await.unwrap(),
+        json!("105"),
+        "100-104 are taken"
+    );
+    let taken = api_err(get(&c, "/cluster/nextid", json!({"vmid": 100})).await.unwrap_err());
+    assert_eq!(taken.errors["vmid"], "VM 100 already exists");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pve_errors_on_the_wire() {
+    let s = sim(0).await;
+    let c = root(&s);
+    // Wrong node for the guest: the config file is not on that node.
+    let e = api_err(
+        get(&c, "/nodes/pve2/qemu/100/status/current", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.status, e.pve_message()),
+        (
+            500,
+            "Configuration file 'nodes/pve2/qemu-server/100.conf' does not exist".to_string()
+        )
+    );
+    // Offline node: 595 with an empty body.
+    let e = api_err(
+        get(&c, "/nodes/pve3/qemu/104/status/current", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.status, e.reason.as_deref()), (595, Some("No route to host")));
+    // Unknown node.
+    let e = api_err(get(&c, "/nodes/nope/status", json!({})).await.unwrap_err());
+    assert!(e.pve_message().starts_with("hostname lookup 'nope' failed"));
+    // Unknown endpoint.
+    let e = api_err(get(&c, "/nodes/pve1/qemu/100/foo", json!({})).await.unwrap_err());
+    assert_eq!(
+        (e.status, e.pve_message()),
+        (
+            501,
+            "Method 'GET /api2/json/nodes/pve1/qemu/100/foo' not implemented".to_string()
+        )
+    );
+    // Unknown parameter and bad type: 400 with the errors map.
+    let e = api_err(
+        post(
+            &c,
+            "/nodes/pve1/qemu/100/status/shutdown",
+            json!({"forceStop": "true", "bogus": 1}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.status, 400);
+    assert_eq!(e.errors["forceStop"], "type check ('boolean') failed - got 'true'");
+    assert_eq!(
+        e.errors["bogus"],
+        "property is not defined in schema and the schema does not allow additional properties"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_and_acls() {
+    let s = sim(0).await;
+    let url = s.https_url().unwrap();
+    let bad = client_for(&url, "root@pam!sim", "00000000-0000-4000-8000-000000000000", false);
+    let e = api_err(get(&bad, "/version", json!({})).await.unwrap_err());
+    assert_eq!((e.status, e.reason.as_deref()), (401, Some("Authentication failed!")));
+
+    let auditor = client_for(&url, "auditor@pve!ro", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", false);
+    assert!(
+        get(&auditor, "/nodes/pve1/qemu/100/status/current", json!({}))
+            .await
+            .is_ok()
+    );
+    let e = api_err(
+        post(&auditor, "/nodes/pve1/qemu/100/status/stop", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.status, e.reason.as_deref()),
+        (403, Some("Permission check failed (/vms/100, VM.PowerMgmt)"))
+    );
+    assert_eq!(e.missing_permission(), Some(("/vms/100".into(), "VM.PowerMgmt".into())));
+
+    // ops: PVEVMUser on /vms only: guests visible, nodes and cluster status not.
+    let ops = client_for(&url, "ops@pve!vms", "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", false);
+    let all = get(&ops, "/cluster/resources", json!({})).await.unwrap();
+    assert!(all.as_array().unwrap().iter().all(|r| r["type"] != "node"));
+    let e = api_err(get(&ops, "/cluster/status", json!({})).await.unwrap_err());
+    assert_eq!(e.reason.as_deref(), Some("Permission check failed (/, Sys.Audit)"));
+    let e = api_err(delete(&ops, "/nodes/pve2/lxc/202", json!({})).await.unwrap_err());
+    assert_eq!(
+        e.reason.as_deref(),
+        Some("Permission check failed (/vms/202, VM.Allocate)")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn power_changes_state_like_pve() {
+    let s = sim(0).await;
+    let c = root(&s);
+    // QEMU: starting a running VM is accepted, and the task fails.
+    let upid = post(&c, "/nodes/pve1/qemu/100/status/start", json!({})).await.unwrap();
+    let st = wait(&c, upid.as_str().unwrap()).await;
+    assert_eq!(st["exitstatus"], "VM 100 already running");
+    // LXC: the same is refused at once.
+    let e = api_err(
+        post(&c, "/nodes/pve1/lxc/200/status/start", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.status, e.pve_message()), (500, "CT 200 already running".to_string()));
+    let e = api_err(
+        post(&c, "/nodes/pve2/lxc/202/status/reboot", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "VM 202 not running");
+    // Stop, then start again.
+    let upid = post(&c, "/nodes/pve1/qemu/101/status/stop", json!({})).await.unwrap();
+    assert_eq!(wait(&c, upid.as_str().unwrap()).await["exitstatus"], "OK");
+    assert_eq!(s.with_state(|st| st.guests[&101].status), GuestStatus::Stopped);
+    let e = api_err(
+        post(&c, "/nodes/pve1/qemu/101/status/suspend", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "VM 101 not running");
+    let upid = post(&c, "/nodes/pve1/qemu/101/status/start", json!({})).await.unwrap();
+    wait(&c, upid.as_str().unwrap()).await;
+    assert_eq!(s.with_state(|st| st.guests[&101].status), GuestStatus::Running);
+    // Suspend pauses a VM; resume continues it.
+    let upid = post(&c, "/nodes/pve1/qemu/101/status/suspend", json!({}))
+        .await
+        .unwrap();
+    assert!(upid.as_str().unwrap().contains(":qmpause:101:"));
+    wait(&c, upid.as_str().unwrap()).await;
+    assert_eq!(
+        get(&c, "/nodes/pve1/qemu/101/status/current", json!({})).await.unwrap()["qmpstatus"],
+        "paused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_run_for_their_time_and_are_listed() {
+    let s = sim(300).await;
+    let c = root(&s);
+    let upid = post(&c, "/nodes/pve2/lxc/202/status/start", json!({})).await.unwrap();
+    let upid = upid.as_str().unwrap().to_string();
+    assert!(pve_mcp::pve::Upid::parse(&upid).is_ok(), "{upid}");
+    let path = ApiPath::from_segments(vec![
+        "nodes".into(),
+        "pve2".into(),
+        "tasks".into(),
+        upid.clone(),
+        "status".into(),
+    ])
+    .unwrap();
+    let st = c.request(Method::Get, &path, &Map::new()).await.unwrap();
+    assert_eq!(st["status"], "running");
+    assert_eq!(
+        (st["user"].as_str(), st["tokenid"].as_str()),
+        (Some("root@pam"), Some("sim"))
+    );
+    // Running tasks: in /cluster/tasks without status, and in the node list only with source=active|all.
+    let cluster = get(&c, "/cluster/tasks", json!({})).await.unwrap();
+    assert!(cluster[0].get("status").is_none());
+    let archive = get(&c, "/nodes/pve2/tasks", json!({})).await.unwrap();
+    assert_eq!(archive, json!([]));
+    let active = get(&c, "/nodes/pve2/tasks", json!({"source": "active"})).await.unwrap();
+    assert_eq!(active[0]["status"], "RUNNING");
+    let st = wait(&c, &upid).await;
+    assert_eq!(st["exitstatus"], "OK");
+    let log_path = ApiPath::from_segments(vec![
+        "nodes".into(),
+        "pve2".into(),
+        "tasks".into(),
+        upid.clone(),
+        "log".into(),
+    ])
+    .unwrap();
+    let log = c.request(Method::Get, &log_path, &Map::new()).await.unwrap();
+    assert_eq!(log.as_array().unwrap().last().unwrap()["t"], "TASK OK");
+    let e = api_err(
+        get(&c, "/nodes/pve1/tasks/UPID:bogus/status", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.errors["upid"], "unable to parse worker upid");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_removes_the_guest_after_its_task() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let e = api_err(delete(&c, "/nodes/pve1/qemu/100", json!({})).await.unwrap_err());
+    assert_eq!(e.pve_message(), "VM 100 is running - destroy failed");
+    let e = api_err(delete(&c, "/nodes/pve1/lxc/200", json!({})).await.unwrap_err());
+    assert_eq!(e.pve_message(), "unable to destroy CT 200 - container is running");
+    let upid = delete(&c, "/nodes/pve2/qemu/102", json!({"purge": 1})).await.unwrap();
+    let st = wait(&c, upid.as_str().unwrap()).await;
+    assert_eq!(st["exitstatus"], "OK");
+    assert!(s.with_state(|st| !st.guests.contains_key(&102)));
+    let e = api_err(get(&c, "/nodes/pve2/qemu/102/config", json!({})).await.unwrap_err());
+    assert!(e.pve_message().contains("102.conf' does not exist"));
+    // A forced CT destroy works while it runs.
+    let upid = delete(&c, "/nodes/pve1/lxc/200", json!({"force": 1})).await.unwrap();
+    wait(&c, upid.as_str().unwrap()).await;
+    assert!(s.with_state(|st| !st.guests.contains_key(&200)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_are_injected_per_path() {
+    let s = sim(0).await;
+    let c = root(&s);
+    s.add_fault(Fault::new("/cluster/resources", FaultAction::HtmlPage(502)).times(1));
+    let e = get(&c, "/cluster/resources", json!({})).await.unwrap_err();
+    assert_eq!(e.to_string(), "PVE failed GET /cluster/resources: Bad Gateway");
+    assert!(
+        get(&c, "/cluster/resources", json!({})).await.is_ok(),
+        "times(1) applies once"
+    );
+
+    s.add_fault(Fault::new("/nodes/*/status", FaultAction::NodeOffline));
+    let e = api_err(get(&c, "/nodes/pve1/status", json!({})).await.unwrap_err());
+    assert_eq!(e.status, 595);
+    s.clear_faults();
+
+    s.add_fault(Fault::new("/version", FaultAction::MalformedJson));
+    assert!(matches!(
+        get(&c, "/version", json!({})).await.unwrap_err(),
+        PveError::BadResponse { .. }
+    ));
+    s.clear_faults();
+
+    s.add_fault(Fault::new("/version", FaultAction::DropMidBody));
+    assert!(matches!(
+        get(&c, "/version", json!({})).await.unwrap_err(),
+        PveError::Transport(_)
+    ));
+    s.clear_faults();
+
+    s.add_fault(Fault::new(
+        "/version",
+        FaultAction::Status(500, "unexpected failure".into()),
+    ));
+    assert_eq!(
+        api_err(get(&c, "/version", json!({})).await.unwrap_err()).pve_message(),
+        "unexpected failure"
+    );
+    s.clear_faults();
+
+    s.add_fault(Fault::new("/version", FaultAction::Hang));
+    let e = get(&c, "/version", json!({})).await.unwrap_err();
+    let PveError::Transport(t) = &e else { panic!("{e:?}") };
+    assert_eq!(t.kind, TransportKind::Timeout);
+    s.clear_faults();
+
+    s.add_fault(Fault::new("/version", FaultAction::Latency(Duration::from_millis(200))));
+    let t0 = std::time::Instant::now();
+    get(&c, "/version", json!({})).await.unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verifying_the_self_signed_certificate_fails_with_a_hint() {
+    let s = sim(0).await;
+    let (id, secret) = s.token().unwrap();
+    let strict = client_for(&s.https_url().unwrap(), &id, &secret, true);
+    let e = get(&strict, "/version", json!({})).await.unwrap_err();
+    let PveError::Transport(t) = &e else { panic!("{e:?}") };
+    assert_eq!(t.kind, TransportKind::Tls, "{e}");
+    assert!(e.to_string().contains("PVE_VERIFY_SSL=false"), "{e}");
+    // Plain HTTP works too.
+    let plain = client_for(&s.http_url().unwrap(), &id, &secret, true);
+    assert!(get(&plain, "/version", json!({})).await.is_ok());
+}
