@@ -22,6 +22,14 @@ pub const EXIT_CONFIG: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "pve-mcp", version, about = "MCP server for Proxmox VE; every tool is a Rhai script.", long_about = None)]
 pub struct Cli {
+    /// Use a built-in simulated PVE cluster instead of PVE_HOST (no PVE host needed).
+    #[cfg(feature = "simulator")]
+    #[arg(long, global = true)]
+    pub simulate: bool,
+    /// The simulated cluster's description (JSON or TOML); the built-in home lab by default.
+    #[cfg(feature = "simulator")]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -46,6 +54,127 @@ pub enum Command {
         #[arg(default_value = "{}")]
         args: String,
     },
+    /// Run the simulated PVE API on its own, for other clients and scripts (PVE_HOST=…).
+    #[cfg(feature = "simulator")]
+    Simulate {
+        /// HTTPS port (PVE's is 8006; 0 picks a free one).
+        #[arg(long, default_value_t = 8006)]
+        port: u16,
+        /// Also serve plain HTTP on this port.
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Append every request as a JSON line (the format of pve_schema.py check-log).
+        #[arg(long, value_name = "FILE")]
+        request_log: Option<PathBuf>,
+    },
+}
+
+/// Where the server finds PVE: the real one from the environment, or a simulated cluster
+/// running in this process (kept alive as long as the value is).
+struct Target {
+    config: Config,
+    #[cfg(feature = "simulator")]
+    _sim: Option<crate::sim::Simulator>,
+}
+
+impl Target {
+    async fn from(cli: &Cli) -> Result<Target, Exit> {
+        #[cfg(feature = "simulator")]
+        if cli.simulate {
+            return simulated(cli.cluster.as_deref()).await;
+        }
+        let _ = cli;
+        Ok(Target {
+            config: Config::from_env(&ProcessEnv)?,
+            #[cfg(feature = "simulator")]
+            _sim: None,
+        })
+    }
+}
+
+#[cfg(feature = "simulator")]
+fn cluster_spec(path: Option<&std::path::Path>) -> Result<crate::sim::spec::ClusterSpec, Exit> {
+    match path {
+        Some(p) => crate::sim::spec::ClusterSpec::load(p).map_err(|e| fail(EXIT_CONFIG, e.to_string())),
+        None => Ok(crate::sim::spec::ClusterSpec::default_cluster()),
+    }
+}
+
+#[cfg(feature = "simulator")]
+async fn simulated(cluster: Option<&std::path::Path>) -> Result<Target, Exit> {
+    use crate::config::Connection;
+    use crate::sim::{SimOptions, Simulator};
+    let spec = cluster_spec(cluster)?;
+    let mut opts = SimOptions::new(spec);
+    opts.http_port = None;
+    let sim = Simulator::start(opts)
+        .await
+        .map_err(|e| fail(1, format!("cannot start the simulated cluster: {e}")))?;
+    let (token_id, token_secret) = sim.token().ok_or_else(|| {
+        fail(
+            EXIT_CONFIG,
+            "the cluster description has no tokens; add one under \"tokens\"",
+        )
+    })?;
+    let url = sim
+        .https_url()
+        .ok_or_else(|| fail(1, "the simulated cluster has no HTTPS listener"))?;
+    let base_url = config::parse_host(&url).map_err(|e| fail(1, e.to_string()))?;
+    tracing::info!("simulated cluster at {url}, token {token_id}");
+    let connection = Connection {
+        base_url,
+        token_id,
+        token_secret,
+        verify_tls: false,
+        timeout: std::time::Duration::from_secs(30),
+    };
+    Ok(Target {
+        config: Config {
+            connection,
+            settings: Settings::from_env(&ProcessEnv)?,
+        },
+        _sim: Some(sim),
+    })
+}
+
+#[cfg(feature = "simulator")]
+async fn simulate_standalone(
+    cluster: Option<&std::path::Path>,
+    port: u16,
+    http_port: Option<u16>,
+    bind: std::net::IpAddr,
+    request_log: Option<PathBuf>,
+) -> Result<ExitCode, Exit> {
+    use crate::sim::{SimOptions, Simulator};
+    let spec = cluster_spec(cluster)?;
+    let tokens: Vec<(String, String)> = spec.tokens.iter().map(|t| (t.id.clone(), t.secret.clone())).collect();
+    let opts = SimOptions {
+        spec,
+        bind,
+        http_port,
+        https_port: Some(port),
+        request_log,
+    };
+    let sim = Simulator::start(opts)
+        .await
+        .map_err(|e| fail(1, format!("cannot start the simulated cluster: {e}")))?;
+    println!("simulated PVE API at {}/api2/json", sim.https_url().unwrap_or_default()); // stdout-ok
+    if let Some(u) = sim.http_url() {
+        println!("plain HTTP at        {u}/api2/json"); // stdout-ok
+    }
+    println!("self-signed certificate: use PVE_VERIFY_SSL=false"); // stdout-ok
+    for (id, secret) in &tokens {
+        println!("token  PVE_TOKEN_ID='{id}'  PVE_TOKEN_SECRET={secret}"); // stdout-ok
+    }
+    println!("Ctrl-C stops it."); // stdout-ok
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| fail(1, format!("cannot wait for Ctrl-C: {e}")))?;
+    sim.shutdown();
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A failure that ends the process, with its exit code.
@@ -72,11 +201,18 @@ fn fail(code: u8, message: impl Into<String>) -> Exit {
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
     config::load_dotenv();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve().await,
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => serve(Target::from(&cli).await?).await,
         Command::Tools => tools(),
-        Command::Check { dirs } => check(dirs),
-        Command::Call { tool, args } => call(&tool, &args).await,
+        Command::Check { dirs } => check(dirs.clone()),
+        Command::Call { tool, args } => call(Target::from(&cli).await?, tool, args).await,
+        #[cfg(feature = "simulator")]
+        Command::Simulate {
+            port,
+            http_port,
+            bind,
+            request_log,
+        } => simulate_standalone(cli.cluster.as_deref(), *port, *http_port, *bind, request_log.clone()).await,
     }
 }
 
@@ -97,9 +233,9 @@ fn load_registry(settings: &Settings) -> Arc<Registry> {
     registry
 }
 
-async fn serve() -> Result<ExitCode, Exit> {
-    let config = Config::from_env(&ProcessEnv)?;
-    let runtime = runtime(&config)?;
+async fn serve(target: Target) -> Result<ExitCode, Exit> {
+    let config = &target.config;
+    let runtime = runtime(config)?;
     let registry = load_registry(&config.settings);
     let server = PveMcpServer::new(registry.clone(), runtime);
     let notifier = server.clone();
@@ -192,7 +328,7 @@ fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
     }
 }
 
-async fn call(tool: &str, args: &str) -> Result<ExitCode, Exit> {
+async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> {
     let args: Map<String, Value> = match serde_json::from_str(args) {
         Ok(Value::Object(m)) => m,
         Ok(other) => {
@@ -208,8 +344,8 @@ async fn call(tool: &str, args: &str) -> Result<ExitCode, Exit> {
             ));
         }
     };
-    let config = Config::from_env(&ProcessEnv)?;
-    let runtime = runtime(&config)?;
+    let config = &target.config;
+    let runtime = runtime(config)?;
     let registry = load_registry(&config.settings);
     let snap = registry.snapshot();
     let Some(compiled) = snap.get_visible(tool, config.settings.mode).cloned() else {

@@ -198,3 +198,130 @@ async fn the_readme_example_tool_works() {
     let v: Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(v, json!({"vmid": 100, "name": "web", "hours": 2}));
 }
+
+/// The binary with no PVE configuration at all, as a newcomer runs it.
+fn bare_command(home: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.current_dir(home)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PVE_MCP_LOG", "warn");
+    cmd
+}
+
+#[tokio::test]
+async fn simulate_call_needs_no_pve_host() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = bare_command(home.path());
+    cmd.args(["--simulate", "call", "pve_vm_status", r#"{"vmid": 200}"#]);
+    let o = cmd.output().await.unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!((v["name"].as_str(), v["type"].as_str()), (Some("dns"), Some("lxc")));
+
+    let cluster = home.path().join("lab.toml");
+    std::fs::write(
+        &cluster,
+        r#"
+[[nodes]]
+name = "solo"
+cpus = 4
+memory = 8589934592
+rootfs = 64000000000
+[[guests]]
+vmid = 300
+type = "lxc"
+node = "solo"
+status = "running"
+config = { hostname = "mine", memory = 256 }
+[[tokens]]
+id = "me@pve!t"
+secret = "11111111-2222-4333-8444-555555555555"
+acl = [{ path = "/", role = "Administrator" }]
+"#,
+    )
+    .unwrap();
+    let mut cmd = bare_command(home.path());
+    cmd.args([
+        "--simulate",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "call",
+        "pve_list_vms",
+    ]);
+    let o = cmd.output().await.unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["guests"][0]["name"], "mine");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_serves_mcp_over_stdio() {
+    use rmcp::ServiceExt;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = bare_command(home.path());
+    cmd.arg("--simulate");
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "pve_vm_power"));
+    let r = client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("pve_list_vms")
+                .with_arguments(json!({"type": "qemu"}).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.structured_content.unwrap()["count"], 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_runs_standalone_for_other_clients() {
+    use tokio::io::AsyncBufReadExt;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = bare_command(home.path());
+    cmd.args(["simulate", "--port", "0", "--http-port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line()).await {
+        let done = line.starts_with("Ctrl-C");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let url = printed[0]
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .trim_end_matches("/api2/json")
+        .to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{printed:?}");
+    let token = printed
+        .iter()
+        .find(|l| l.contains("root@pam!sim"))
+        .expect("the tokens are printed");
+    let secret = token.split("PVE_TOKEN_SECRET=").nth(1).unwrap().trim();
+    let conn = pve_mcp::config::Connection {
+        base_url: pve_mcp::config::parse_host(&url).unwrap(),
+        token_id: "root@pam!sim".into(),
+        token_secret: secret.into(),
+        verify_tls: false,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let client = pve_mcp::pve::PveClient::new(&conn).unwrap();
+    let v = client
+        .request(
+            pve_mcp::gate::Method::Get,
+            &pve_mcp::gate::ApiPath::parse("/version").unwrap(),
+            &serde_json::Map::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["version"], "8.4.14");
+    child.kill().await.unwrap();
+}

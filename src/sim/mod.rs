@@ -70,6 +70,8 @@ struct Shared {
     log: Option<Mutex<std::fs::File>>,
     auth_delay: std::time::Duration,
     first_token: Option<(String, String)>,
+    requests: std::sync::atomic::AtomicUsize,
+    writes: std::sync::atomic::AtomicUsize,
 }
 
 /// A running simulated cluster; dropping it stops the listeners.
@@ -103,6 +105,8 @@ impl Simulator {
             log,
             auth_delay: std::time::Duration::from_millis(opts.spec.auth_failure_delay_ms),
             first_token: opts.spec.tokens.first().map(|t| (t.id.clone(), t.secret.clone())),
+            requests: std::sync::atomic::AtomicUsize::new(0),
+            writes: std::sync::atomic::AtomicUsize::new(0),
         });
         let stop = CancellationToken::new();
         let handler: http::Handler = {
@@ -150,6 +154,16 @@ impl Simulator {
         self.shared.first_token.clone()
     }
 
+    /// Requests received so far (every method, every outcome).
+    pub fn request_count(&self) -> usize {
+        self.shared.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests other than GET received so far.
+    pub fn write_count(&self) -> usize {
+        self.shared.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn add_fault(&self, fault: Fault) {
         self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()).push(fault);
     }
@@ -178,9 +192,11 @@ impl Drop for Simulator {
 
 fn log_request(shared: &Shared, req: &Request) {
     let Some(log) = &shared.log else { return };
-    let line = json!({"method": req.method.as_str(), "path": req.path, "params": req.params, "encoding": req.encoding.as_str()});
+    let mut line = json!({"method": req.method.as_str(), "path": req.path, "params": req.params, "encoding": req.encoding.as_str()}).to_string();
+    line.push('\n');
+    // One write per line: several simulators may append to the same file.
     let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = writeln!(f, "{line}") {
+    if let Err(e) = f.write_all(line.as_bytes()) {
         tracing::warn!("simulator request log: {e}");
     }
 }
@@ -201,6 +217,10 @@ async fn handle(shared: &Shared, raw: hyper::Request<hyper::body::Incoming>) -> 
         Err(reply) => return reply,
     };
     log_request(shared, &req);
+    shared.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if req.method != crate::gate::Method::Get {
+        shared.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     match take_fault(shared, &req) {
         Some(FaultAction::Latency(d)) => tokio::time::sleep(d).await,
         Some(FaultAction::Hang) => std::future::pending::<()>().await,

@@ -224,3 +224,35 @@ pub fn is_error(r: &CallToolResult) -> bool {
 pub fn structured(r: &CallToolResult) -> Value {
     r.structured_content.clone().unwrap_or(Value::Null)
 }
+
+/// The token ids and secrets of the built-in simulated cluster.
+pub mod sim_tokens {
+    pub const AUDITOR: (&str, &str) = ("auditor@pve!ro", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
+}
+
+/// A simulated cluster for an end-to-end test. Its requests are appended to
+/// `PVE_MCP_SIM_REQUEST_LOG` when set, so that CI can check every request the suite sent
+/// against the official API schema.
+pub async fn simulator(task_ms: u64) -> pve_mcp::sim::Simulator {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = task_ms;
+    let mut opts = pve_mcp::sim::SimOptions::new(spec);
+    opts.request_log = std::env::var_os("PVE_MCP_SIM_REQUEST_LOG").map(PathBuf::from);
+    pve_mcp::sim::Simulator::start(opts).await.unwrap()
+}
+
+/// The real binary against a simulated cluster over HTTPS (PVE_VERIFY_SSL=false), with the
+/// given token (the cluster's administrator token when `None`).
+pub async fn start_on(sim: &pve_mcp::sim::Simulator, token: Option<(&str, &str)>, extra: &[(&str, &str)]) -> Server {
+    let (id, secret) = sim.token().unwrap();
+    let (id, secret) = token
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap_or((id, secret));
+    let mut env: Vec<(&str, &str)> = vec![
+        ("PVE_TOKEN_ID", &id),
+        ("PVE_TOKEN_SECRET", &secret),
+        ("PVE_VERIFY_SSL", "false"),
+    ];
+    env.extend_from_slice(extra);
+    start(&sim.https_url().unwrap(), tempfile::tempdir().unwrap(), &env).await
+}
