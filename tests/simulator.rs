@@ -393,3 +393,679 @@ async fn verifying_the_self_signed_certificate_fails_with_a_hint() {
     let plain = client_for(&s.http_url().unwrap(), &id, &secret, true);
     assert!(get(&plain, "/version", json!({})).await.is_ok());
 }
+
+async fn put(c: &PveClient, path: &str, params: Value) -> Result<Value, PveError> {
+    c.request(Method::Put, &ApiPath::parse(path).unwrap(), params.as_object().unwrap())
+        .await
+}
+
+async fn done(c: &PveClient, upid: Value) -> Value {
+    wait(c, upid.as_str().expect("a UPID")).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_form_a_tree() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let list = get(&c, "/nodes/pve1/qemu/100/snapshot", json!({})).await.unwrap();
+    let current = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "current")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (current["parent"].as_str(), current["running"].as_i64()),
+        (Some("after-upgrade"), Some(1))
+    );
+    let after = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "after-upgrade")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (after["parent"].as_str(), after["vmstate"].as_i64()),
+        (Some("before-upgrade"), Some(1))
+    );
+
+    // Create: the new one hangs below the current parent, and becomes it.
+    let st = done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve1/qemu/100/snapshot",
+            json!({"snapname": "pre-test", "vmstate": 1, "description": "x"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st["exitstatus"], "OK");
+    let st = done(
+        &c,
+        post(&c, "/nodes/pve1/qemu/100/snapshot", json!({"snapname": "pre-test"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st["exitstatus"], "snapshot name 'pre-test' already used");
+    let e = api_err(
+        post(&c, "/nodes/pve1/qemu/100/snapshot", json!({"snapname": "1bad"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.errors["snapname"], "invalid format - invalid configuration ID '1bad'");
+    let e = api_err(
+        post(
+            &c,
+            "/nodes/pve2/lxc/201/snapshot",
+            json!({"snapname": "x1", "vmstate": 1}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        e.errors["vmstate"].contains("not defined in schema"),
+        "containers have no vmstate"
+    );
+
+    // Change the config, roll back: the config saved with the snapshot returns.
+    put(&c, "/nodes/pve1/qemu/100/config", json!({"cores": 8}))
+        .await
+        .unwrap();
+    let st = done(
+        &c,
+        post(&c, "/nodes/pve1/qemu/100/snapshot/pre-test/rollback", json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st["exitstatus"], "OK");
+    let cfg = get(&c, "/nodes/pve1/qemu/100/config", json!({})).await.unwrap();
+    assert_eq!(cfg["cores"], 2);
+    assert_eq!(cfg["parent"], "pre-test");
+    assert_eq!(
+        s.with_state(|st| st.guests[&100].status),
+        GuestStatus::Running,
+        "a RAM snapshot resumes running"
+    );
+
+    // Delete a middle snapshot: its child moves up.
+    done(
+        &c,
+        delete(&c, "/nodes/pve1/qemu/100/snapshot/after-upgrade", json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let list = get(&c, "/nodes/pve1/qemu/100/snapshot", json!({})).await.unwrap();
+    let pre = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pre-test")
+        .unwrap()
+        .clone();
+    assert_eq!(pre["parent"], "before-upgrade");
+    let st = done(
+        &c,
+        delete(&c, "/nodes/pve1/qemu/100/snapshot/nope", json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st["exitstatus"], "snapshot 'nope' does not exist");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_changes_and_resize() {
+    let s = sim(0).await;
+    let c = root(&s);
+    assert_eq!(
+        put(
+            &c,
+            "/nodes/pve1/qemu/101/config",
+            json!({"cores": "4", "onboot": "0", "tags": "prod;db;big"})
+        )
+        .await
+        .unwrap(),
+        Value::Null
+    );
+    let cfg = get(&c, "/nodes/pve1/qemu/101/config", json!({})).await.unwrap();
+    assert_eq!(
+        (cfg["cores"].as_i64(), cfg["onboot"].as_i64(), cfg["tags"].as_str()),
+        (Some(4), Some(0), Some("prod;db;big"))
+    );
+    // Detaching a disk leaves it as unusedN; deleting unusedN destroys it.
+    put(&c, "/nodes/pve1/qemu/101/config", json!({"delete": "scsi1"}))
+        .await
+        .unwrap();
+    let cfg = get(&c, "/nodes/pve1/qemu/101/config", json!({})).await.unwrap();
+    assert!(cfg.get("scsi1").is_none());
+    assert_eq!(cfg["unused0"], "local-lvm:vm-101-disk-1");
+    put(&c, "/nodes/pve1/qemu/101/config", json!({"delete": "unused0"}))
+        .await
+        .unwrap();
+    assert!(
+        get(&c, "/nodes/pve1/qemu/101/config", json!({}))
+            .await
+            .unwrap()
+            .get("unused0")
+            .is_none()
+    );
+    // QEMU's POST is a qmconfig task.
+    let upid = post(&c, "/nodes/pve1/qemu/101/config", json!({"memory": "16384"}))
+        .await
+        .unwrap();
+    assert!(upid.as_str().unwrap().contains(":qmconfig:101:"));
+    done(&c, upid).await;
+    assert_eq!(
+        get(&c, "/nodes/pve1/qemu/101/config", json!({})).await.unwrap()["memory"],
+        "16384"
+    );
+    // LXC: hostname, not name; memory is an integer.
+    let e = api_err(
+        put(&c, "/nodes/pve1/lxc/200/config", json!({"name": "x"}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.errors["name"].contains("not defined in schema"));
+    put(
+        &c,
+        "/nodes/pve1/lxc/200/config",
+        json!({"memory": "1024", "hostname": "dns2"}),
+    )
+    .await
+    .unwrap();
+    let cfg = get(&c, "/nodes/pve1/lxc/200/config", json!({})).await.unwrap();
+    assert_eq!(
+        (cfg["memory"].as_i64(), cfg["hostname"].as_str()),
+        (Some(1024), Some("dns2"))
+    );
+    // A stale digest is refused.
+    let e = api_err(
+        put(
+            &c,
+            "/nodes/pve1/lxc/200/config",
+            json!({"cores": 2, "digest": "0000000000000000000000000000000000000000"}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(e.pve_message().contains("file changed by other user"));
+
+    // Resize grows, never shrinks.
+    done(
+        &c,
+        put(
+            &c,
+            "/nodes/pve1/qemu/100/resize",
+            json!({"disk": "scsi0", "size": "+8G"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert!(
+        get(&c, "/nodes/pve1/qemu/100/config", json!({})).await.unwrap()["scsi0"]
+            .as_str()
+            .unwrap()
+            .ends_with("size=40G")
+    );
+    let e = api_err(
+        put(
+            &c,
+            "/nodes/pve1/qemu/100/resize",
+            json!({"disk": "scsi0", "size": "20G"}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(e.pve_message().contains("shrinking disks is not supported"));
+    let e = api_err(
+        put(
+            &c,
+            "/nodes/pve1/qemu/100/resize",
+            json!({"disk": "ide2", "size": "+1G"}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "you can't resize a cdrom");
+    let e = api_err(
+        put(
+            &c,
+            "/nodes/pve1/qemu/100/resize",
+            json!({"disk": "scsi0", "size": "lots"}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.errors["size"], "value does not match the regex pattern");
+    done(
+        &c,
+        put(
+            &c,
+            "/nodes/pve1/lxc/200/resize",
+            json!({"disk": "rootfs", "size": "12G"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert!(
+        get(&c, "/nodes/pve1/lxc/200/config", json!({})).await.unwrap()["rootfs"]
+            .as_str()
+            .unwrap()
+            .ends_with("size=12G")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clones_full_and_linked() {
+    let s = sim(0).await;
+    let c = root(&s);
+    done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve1/qemu/100/clone",
+            json!({"newid": 150, "name": "web-copy", "full": 1}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let cfg = get(&c, "/nodes/pve1/qemu/150/config", json!({})).await.unwrap();
+    assert_eq!(cfg["name"], "web-copy");
+    assert!(cfg["scsi0"].as_str().unwrap().starts_with("local-lvm:vm-150-disk-"));
+    assert_eq!(s.with_state(|st| st.guests[&150].status), GuestStatus::Stopped);
+    // A template clones linked by default.
+    done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve1/qemu/9000/clone",
+            json!({"newid": 151, "name": "from-template"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let cfg = get(&c, "/nodes/pve1/qemu/151/config", json!({})).await.unwrap();
+    assert!(
+        cfg["scsi0"]
+            .as_str()
+            .unwrap()
+            .starts_with("local-lvm:base-9000-disk-0/vm-151-disk-"),
+        "{cfg}"
+    );
+    let e = api_err(
+        post(&c, "/nodes/pve1/qemu/100/clone", json!({"newid": 101}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "unable to create VM 101: config file already exists");
+    let e = api_err(
+        post(&c, "/nodes/pve1/lxc/200/clone", json!({"newid": 152, "name": "x"}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.errors["name"].contains("not defined in schema"),
+        "containers take hostname"
+    );
+    let e = api_err(
+        post(&c, "/nodes/pve1/lxc/200/clone", json!({"newid": 152, "hostname": "x"}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.pve_message().contains("running container needs a snapshot"));
+    done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve2/lxc/202/clone",
+            json!({"newid": 153, "hostname": "test-ct-2"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        get(&c, "/nodes/pve2/lxc/153/config", json!({})).await.unwrap()["hostname"],
+        "test-ct-2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migration_rules() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let e = api_err(
+        post(&c, "/nodes/pve1/qemu/100/migrate", json!({"target": "pve1"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.errors["target"], "target is local node.");
+    let e = api_err(
+        post(&c, "/nodes/pve1/qemu/100/migrate", json!({"target": "pve2"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "can't migrate running VM without --online");
+    let e = api_err(
+        post(
+            &c,
+            "/nodes/pve1/qemu/100/migrate",
+            json!({"target": "pve2", "online": 1}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(e.pve_message().contains("with-local-disks"));
+    let e = api_err(
+        post(&c, "/nodes/pve2/qemu/102/migrate", json!({"target": "pve3"}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.pve_message().contains("not online"));
+    let pre = get(&c, "/nodes/pve1/qemu/100/migrate", json!({"target": "pve2"}))
+        .await
+        .unwrap();
+    assert_eq!(pre["running"], 1);
+    assert_eq!(pre["local_disks"].as_array().unwrap().len(), 2);
+
+    done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve1/qemu/100/migrate",
+            json!({"target": "pve2", "online": 1, "with-local-disks": 1}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(s.with_state(|st| st.guests[&100].node.clone()), "pve2");
+    // Containers: restart mode moves a running one; online is refused in the task.
+    let e = api_err(
+        post(&c, "/nodes/pve1/lxc/200/migrate", json!({"target": "pve2"}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        e.pve_message(),
+        "can't migrate running container without --online or --restart"
+    );
+    let st = done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve1/lxc/200/migrate",
+            json!({"target": "pve2", "online": 1}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st["exitstatus"], "lxc live migration is currently not implemented");
+    done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve1/lxc/200/migrate",
+            json!({"target": "pve2", "restart": 1}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        s.with_state(|st| (st.guests[&200].node.clone(), st.guests[&200].status)),
+        ("pve2".to_string(), GuestStatus::Running)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_and_restores() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let upid = post(&c, "/nodes/pve1/vzdump", json!({"vmid": "101", "storage": "nfs-backup", "mode": "snapshot", "compress": "zstd", "notes-template": "{{guestname}} nightly"})).await.unwrap();
+    assert!(upid.as_str().unwrap().contains(":vzdump:101:"));
+    assert_eq!(done(&c, upid).await["exitstatus"], "OK");
+    let content = get(
+        &c,
+        "/nodes/pve2/storage/nfs-backup/content",
+        json!({"content": "backup", "vmid": 101}),
+    )
+    .await
+    .unwrap();
+    let newest = content
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["notes"] == "db nightly")
+        .expect("the new backup, seen from another node");
+    assert!(
+        newest["volid"]
+            .as_str()
+            .unwrap()
+            .starts_with("nfs-backup:backup/vzdump-qemu-101-")
+            && newest["volid"].as_str().unwrap().ends_with(".vma.zst")
+    );
+    assert_eq!(newest["subtype"], "qemu");
+    done(
+        &c,
+        post(&c, "/nodes/pve2/vzdump", json!({"vmid": "201", "storage": "pbs"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let pbs = get(&c, "/nodes/pve1/storage/pbs/content", json!({"vmid": 201}))
+        .await
+        .unwrap();
+    assert_eq!(pbs.as_array().unwrap().len(), 2);
+    assert!(pbs.as_array().unwrap().iter().all(|v| v["format"] == "pbs-ct"));
+    let e = api_err(
+        post(&c, "/nodes/pve1/vzdump", json!({"vmid": "101", "storage": "local-lvm"}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.pve_message().contains("wrong content type"));
+
+    // Restore: over an existing guest only with force, never over a running one.
+    let archive = "nfs-backup:backup/vzdump-qemu-100-2026_01_15-01_00_02.vma.zst";
+    let e = api_err(
+        post(&c, "/nodes/pve1/qemu", json!({"vmid": 100, "archive": archive}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        e.pve_message(),
+        "unable to restore VM 100 - VM 100 already exists on node 'pve1'"
+    );
+    let e = api_err(
+        post(
+            &c,
+            "/nodes/pve1/qemu",
+            json!({"vmid": 100, "archive": archive, "force": 1}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "unable to restore VM 100 - vm is running");
+    let upid = post(
+        &c,
+        "/nodes/pve1/qemu",
+        json!({"vmid": 160, "archive": archive, "storage": "local-lvm"}),
+    )
+    .await
+    .unwrap();
+    assert!(upid.as_str().unwrap().contains(":qmrestore:160:"));
+    done(&c, upid).await;
+    assert_eq!(
+        get(&c, "/nodes/pve1/qemu/160/config", json!({})).await.unwrap()["name"],
+        "web"
+    );
+    // A container backup through the lxc endpoint, with restore=1.
+    let ct = "nfs-backup:backup/vzdump-lxc-200-2026_01_16-01_30_01.tar.zst";
+    done(
+        &c,
+        post(
+            &c,
+            "/nodes/pve1/lxc",
+            json!({"vmid": 161, "ostemplate": ct, "restore": 1, "storage": "local-lvm"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        s.with_state(|st| st.guests[&161].kind),
+        pve_mcp::sim::spec::GuestKind::Lxc
+    );
+    let e = api_err(
+        post(&c, "/nodes/pve1/qemu", json!({"vmid": 162, "archive": ct}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.pve_message().contains("is not a qemu backup"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_listings() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let cfg = get(&c, "/storage", json!({})).await.unwrap();
+    assert_eq!(cfg.as_array().unwrap().len(), 4);
+    let backup_stores = get(&c, "/nodes/pve1/storage", json!({"content": "backup", "enabled": 1}))
+        .await
+        .unwrap();
+    let names: Vec<&str> = backup_stores
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["storage"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["local", "nfs-backup", "pbs"]);
+    assert!(backup_stores[1]["used"].as_u64().unwrap() > 0 && backup_stores[1]["shared"] == 1);
+    let isos = get(&c, "/nodes/pve1/storage/local/content", json!({"content": "iso"}))
+        .await
+        .unwrap();
+    assert_eq!(isos.as_array().unwrap().len(), 2);
+    assert!(
+        get(&c, "/nodes/pve2/storage/local/content", json!({"content": "iso"}))
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "local storage is per node"
+    );
+    let images = get(&c, "/nodes/pve1/storage/local-lvm/content", json!({"vmid": 100}))
+        .await
+        .unwrap();
+    let vols: Vec<&str> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["volid"].as_str().unwrap())
+        .collect();
+    assert_eq!(vols, vec!["local-lvm:vm-100-disk-0", "local-lvm:vm-100-disk-1"]);
+    let e = api_err(
+        get(&c, "/nodes/pve1/storage/nope/content", json!({}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "storage 'nope' does not exist");
+    // PVEAuditor holds Datastore.Audit, which is enough to list contents.
+    let auditor = client_for(
+        &s.https_url().unwrap(),
+        "auditor@pve!ro",
+        "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+        false,
+    );
+    assert!(
+        get(&auditor, "/nodes/pve1/storage/local/content", json!({}))
+            .await
+            .is_ok()
+    );
+    let qemu = get(&c, "/nodes/pve1/qemu", json!({"full": 1})).await.unwrap();
+    assert_eq!(qemu.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_agent_exec() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let started = post(
+        &c,
+        "/nodes/pve1/qemu/100/agent/exec",
+        json!({"command": ["/bin/sh", "-c", "echo hello; hostname"]}),
+    )
+    .await
+    .unwrap();
+    let pid = started["pid"].as_i64().unwrap();
+    let st = get(&c, "/nodes/pve1/qemu/100/agent/exec-status", json!({"pid": pid}))
+        .await
+        .unwrap();
+    assert_eq!((st["exited"].as_i64(), st["exitcode"].as_i64()), (Some(1), Some(0)));
+    assert_eq!(st["out-data"], "hello\nweb\n");
+    let started = post(
+        &c,
+        "/nodes/pve1/qemu/100/agent/exec",
+        json!({"command": ["/bin/sh", "-c", "nosuchcmd"]}),
+    )
+    .await
+    .unwrap();
+    let st = get(
+        &c,
+        "/nodes/pve1/qemu/100/agent/exec-status",
+        json!({"pid": started["pid"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st["exitcode"], 127);
+    assert_eq!(st["err-data"], "sh: 1: nosuchcmd: not found\n");
+    let started = post(
+        &c,
+        "/nodes/pve1/qemu/100/agent/exec",
+        json!({"command": ["/bin/sh", "-c", "sleep 30"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        get(
+            &c,
+            "/nodes/pve1/qemu/100/agent/exec-status",
+            json!({"pid": started["pid"]})
+        )
+        .await
+        .unwrap()["exited"],
+        0
+    );
+    // PVE's refusals.
+    let e = api_err(
+        post(&c, "/nodes/pve2/qemu/102/agent/exec", json!({"command": ["id"]}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "VM 102 is not running");
+    let e = api_err(
+        post(&c, "/nodes/pve2/qemu/103/agent/exec", json!({"command": ["id"]}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.pve_message(), "No QEMU guest agent configured");
+    let e = api_err(
+        post(&c, "/nodes/pve1/lxc/200/agent/exec", json!({"command": ["id"]}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status, 501, "containers have no API exec");
+    assert!(post(&c, "/nodes/pve1/qemu/101/agent/ping", json!({})).await.is_ok());
+}

@@ -3,6 +3,7 @@
 //!
 //! Specs are written as `"name:type"` words, `?` marking optional ones:
 //! `int`, `int(MIN..MAX)`, `num`, `bool`, `str`, `enum(a|b|c)`, `list` (a `-list` string or an array).
+//! An indexed name like `net[0..31]:str?` stands for `net0` … `net31`, as PVE's `net[n]`.
 
 use serde_json::{Map, Value};
 
@@ -23,6 +24,23 @@ pub struct ParamSpec {
     pub name: String,
     pub ty: Ty,
     pub optional: bool,
+    /// For an indexed name (`net[0..31]`): the index range.
+    pub index: Option<(u32, u32)>,
+}
+
+impl ParamSpec {
+    pub fn matches(&self, key: &str) -> bool {
+        match self.index {
+            None => self.name == key,
+            Some((lo, hi)) => key
+                .strip_prefix(self.name.as_str())
+                .filter(|n| {
+                    !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !(n.len() > 1 && n.starts_with('0'))
+                })
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| (lo..=hi).contains(&n)),
+        }
+    }
 }
 
 /// Parse `"timeout:int(0..)? forceStop:bool?"`. Panics on a malformed spec (they are
@@ -39,6 +57,19 @@ fn spec(word: &str) -> ParamSpec {
     let (name, ty) = word
         .split_once(':')
         .unwrap_or_else(|| panic!("parameter spec '{word}' has no type"));
+    let (name, index) = match name.split_once('[') {
+        Some((base, range)) => {
+            let (lo, hi) = range
+                .trim_end_matches(']')
+                .split_once("..")
+                .unwrap_or_else(|| panic!("bad index range in '{word}'"));
+            (
+                base,
+                Some((lo.parse().expect("index start"), hi.parse().expect("index end"))),
+            )
+        }
+        None => (name, None),
+    };
     let ty = if let Some(range) = ty.strip_prefix("int(").and_then(|r| r.strip_suffix(')')) {
         let (lo, hi) = range
             .split_once("..")
@@ -60,6 +91,7 @@ fn spec(word: &str) -> ParamSpec {
         name: name.to_string(),
         ty,
         optional,
+        index,
     }
 }
 
@@ -157,7 +189,7 @@ pub fn validate(
 ) -> Result<(), Map<String, Value>> {
     let mut errors = Map::new();
     for (k, v) in params {
-        match specs.iter().find(|s| s.name == *k) {
+        match specs.iter().find(|s| s.matches(k)) {
             None => {
                 errors.insert(
                     k.clone(),
@@ -177,7 +209,7 @@ pub fn validate(
             }
         }
     }
-    for s in specs.iter().filter(|s| !s.optional) {
+    for s in specs.iter().filter(|s| !s.optional && s.index.is_none()) {
         if !params.contains_key(&s.name) {
             errors.insert(s.name.clone(), "property is missing and it is not optional".into());
         }
@@ -218,6 +250,17 @@ mod tests {
             Ok(()) => Value::Null,
             Err(e) => Value::Object(e),
         }
+    }
+
+    #[test]
+    fn indexed_names() {
+        let spec = "net[0..31]:str? scsi[0..30]:str?";
+        assert_eq!(
+            errs(spec, json!({"net0": "x", "net31": "y", "scsi30": "z"}), Encoding::Form),
+            Value::Null
+        );
+        let e = errs(spec, json!({"net32": "x", "net01": "y", "netx": "z"}), Encoding::Form);
+        assert_eq!(e.as_object().unwrap().len(), 3, "{e}");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct Guest {
     /// Epoch seconds when it started (running or paused guests).
     pub started_at: Option<f64>,
     pub lock: Option<String>,
+    /// The snapshot the current state derives from.
+    pub parent: Option<String>,
+    /// Config saved with each snapshot taken here (rollback restores it).
+    pub snap_configs: BTreeMap<String, Map<String, Value>>,
 }
 
 impl Guest {
@@ -198,6 +202,18 @@ impl Task {
     }
 }
 
+/// A command started through the guest agent.
+#[derive(Debug, Clone)]
+pub struct ExecJob {
+    pub vmid: u32,
+    pub pid: u32,
+    pub out: String,
+    pub err: String,
+    pub exitcode: i64,
+    /// Epoch seconds when it exits.
+    pub done_at: f64,
+}
+
 pub struct State {
     pub cluster_name: Option<String>,
     pub version: String,
@@ -208,7 +224,9 @@ pub struct State {
     pub volumes: Vec<VolumeSpec>,
     pub guests: BTreeMap<u32, Guest>,
     pub tasks: Vec<Task>,
+    pub exec_jobs: Vec<ExecJob>,
     next_pid: u32,
+    next_exec_pid: u32,
 }
 
 impl State {
@@ -261,6 +279,8 @@ impl State {
                         agent_running: g.agent_running,
                         started_at: (g.status != GuestStatus::Stopped).then_some(now - g.uptime as f64),
                         lock: None,
+                        parent: g.snapshots.iter().max_by_key(|s| s.snaptime).map(|s| s.name.clone()),
+                        snap_configs: BTreeMap::new(),
                     },
                 )
             })
@@ -274,7 +294,9 @@ impl State {
             volumes,
             guests,
             tasks: Vec::new(),
+            exec_jobs: Vec::new(),
             next_pid: 0x0012_EBC1,
+            next_exec_pid: 4180,
         }
     }
 
@@ -349,6 +371,11 @@ impl State {
 
     pub fn task(&self, upid: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.upid == upid)
+    }
+
+    pub fn next_exec_pid(&mut self) -> u32 {
+        self.next_exec_pid += 1;
+        self.next_exec_pid
     }
 
     /// The lowest free vmid from 100.

@@ -92,15 +92,40 @@ pub fn config(call: &mut Call<'_>) -> Reply {
         );
     }
     // The digest changes whenever the config does.
-    let digest = format!("{:040x}", fnv(&serde_json::to_string(&cfg).unwrap_or_default()));
-    cfg.insert("digest".into(), json!(digest));
+    cfg.insert("digest".into(), json!(super::config::digest(&g.config)));
+    if let Some(parent) = &g.parent
+        && params::text(&call.req.params, "snapshot").is_none()
+    {
+        cfg.insert("parent".into(), json!(parent));
+    }
     Reply::data(Value::Object(cfg))
 }
 
-fn fnv(s: &str) -> u128 {
-    s.bytes().fold(0x6c62272e07bb014262b821756295c58d_u128, |h, b| {
-        (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013B)
-    })
+/// `GET /nodes/{node}/qemu` and `…/lxc`: the guests of one kind on one node.
+pub fn list_on_node(call: &mut Call<'_>) -> Reply {
+    let kind = if call.req.path.ends_with("/lxc") {
+        GuestKind::Lxc
+    } else {
+        GuestKind::Qemu
+    };
+    let node = call.node().to_string();
+    let rows: Vec<Value> = call
+        .st
+        .guests
+        .values()
+        .filter(|g| g.node == node && g.kind == kind)
+        .filter(|g| call.can(&format!("/vms/{}", g.vmid), &["VM.Audit"]))
+        .map(|g| {
+            let mut r = super::cluster::guest_row(g);
+            if let Some(o) = r.as_object_mut() {
+                o.remove("id");
+                o.remove("node");
+                o.insert("cpus".into(), json!(g.cores()));
+            }
+            r
+        })
+        .collect();
+    Reply::data(Value::Array(rows))
 }
 
 fn set_status(st: &mut State, vmid: u32, status: GuestStatus) {

@@ -1,8 +1,14 @@
 //! Routing and the order of PVE's checks: the node must be reachable (pveproxy forwards
 //! `/nodes/{node}/…`), then the permission, then the parameters, then the handler.
 
+mod agent;
+mod backup;
 mod cluster;
+mod config;
 mod guests;
+mod lifecycle;
+mod snapshots;
+mod storage;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -30,10 +36,17 @@ pub enum Perm {
 
 pub type HandlerFn = fn(&mut Call<'_>) -> Reply;
 
+/// A route's parameters: fixed, or depending on the path (guest kind, action).
+#[derive(Clone, Copy)]
+enum Spec {
+    Fixed(&'static str),
+    ByPath(fn(GuestKind, &str) -> Option<String>),
+}
+
 struct Route {
     method: Method,
     pattern: &'static str,
-    params: &'static str,
+    params: Spec,
     perm: Perm,
     handler: HandlerFn,
 }
@@ -45,152 +58,307 @@ struct Compiled {
 
 const G: Method = Method::Get;
 const P: Method = Method::Post;
+const U: Method = Method::Put;
 const D: Method = Method::Delete;
+use Spec::{ByPath, Fixed};
+
+const VMID: &str = "vmid:int(100..999999999)";
+
+macro_rules! route {
+    ($m:expr, $pat:expr, $params:expr, $perm:expr, $h:expr) => {
+        Route {
+            method: $m,
+            pattern: $pat,
+            params: $params,
+            perm: $perm,
+            handler: $h,
+        }
+    };
+}
 
 /// `{kind}` matches `qemu` or `lxc`; any other `{name}` matches one segment.
 static ROUTES: &[Route] = &[
-    Route {
-        method: G,
-        pattern: "version",
-        params: "",
-        perm: Perm::All,
-        handler: cluster::version,
-    },
-    Route {
-        method: G,
-        pattern: "nodes",
-        params: "",
-        perm: Perm::All,
-        handler: cluster::nodes,
-    },
-    Route {
-        method: G,
-        pattern: "nodes/{node}/status",
-        params: "node:str",
-        perm: Perm::Node(&["Sys.Audit"]),
-        handler: cluster::node_status,
-    },
-    Route {
-        method: G,
-        pattern: "nodes/{node}/version",
-        params: "node:str",
-        perm: Perm::All,
-        handler: cluster::version,
-    },
-    Route {
-        method: G,
-        pattern: "cluster/status",
-        params: "",
-        perm: Perm::Root(&["Sys.Audit"]),
-        handler: cluster::status,
-    },
-    Route {
-        method: G,
-        pattern: "cluster/resources",
-        params: "type:enum(vm|storage|node|sdn)?",
-        perm: Perm::All,
-        handler: cluster::resources,
-    },
-    Route {
-        method: G,
-        pattern: "cluster/nextid",
-        params: "vmid:int(100..999999999)?",
-        perm: Perm::All,
-        handler: cluster::nextid,
-    },
-    Route {
-        method: G,
-        pattern: "cluster/tasks",
-        params: "",
-        perm: Perm::All,
-        handler: tasks::cluster_tasks,
-    },
-    Route {
-        method: G,
-        pattern: "nodes/{node}/tasks",
-        params: "node:str errors:bool? limit:int(0..)? since:int? source:enum(archive|active|all)? start:int(0..)? statusfilter:list? typefilter:str? until:int? userfilter:str? vmid:int(100..999999999)?",
-        perm: Perm::All,
-        handler: tasks::node_tasks,
-    },
-    Route {
-        method: G,
-        pattern: "nodes/{node}/tasks/{upid}/status",
-        params: "node:str upid:str",
-        perm: Perm::All,
-        handler: tasks::status,
-    },
-    Route {
-        method: G,
-        pattern: "nodes/{node}/tasks/{upid}/log",
-        params: "node:str upid:str download:bool? limit:int(0..)? start:int(0..)?",
-        perm: Perm::All,
-        handler: tasks::log,
-    },
-    Route {
-        method: G,
-        pattern: "nodes/{node}/{kind}/{vmid}/status/current",
-        params: "node:str vmid:int(100..999999999)",
-        perm: Perm::Vm(&["VM.Audit"]),
-        handler: guests::status_current,
-    },
-    Route {
-        method: G,
-        pattern: "nodes/{node}/{kind}/{vmid}/config",
-        params: "node:str vmid:int(100..999999999) current:bool? snapshot:str?",
-        perm: Perm::Vm(&["VM.Audit"]),
-        handler: guests::config,
-    },
-    Route {
-        method: P,
-        pattern: "nodes/{node}/{kind}/{vmid}/status/{action}",
-        params: "",
-        perm: Perm::Vm(&["VM.PowerMgmt"]),
-        handler: guests::power,
-    },
-    Route {
-        method: D,
-        pattern: "nodes/{node}/{kind}/{vmid}",
-        params: "",
-        perm: Perm::Vm(&["VM.Allocate"]),
-        handler: guests::destroy,
-    },
+    route!(G, "version", Fixed(""), Perm::All, cluster::version),
+    route!(G, "nodes", Fixed(""), Perm::All, cluster::nodes),
+    route!(
+        G,
+        "nodes/{node}/status",
+        Fixed("node:str"),
+        Perm::Node(&["Sys.Audit"]),
+        cluster::node_status
+    ),
+    route!(
+        G,
+        "nodes/{node}/version",
+        Fixed("node:str"),
+        Perm::All,
+        cluster::version
+    ),
+    route!(
+        G,
+        "cluster/status",
+        Fixed(""),
+        Perm::Root(&["Sys.Audit"]),
+        cluster::status
+    ),
+    route!(
+        G,
+        "cluster/resources",
+        Fixed("type:enum(vm|storage|node|sdn)?"),
+        Perm::All,
+        cluster::resources
+    ),
+    route!(
+        G,
+        "cluster/nextid",
+        Fixed("vmid:int(100..999999999)?"),
+        Perm::All,
+        cluster::nextid
+    ),
+    route!(G, "cluster/tasks", Fixed(""), Perm::All, tasks::cluster_tasks),
+    route!(
+        G,
+        "nodes/{node}/tasks",
+        Fixed(
+            "node:str errors:bool? limit:int(0..)? since:int? source:enum(archive|active|all)? start:int(0..)? statusfilter:list? typefilter:str? until:int? userfilter:str? vmid:int(100..999999999)?"
+        ),
+        Perm::All,
+        tasks::node_tasks
+    ),
+    route!(
+        G,
+        "nodes/{node}/tasks/{upid}/status",
+        Fixed("node:str upid:str"),
+        Perm::All,
+        tasks::status
+    ),
+    route!(
+        G,
+        "nodes/{node}/tasks/{upid}/log",
+        Fixed("node:str upid:str download:bool? limit:int(0..)? start:int(0..)?"),
+        Perm::All,
+        tasks::log
+    ),
+    route!(
+        G,
+        "nodes/{node}/qemu",
+        Fixed("node:str full:bool?"),
+        Perm::All,
+        guests::list_on_node
+    ),
+    route!(
+        G,
+        "nodes/{node}/lxc",
+        Fixed("node:str"),
+        Perm::All,
+        guests::list_on_node
+    ),
+    route!(
+        P,
+        "nodes/{node}/{kind}",
+        ByPath(backup::create_params),
+        Perm::Vm(&["VM.Allocate"]),
+        backup::create_or_restore
+    ),
+    route!(
+        G,
+        "nodes/{node}/{kind}/{vmid}/status/current",
+        Fixed("node:str vmid:int(100..999999999)"),
+        Perm::Vm(&["VM.Audit"]),
+        guests::status_current
+    ),
+    route!(
+        G,
+        "nodes/{node}/{kind}/{vmid}/config",
+        Fixed("node:str vmid:int(100..999999999) current:bool? snapshot:str?"),
+        Perm::Vm(&["VM.Audit"]),
+        guests::config
+    ),
+    route!(
+        G,
+        "nodes/{node}/{kind}/{vmid}/pending",
+        Fixed("node:str vmid:int(100..999999999)"),
+        Perm::Vm(&["VM.Audit"]),
+        config::pending
+    ),
+    route!(
+        P,
+        "nodes/{node}/qemu/{vmid}/config",
+        ByPath(config::set_params_post),
+        Perm::Vm(&[
+            "VM.Config.Options",
+            "VM.Config.CPU",
+            "VM.Config.Memory",
+            "VM.Config.Disk",
+            "VM.Config.Network",
+            "VM.Config.HWType",
+            "VM.Config.CDROM",
+            "VM.Config.Cloudinit"
+        ]),
+        config::set
+    ),
+    route!(
+        U,
+        "nodes/{node}/{kind}/{vmid}/config",
+        ByPath(config::set_params_put),
+        Perm::Vm(&[
+            "VM.Config.Options",
+            "VM.Config.CPU",
+            "VM.Config.Memory",
+            "VM.Config.Disk",
+            "VM.Config.Network",
+            "VM.Config.HWType",
+            "VM.Config.CDROM",
+            "VM.Config.Cloudinit"
+        ]),
+        config::set
+    ),
+    route!(
+        U,
+        "nodes/{node}/{kind}/{vmid}/resize",
+        ByPath(config::resize_params),
+        Perm::Vm(&["VM.Config.Disk"]),
+        config::resize
+    ),
+    route!(
+        P,
+        "nodes/{node}/{kind}/{vmid}/status/{action}",
+        ByPath(power_params),
+        Perm::Vm(&["VM.PowerMgmt"]),
+        guests::power
+    ),
+    route!(
+        D,
+        "nodes/{node}/{kind}/{vmid}",
+        ByPath(destroy_params),
+        Perm::Vm(&["VM.Allocate"]),
+        guests::destroy
+    ),
+    route!(
+        P,
+        "nodes/{node}/{kind}/{vmid}/clone",
+        ByPath(lifecycle::clone_params),
+        Perm::Vm(&["VM.Clone"]),
+        lifecycle::clone
+    ),
+    route!(
+        G,
+        "nodes/{node}/qemu/{vmid}/migrate",
+        Fixed("node:str vmid:int(100..999999999) target:str?"),
+        Perm::Vm(&["VM.Migrate"]),
+        lifecycle::migrate_check
+    ),
+    route!(
+        P,
+        "nodes/{node}/{kind}/{vmid}/migrate",
+        ByPath(lifecycle::migrate_params),
+        Perm::Vm(&["VM.Migrate"]),
+        lifecycle::migrate
+    ),
+    route!(
+        G,
+        "nodes/{node}/{kind}/{vmid}/snapshot",
+        Fixed("node:str vmid:int(100..999999999)"),
+        Perm::Vm(&["VM.Audit"]),
+        snapshots::list
+    ),
+    route!(
+        P,
+        "nodes/{node}/{kind}/{vmid}/snapshot",
+        ByPath(snapshots::create_params),
+        Perm::Vm(&["VM.Snapshot"]),
+        snapshots::create
+    ),
+    route!(
+        P,
+        "nodes/{node}/{kind}/{vmid}/snapshot/{snapname}/rollback",
+        Fixed("node:str vmid:int(100..999999999) snapname:str start:bool?"),
+        Perm::Vm(&["VM.Snapshot", "VM.Snapshot.Rollback"]),
+        snapshots::rollback
+    ),
+    route!(
+        D,
+        "nodes/{node}/{kind}/{vmid}/snapshot/{snapname}",
+        Fixed("node:str vmid:int(100..999999999) snapname:str force:bool?"),
+        Perm::Vm(&["VM.Snapshot"]),
+        snapshots::delete
+    ),
+    route!(
+        P,
+        "nodes/{node}/vzdump",
+        Fixed(backup::VZDUMP_PARAMS),
+        Perm::All,
+        backup::vzdump
+    ),
+    route!(G, "storage", Fixed("type:str?"), Perm::All, storage::config),
+    route!(
+        G,
+        "nodes/{node}/storage",
+        Fixed("node:str content:list? enabled:bool? format:bool? storage:str? target:str?"),
+        Perm::All,
+        storage::status
+    ),
+    route!(
+        G,
+        "nodes/{node}/storage/{storage}/content",
+        Fixed(
+            "node:str storage:str content:enum(images|rootdir|vztmpl|iso|backup|snippets|import)? vmid:int(100..999999999)?"
+        ),
+        Perm::Storage(&["Datastore.Audit", "Datastore.AllocateSpace"]),
+        storage::content
+    ),
+    route!(
+        P,
+        "nodes/{node}/qemu/{vmid}/agent/exec",
+        Fixed("node:str vmid:int(100..999999999) command:list input-data:str?"),
+        Perm::Vm(&["VM.Monitor", "VM.GuestAgent.Unrestricted"]),
+        agent::exec
+    ),
+    route!(
+        G,
+        "nodes/{node}/qemu/{vmid}/agent/exec-status",
+        Fixed("node:str vmid:int(100..999999999) pid:int"),
+        Perm::Vm(&["VM.Monitor", "VM.GuestAgent.Unrestricted"]),
+        agent::exec_status
+    ),
+    route!(
+        P,
+        "nodes/{node}/qemu/{vmid}/agent/ping",
+        Fixed("node:str vmid:int(100..999999999)"),
+        Perm::Vm(&["VM.Monitor", "VM.GuestAgent.Audit"]),
+        agent::ping
+    ),
 ];
 
 /// Parameters of the power endpoints, by guest kind and action (from the PVE 8.4 schema).
-fn power_params(kind: GuestKind, action: &str) -> Option<&'static str> {
-    const COMMON: &str = "node:str vmid:int(100..999999999)";
-    Some(match (kind, action) {
+fn power_params(kind: GuestKind, action: &str) -> Option<String> {
+    let extra = match (kind, action) {
         (GuestKind::Qemu, "start") => {
-            "node:str vmid:int(100..999999999) force-cpu:str? machine:str? migratedfrom:str? migration_network:str? migration_type:enum(secure|insecure)? nets-host-mtu:str? skiplock:bool? stateuri:str? targetstorage:str? timeout:int(0..86400)?"
+            "force-cpu:str? machine:str? migratedfrom:str? migration_network:str? migration_type:enum(secure|insecure)? nets-host-mtu:str? skiplock:bool? stateuri:str? targetstorage:str? timeout:int(0..86400)?"
         }
-        (GuestKind::Qemu, "shutdown") => {
-            "node:str vmid:int(100..999999999) forceStop:bool? keepActive:bool? skiplock:bool? timeout:int(0..)?"
-        }
+        (GuestKind::Qemu, "shutdown") => "forceStop:bool? keepActive:bool? skiplock:bool? timeout:int(0..)?",
         (GuestKind::Qemu, "stop") => {
-            "node:str vmid:int(100..999999999) keepActive:bool? migratedfrom:str? overrule-shutdown:bool? skiplock:bool? timeout:int(0..)?"
+            "keepActive:bool? migratedfrom:str? overrule-shutdown:bool? skiplock:bool? timeout:int(0..)?"
         }
-        (GuestKind::Qemu, "reboot") => "node:str vmid:int(100..999999999) timeout:int(0..)?",
-        (GuestKind::Qemu, "reset") => "node:str vmid:int(100..999999999) skiplock:bool?",
-        (GuestKind::Qemu, "suspend") => {
-            "node:str vmid:int(100..999999999) skiplock:bool? statestorage:str? todisk:bool?"
-        }
-        (GuestKind::Qemu, "resume") => "node:str vmid:int(100..999999999) nocheck:bool? skiplock:bool?",
-        (GuestKind::Lxc, "start") => "node:str vmid:int(100..999999999) debug:bool? skiplock:bool?",
-        (GuestKind::Lxc, "shutdown") => "node:str vmid:int(100..999999999) forceStop:bool? timeout:int(0..)?",
-        (GuestKind::Lxc, "stop") => "node:str vmid:int(100..999999999) overrule-shutdown:bool? skiplock:bool?",
-        (GuestKind::Lxc, "reboot") => "node:str vmid:int(100..999999999) timeout:int(0..)?",
-        (GuestKind::Lxc, "suspend" | "resume") => COMMON,
+        (GuestKind::Qemu, "reboot") => "timeout:int(0..)?",
+        (GuestKind::Qemu, "reset") => "skiplock:bool?",
+        (GuestKind::Qemu, "suspend") => "skiplock:bool? statestorage:str? todisk:bool?",
+        (GuestKind::Qemu, "resume") => "nocheck:bool? skiplock:bool?",
+        (GuestKind::Lxc, "start") => "debug:bool? skiplock:bool?",
+        (GuestKind::Lxc, "shutdown") => "forceStop:bool? timeout:int(0..)?",
+        (GuestKind::Lxc, "stop") => "overrule-shutdown:bool? skiplock:bool?",
+        (GuestKind::Lxc, "reboot") => "timeout:int(0..)?",
+        (GuestKind::Lxc, "suspend" | "resume") => "",
         _ => return None,
-    })
+    };
+    Some(format!("node:str {VMID} {extra}"))
 }
 
-fn destroy_params(kind: GuestKind) -> &'static str {
-    match kind {
-        GuestKind::Qemu => {
-            "node:str vmid:int(100..999999999) destroy-unreferenced-disks:bool? purge:bool? skiplock:bool?"
-        }
-        GuestKind::Lxc => "node:str vmid:int(100..999999999) destroy-unreferenced-disks:bool? force:bool? purge:bool?",
-    }
+fn destroy_params(kind: GuestKind, _: &str) -> Option<String> {
+    Some(match kind {
+        GuestKind::Qemu => format!("node:str {VMID} destroy-unreferenced-disks:bool? purge:bool? skiplock:bool?"),
+        GuestKind::Lxc => format!("node:str {VMID} destroy-unreferenced-disks:bool? force:bool? purge:bool?"),
+    })
 }
 
 static COMPILED: LazyLock<Vec<Compiled>> = LazyLock::new(|| {
@@ -198,7 +366,7 @@ static COMPILED: LazyLock<Vec<Compiled>> = LazyLock::new(|| {
         .iter()
         .map(|r| Compiled {
             route: r,
-            specs: specs(r.params),
+            specs: if let Fixed(s) = r.params { specs(s) } else { Vec::new() },
         })
         .collect()
 });
@@ -333,17 +501,17 @@ pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) 
             params.insert(k.clone(), Value::String(v.clone()));
         }
     }
-    let kind = if args.get("kind").map(String::as_str) == Some("lxc") {
+    let kind = if segs.get(2) == Some(&"lxc") {
         GuestKind::Lxc
     } else {
         GuestKind::Qemu
     };
     let dynamic;
-    let specs: &[ParamSpec] = if compiled.route.pattern.ends_with("status/{action}") {
-        let action = args.get("action").map(String::as_str).unwrap_or("");
-        match power_params(kind, action) {
+    let specs: &[ParamSpec] = match compiled.route.params {
+        Fixed(_) => &compiled.specs,
+        ByPath(f) => match f(kind, args.get("action").map(String::as_str).unwrap_or("")) {
             Some(s) => {
-                dynamic = specs(s);
+                dynamic = specs(&s);
                 &dynamic
             }
             None => {
@@ -352,12 +520,7 @@ pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) 
                     format!("Method '{} /api2/json{}' not implemented", req.method, req.path),
                 );
             }
-        }
-    } else if compiled.route.method == Method::Delete && compiled.route.pattern == "nodes/{node}/{kind}/{vmid}" {
-        dynamic = specs(destroy_params(kind));
-        &dynamic
-    } else {
-        &compiled.specs
+        },
     };
     if let Err(errors) = validate(specs, &params, req.encoding) {
         return Reply::param_errors(errors);
@@ -381,9 +544,15 @@ mod tests {
         assert_eq!(COMPILED.len(), ROUTES.len());
         for kind in [GuestKind::Qemu, GuestKind::Lxc] {
             for a in ["start", "shutdown", "stop", "reboot", "suspend", "resume"] {
-                specs(power_params(kind, a).unwrap());
+                specs(&power_params(kind, a).unwrap());
             }
-            specs(destroy_params(kind));
+            for r in ROUTES {
+                if let ByPath(f) = r.params
+                    && let Some(s) = f(kind, "start")
+                {
+                    specs(&s);
+                }
+            }
         }
         assert!(power_params(GuestKind::Lxc, "reset").is_none());
         let m = matches(

@@ -1,0 +1,407 @@
+//! vzdump backups, and creating a guest (or restoring one from a backup):
+//! `POST /nodes/{node}/qemu` with `archive`, `POST /nodes/{node}/lxc` with `ostemplate` +
+//! `restore=1`.
+
+use serde_json::{Map, Value, json};
+
+use super::Call;
+use crate::sim::http::{Reply, civil_from_days};
+use crate::sim::params;
+use crate::sim::spec::{GuestKind, GuestStatus, VolumeSpec};
+use crate::sim::state::{Guest, State, now_secs};
+
+pub const VZDUMP_PARAMS: &str = "node:str all:bool? bwlimit:int(0..)? compress:enum(0|1|gzip|lzo|zstd)? dumpdir:str? exclude:list? fleecing:str? ionice:int(0..8)? job-id:str? lockwait:int(0..)? mailnotification:enum(always|failure)? mailto:list? maxfiles:int(1..)? mode:enum(snapshot|suspend|stop)? notes-template:str? notification-mode:enum(auto|legacy-sendmail|notification-system)? notification-policy:enum(always|failure|never)? notification-target:str? pbs-change-detection-mode:enum(legacy|data|metadata)? performance:str? pigz:int? pool:str? protected:bool? prune-backups:str? quiet:bool? remove:bool? script:str? stdexcludes:bool? stdout:bool? stop:bool? stopwait:int(0..)? storage:str? tmpdir:str? vmid:list? zstd:int?";
+
+pub fn create_params(kind: GuestKind, _: &str) -> Option<String> {
+    let keys = super::config::keys(kind);
+    Some(match kind {
+        GuestKind::Qemu => format!(
+            "node:str vmid:int(100..999999999) {keys} archive:str? storage:str? force:bool? unique:bool? pool:str? bwlimit:int(0..)? live-restore:bool? start:bool?"
+        ),
+        GuestKind::Lxc => format!(
+            "node:str vmid:int(100..999999999) {keys} ostemplate:str restore:bool? force:bool? storage:str? unique:bool? pool:str? bwlimit:num? start:bool? ignore-unpack-errors:bool? password:str? ssh-public-keys:str?"
+        ),
+    })
+}
+
+/// `2026_11_24-11_00_00`, as vzdump names its files.
+fn stamp(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let r = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}_{m:02}_{d:02}-{:02}_{:02}_{:02}",
+        r / 3600,
+        r % 3600 / 60,
+        r % 60
+    )
+}
+
+/// `2026-11-24T11:00:00Z`, as PBS names its snapshots.
+fn iso(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let r = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        r / 3600,
+        r % 3600 / 60,
+        r % 60
+    )
+}
+
+pub fn vzdump(call: &mut Call<'_>) -> Reply {
+    let p = call.req.params.clone();
+    let node = call.node().to_string();
+    for (dep, name) in [("notes-template", "storage"), ("protected", "storage")] {
+        if p.contains_key(dep) && !p.contains_key(name) {
+            return Reply::param_error(name, format!("missing property required by '{dep}'"));
+        }
+    }
+    let wanted: Vec<u32> = if params::flag(&p, "all") {
+        call.st
+            .guests
+            .values()
+            .filter(|g| g.node == node)
+            .map(|g| g.vmid)
+            .collect()
+    } else {
+        match params::text(&p, "vmid") {
+            Some(list) => list
+                .split([',', ';', ' '])
+                .filter_map(|v| v.trim().parse().ok())
+                .collect(),
+            None => return Reply::param_error("vmid", "property is missing and it is not optional"),
+        }
+    };
+    for id in &wanted {
+        if !call.can(&format!("/vms/{id}"), &["VM.Backup"]) {
+            return Reply::error(403, format!("Permission check failed (/vms/{id}, VM.Backup)"));
+        }
+    }
+    let storage = params::text(&p, "storage").unwrap_or_else(|| "local".into());
+    match call.st.storages.get(&storage) {
+        None => return Reply::error(500, format!("storage '{storage}' does not exist")),
+        Some(s) if !s.spec.content.iter().any(|c| c == "backup") => {
+            return Reply::error(
+                500,
+                format!("can't use storage '{storage}' for backups - wrong content type"),
+            );
+        }
+        Some(s) if !s.on_node(&node) => {
+            return Reply::error(500, format!("storage '{storage}' is not available on node '{node}'"));
+        }
+        _ => {}
+    }
+    if !call.can(&format!("/storage/{storage}"), &["Datastore.AllocateSpace"]) {
+        return Reply::error(
+            403,
+            format!("Permission check failed (/storage/{storage}, Datastore.AllocateSpace)"),
+        );
+    }
+    let local: Vec<u32> = wanted
+        .iter()
+        .copied()
+        .filter(|id| call.st.guests.get(id).is_some_and(|g| g.node == node))
+        .collect();
+    let external: Vec<u32> = wanted.iter().copied().filter(|id| !local.contains(id)).collect();
+    let mode = params::text(&p, "mode").unwrap_or_else(|| "snapshot".into());
+    let compress = params::text(&p, "compress").unwrap_or_else(|| "0".into());
+    let notes = params::text(&p, "notes-template");
+    let protected = params::flag(&p, "protected");
+    let id = if wanted.len() == 1 && local.len() == 1 {
+        local[0].to_string()
+    } else {
+        String::new()
+    };
+    let mut first = vec![format!(
+        "INFO: starting new backup job: vzdump {} --storage {storage} --mode {mode}",
+        wanted.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+    )];
+    if !external.is_empty() {
+        first.push(format!(
+            "INFO: skip external VMs: {}",
+            external.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let user = call.user();
+    let task_node = node.clone();
+    let upid = call.st.start_task(
+        &node,
+        "vzdump",
+        &id,
+        &user,
+        first,
+        Box::new(move |st: &mut State| {
+            if local.is_empty() {
+                return Err("no guests to back up on this node".into());
+            }
+            let is_pbs = st.storages.get(&storage).is_some_and(|s| s.spec.kind == "pbs");
+            let shared = st.storages.get(&storage).is_some_and(|s| s.spec.shared);
+            let mut lines = Vec::new();
+            let mut failed = 0;
+            for vmid in &local {
+                let Some(g) = st.guests.get(vmid).cloned() else {
+                    lines.push(format!("ERROR: Backup of VM {vmid} failed - guest does not exist"));
+                    failed += 1;
+                    continue;
+                };
+                let now = now_secs() as i64;
+                let (kind_word, ext) = match g.kind {
+                    GuestKind::Qemu => ("qemu", "vma"),
+                    GuestKind::Lxc => ("lxc", "tar"),
+                };
+                let suffix = match compress.as_str() {
+                    "gzip" => ".gz",
+                    "lzo" => ".lzo",
+                    "zstd" | "1" => ".zst",
+                    _ => "",
+                };
+                let (volid, format) = if is_pbs {
+                    let t = if g.kind == GuestKind::Qemu { "vm" } else { "ct" };
+                    (format!("{storage}:backup/{t}/{vmid}/{}", iso(now)), format!("pbs-{t}"))
+                } else {
+                    (
+                        format!(
+                            "{storage}:backup/vzdump-{kind_word}-{vmid}-{}.{ext}{suffix}",
+                            stamp(now)
+                        ),
+                        format!("{ext}{suffix}"),
+                    )
+                };
+                lines.push(format!("INFO: Starting Backup of VM {vmid} ({kind_word})"));
+                lines.push(format!("INFO: Backup started at {}", iso(now)));
+                lines.push(format!("INFO: creating archive '{volid}'"));
+                let note = notes.as_ref().map(|t| {
+                    t.replace("{{guestname}}", &g.name())
+                        .replace("{{vmid}}", &vmid.to_string())
+                        .replace("{{node}}", &task_node)
+                });
+                st.volumes.push(VolumeSpec {
+                    volid,
+                    content: "backup".into(),
+                    format,
+                    size: g.maxdisk() / 3 + 1024 * 1024,
+                    ctime: now,
+                    vmid: Some(*vmid),
+                    node: (!shared).then(|| task_node.clone()),
+                    notes: note,
+                    protected,
+                });
+                lines.push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
+            }
+            if failed > 0 {
+                return Err("job errors".into());
+            }
+            lines.push("INFO: Backup job finished successfully".into());
+            Ok(lines)
+        }),
+    );
+    Reply::data(json!(upid))
+}
+
+/// The backup volume `archive`, if this node can read it.
+fn find_backup(st: &State, node: &str, archive: &str) -> Option<VolumeSpec> {
+    let storage = archive.split(':').next()?;
+    let shared = st.storages.get(storage)?.spec.shared;
+    st.volumes
+        .iter()
+        .find(|v| v.volid == archive && v.content == "backup" && (shared || v.node.as_deref() == Some(node)))
+        .cloned()
+}
+
+fn backup_kind(volid: &str) -> Option<GuestKind> {
+    if volid.contains("vzdump-qemu-") || volid.contains(":backup/vm/") {
+        Some(GuestKind::Qemu)
+    } else if volid.contains("vzdump-lxc-") || volid.contains(":backup/ct/") || volid.contains("vzdump-openvz-") {
+        Some(GuestKind::Lxc)
+    } else {
+        None
+    }
+}
+
+pub fn create_or_restore(call: &mut Call<'_>) -> Reply {
+    let kind = call.kind();
+    let node = call.node().to_string();
+    let p = call.req.params.clone();
+    let vmid = params::int(&p, "vmid").unwrap_or(0) as u32;
+    let archive = match kind {
+        GuestKind::Qemu => params::text(&p, "archive"),
+        GuestKind::Lxc if params::flag(&p, "restore") => params::text(&p, "ostemplate"),
+        GuestKind::Lxc => None,
+    };
+    let force = params::flag(&p, "force");
+    if force && kind == GuestKind::Qemu && archive.is_none() {
+        return Reply::param_error("archive", "missing property required by 'force'");
+    }
+    let existing = call.st.guests.get(&vmid).cloned();
+    let word = if kind == GuestKind::Qemu { "VM" } else { "CT" };
+    if let Some(g) = &existing {
+        if archive.is_none() || !force {
+            let what = if archive.is_some() { "restore" } else { "create" };
+            return Reply::error(
+                500,
+                format!(
+                    "unable to {what} {word} {vmid} - VM {vmid} already exists on node '{}'",
+                    g.node
+                ),
+            );
+        }
+        if g.node != node {
+            return Reply::error(
+                500,
+                format!(
+                    "unable to restore {word} {vmid} - VM {vmid} already exists on node '{}'",
+                    g.node
+                ),
+            );
+        }
+        if g.kind != kind {
+            return Reply::error(
+                500,
+                format!("unable to restore {word} {vmid} - existing guest {vmid} is of another type"),
+            );
+        }
+        if g.running() {
+            let msg = if kind == GuestKind::Qemu {
+                format!("unable to restore VM {vmid} - vm is running")
+            } else {
+                "can't overwrite running container".to_string()
+            };
+            return Reply::error(500, msg);
+        }
+    }
+    let backup = match &archive {
+        Some(a) => match find_backup(call.st, &node, a) {
+            Some(v) => Some(v),
+            None => {
+                return Reply::error(
+                    500,
+                    format!("unable to restore {word} {vmid} - volume '{a}' does not exist"),
+                );
+            }
+        },
+        None => None,
+    };
+    if let Some(b) = &backup
+        && backup_kind(&b.volid) != Some(kind)
+    {
+        return Reply::error(
+            500,
+            format!(
+                "unable to restore {word} {vmid} - archive '{}' is not a {} backup",
+                b.volid,
+                kind.as_str()
+            ),
+        );
+    }
+    let storage = params::text(&p, "storage").unwrap_or_else(|| {
+        if kind == GuestKind::Lxc {
+            "local".into()
+        } else {
+            "local-lvm".into()
+        }
+    });
+    if !call
+        .st
+        .storages
+        .get(&storage)
+        .is_some_and(|s| s.spec.content.iter().any(|c| c == "images" || c == "rootdir"))
+    {
+        let what = if kind == GuestKind::Lxc {
+            "container directories"
+        } else {
+            "vm images"
+        };
+        return Reply::error(500, format!("storage '{storage}' does not support {what}"));
+    }
+    // The config: the given keys over the replaced guest's config (or a minimal one).
+    let keys = crate::sim::params::specs(super::config::keys(kind));
+    let mut config: Map<String, Value> = match (&existing, &backup) {
+        (Some(g), Some(_)) => g.config.clone(),
+        _ => Map::new(),
+    };
+    let name_key = if kind == GuestKind::Qemu { "name" } else { "hostname" };
+    if !config.contains_key(name_key) {
+        let name = backup
+            .as_ref()
+            .and_then(|b| b.notes.clone())
+            .unwrap_or_else(|| format!("{}-{vmid}", if backup.is_some() { "restored" } else { "new" }));
+        config.insert(
+            name_key.into(),
+            json!(name.split_whitespace().next().unwrap_or("guest")),
+        );
+    }
+    if backup.is_some() && !config.keys().any(|k| crate::sim::state::is_disk_key(k)) {
+        let (key, size) = if kind == GuestKind::Qemu {
+            ("scsi0", "32G")
+        } else {
+            ("rootfs", "8G")
+        };
+        config.insert(key.into(), json!(format!("{storage}:vm-{vmid}-disk-0,size={size}")));
+    }
+    for (k, v) in &p {
+        if keys.iter().any(|s| s.matches(k)) {
+            config.insert(k.clone(), v.clone());
+        }
+    }
+    let start = params::flag(&p, "start");
+    let task_type = match (kind, backup.is_some()) {
+        (GuestKind::Qemu, true) => "qmrestore",
+        (GuestKind::Qemu, false) => "qmcreate",
+        (GuestKind::Lxc, true) => "vzrestore",
+        (GuestKind::Lxc, false) => "vzcreate",
+    };
+    let mut first = Vec::new();
+    if let Some(b) = &backup {
+        first.push(format!("restore vma archive: {}", b.volid));
+    }
+    let user = call.user();
+    let task_node = node.clone();
+    let upid = call.st.start_task(
+        &node,
+        task_type,
+        &vmid.to_string(),
+        &user,
+        first,
+        Box::new(move |st: &mut State| {
+            if let Some(old) = st.guests.get(&vmid)
+                && (!force || old.running())
+            {
+                return Err(format!(
+                    "unable to restore VM {vmid} - VM {vmid} already exists on node '{}'",
+                    old.node
+                ));
+            }
+            let mut tags = Vec::new();
+            if let Some(t) = config.get("tags").and_then(Value::as_str) {
+                tags = t.split(';').map(str::to_string).collect();
+            }
+            st.guests.insert(
+                vmid,
+                Guest {
+                    vmid,
+                    kind,
+                    node: task_node.clone(),
+                    status: if start {
+                        GuestStatus::Running
+                    } else {
+                        GuestStatus::Stopped
+                    },
+                    template: false,
+                    tags,
+                    config: config.clone(),
+                    snapshots: Vec::new(),
+                    agent_running: false,
+                    started_at: start.then(now_secs),
+                    lock: None,
+                    parent: None,
+                    snap_configs: Default::default(),
+                },
+            );
+            Ok(vec![format!(
+                "{} {vmid} created",
+                if kind == GuestKind::Qemu { "VM" } else { "CT" }
+            )])
+        }),
+    );
+    Reply::data(json!(upid))
+}

@@ -1,0 +1,311 @@
+//! Config changes (PUT, and QEMU's async POST), pending changes, and disk resize.
+
+use serde_json::{Map, Value, json};
+
+use super::Call;
+use crate::sim::http::Reply;
+use crate::sim::params;
+use crate::sim::spec::GuestKind;
+use crate::sim::state::{Guest, State, format_size, is_disk_key, parse_size};
+
+/// QEMU config keys (PVE 8.4), as parameter specs.
+pub const QEMU_KEYS: &str = "name:str? cores:int(1..)? sockets:int(1..)? memory:str? balloon:int(0..)? cpu:str? cpulimit:num? cpuunits:int(1..262144)? vcpus:int(1..)? numa:bool? onboot:bool? startup:str? tags:str? description:str? ostype:enum(other|wxp|w2k|w2k3|w2k8|wvista|win7|win8|win10|win11|l24|l26|solaris)? agent:str? boot:str? bios:enum(seabios|ovmf)? machine:str? protection:bool? hotplug:str? kvm:bool? scsihw:enum(lsi|lsi53c810|virtio-scsi-pci|virtio-scsi-single|megasas|pvscsi)? vga:str? localtime:bool? tablet:bool? hookscript:str? ciuser:str? cipassword:str? citype:enum(configdrive2|nocloud|opennebula)? ipconfig[0..31]:str? nameserver:str? searchdomain:str? sshkeys:str? net[0..31]:str? scsi[0..30]:str? virtio[0..15]:str? sata[0..5]:str? ide[0..3]:str? efidisk0:str? tpmstate0:str? unused[0..255]:str? serial[0..3]:str? usb[0..29]:str? hostpci[0..15]:str? args:str? affinity:str? template:bool?";
+
+/// LXC config keys (PVE 8.4), as parameter specs.
+pub const LXC_KEYS: &str = "hostname:str? cores:int(1..8192)? cpulimit:num? cpuunits:int(0..500000)? memory:int(16..)? swap:int(0..)? onboot:bool? startup:str? tags:str? description:str? ostype:enum(debian|devuan|ubuntu|centos|fedora|opensuse|archlinux|alpine|gentoo|nixos|unmanaged)? arch:enum(amd64|i386|arm64|armhf|riscv32|riscv64)? cmode:enum(shell|console|tty)? console:bool? tty:int(0..6)? protection:bool? unprivileged:bool? features:str? hookscript:str? nameserver:str? searchdomain:str? net[0..31]:str? mp[0..255]:str? rootfs:str? unused[0..255]:str? dev[0..255]:str? timezone:str? debug:bool? template:bool?";
+
+pub fn keys(kind: GuestKind) -> &'static str {
+    if kind == GuestKind::Qemu { QEMU_KEYS } else { LXC_KEYS }
+}
+
+pub fn set_params_put(kind: GuestKind, _: &str) -> Option<String> {
+    let extra = if kind == GuestKind::Qemu {
+        "delete:list? digest:str? revert:list? skiplock:bool? force:bool?"
+    } else {
+        "delete:list? digest:str? revert:list?"
+    };
+    Some(format!("node:str vmid:int(100..999999999) {} {extra}", keys(kind)))
+}
+
+pub fn set_params_post(kind: GuestKind, a: &str) -> Option<String> {
+    set_params_put(kind, a).map(|s| format!("{s} background_delay:int(1..30)?"))
+}
+
+pub fn resize_params(kind: GuestKind, _: &str) -> Option<String> {
+    Some(match kind {
+        GuestKind::Qemu => "node:str vmid:int(100..999999999) disk:str size:str digest:str? skiplock:bool?".into(),
+        GuestKind::Lxc => "node:str vmid:int(100..999999999) disk:str size:str digest:str?".into(),
+    })
+}
+
+/// Keys that are not config values but control the request.
+const CONTROL: &[&str] = &[
+    "node",
+    "vmid",
+    "delete",
+    "digest",
+    "revert",
+    "skiplock",
+    "force",
+    "background_delay",
+];
+
+/// Config values arrive as strings from a form; store numbers as numbers where PVE does.
+fn stored_value(kind: GuestKind, key: &str, v: &Value) -> Value {
+    let numeric = matches!(
+        key,
+        "cores"
+            | "sockets"
+            | "cpuunits"
+            | "vcpus"
+            | "balloon"
+            | "onboot"
+            | "numa"
+            | "protection"
+            | "kvm"
+            | "localtime"
+            | "tablet"
+            | "swap"
+            | "tty"
+            | "console"
+            | "unprivileged"
+            | "template"
+    ) || (key == "memory" && kind == GuestKind::Lxc);
+    match v {
+        Value::String(s) if numeric => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| v.clone()),
+        Value::Bool(b) if numeric => Value::from(i64::from(*b)),
+        other => other.clone(),
+    }
+}
+
+/// The config digest PVE hands out (SHA-1 of the file there; a stable hash here).
+pub fn digest(config: &Map<String, Value>) -> String {
+    let text = serde_json::to_string(config).unwrap_or_default();
+    let h = text.bytes().fold(0x6c62272e07bb014262b821756295c58d_u128, |h, b| {
+        (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013B)
+    });
+    format!("{h:040x}")
+}
+
+fn next_unused(config: &Map<String, Value>) -> String {
+    (0..)
+        .map(|i| format!("unused{i}"))
+        .find(|k| !config.contains_key(k))
+        .unwrap_or_else(|| "unused0".into())
+}
+
+/// Apply a change to a guest's config, with PVE's `delete` semantics: a detached disk
+/// becomes `unusedN` unless `force`; deleting `unusedN` destroys the volume.
+pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
+    let kind = g.kind;
+    let force = params::flag(params, "force");
+    if let Some(list) = params::text(params, "delete") {
+        for key in list.split([',', ';', ' ']).filter(|k| !k.is_empty()) {
+            let Some(old) = g.config.remove(key) else { continue };
+            if is_disk_key(key) && !key.starts_with("unused") && !force {
+                let volume = old.as_str().unwrap_or("").split(',').next().unwrap_or("").to_string();
+                if !volume.is_empty() && !old.as_str().unwrap_or("").contains("media=cdrom") {
+                    let slot = next_unused(&g.config);
+                    g.config.insert(slot, Value::String(volume));
+                }
+            }
+        }
+    }
+    for (k, v) in params {
+        if CONTROL.contains(&k.as_str()) {
+            continue;
+        }
+        if k == "name" || k == "hostname" {
+            let name = v.as_str().unwrap_or("");
+            let ok = !name.is_empty()
+                && name
+                    .split('.')
+                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            if !ok {
+                return Err(format!(
+                    "invalid format - value '{name}' does not look like a valid DNS name"
+                ));
+            }
+        }
+        g.config.insert(k.clone(), stored_value(kind, k, v));
+    }
+    if let Some(tags) = g.config.get("tags").and_then(Value::as_str) {
+        g.tags = tags
+            .split([';', ',', ' '])
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    if let Some(t) = g.config.get("template") {
+        g.template = t == 1;
+    }
+    Ok(())
+}
+
+pub fn set(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g.clone(),
+        Err(r) => return r,
+    };
+    let p = &call.req.params;
+    if let Some(d) = params::text(p, "digest")
+        && d != digest(&g.config)
+    {
+        return Reply::error(
+            500,
+            "detected modified configuration - file changed by other user? Try again.",
+        );
+    }
+    if params::flag(p, "force") && params::text(p, "delete").is_none() {
+        return Reply::param_error("force", "missing property required by 'force'");
+    }
+    if g.lock.is_some() && !params::flag(p, "skiplock") {
+        return Reply::error(
+            500,
+            format!(
+                "{} {} is locked ({})",
+                g.word(),
+                g.vmid,
+                g.lock.clone().unwrap_or_default()
+            ),
+        );
+    }
+    let changes = p.clone();
+    let vmid = g.vmid;
+    if call.req.method == crate::gate::Method::Post {
+        // QEMU's asynchronous config update: a qmconfig task.
+        let user = call.user();
+        let node = g.node.clone();
+        let upid = call.st.start_task(
+            &node,
+            "qmconfig",
+            &vmid.to_string(),
+            &user,
+            vec![format!("update VM {vmid}: {}", summary(&changes))],
+            Box::new(move |st: &mut State| {
+                let g = st
+                    .guests
+                    .get_mut(&vmid)
+                    .ok_or_else(|| format!("VM {vmid} does not exist"))?;
+                apply(g, &changes)?;
+                Ok(vec![])
+            }),
+        );
+        return Reply::data(json!(upid));
+    }
+    let Some(g) = call.st.guests.get_mut(&vmid) else {
+        return Reply::error(500, "guest disappeared");
+    };
+    match apply(g, &changes) {
+        Ok(()) => Reply::data(Value::Null),
+        Err(e) => Reply::error(500, e),
+    }
+}
+
+fn summary(changes: &Map<String, Value>) -> String {
+    changes
+        .iter()
+        .filter(|(k, _)| !CONTROL.contains(&k.as_str()) || k.as_str() == "delete")
+        .map(|(k, v)| {
+            format!(
+                "-{k} {}",
+                v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Changes waiting for a restart. The simulator applies changes at once, so every key is
+/// current: `[{key, value}]`.
+pub fn pending(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let rows: Vec<Value> = g.config.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    Reply::data(Value::Array(rows))
+}
+
+pub fn resize(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g.clone(),
+        Err(r) => return r,
+    };
+    let p = &call.req.params;
+    let disk = params::text(p, "disk").unwrap_or_default();
+    let size = params::text(p, "size").unwrap_or_default();
+    let allowed = match g.kind {
+        GuestKind::Qemu => {
+            is_disk_key(&disk) && !disk.starts_with("unused") && disk != "rootfs" && !disk.starts_with("mp")
+        }
+        GuestKind::Lxc => {
+            disk == "rootfs"
+                || disk
+                    .strip_prefix("mp")
+                    .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n <= 255))
+        }
+    };
+    if !allowed {
+        let what = if g.kind == GuestKind::Qemu {
+            "ide0..3, scsi0..30, virtio0..15, sata0..5, efidisk0, tpmstate0"
+        } else {
+            "rootfs, mp0..255"
+        };
+        return Reply::param_error(
+            "disk",
+            format!("value '{disk}' does not have a value in the enumeration '{what}'"),
+        );
+    }
+    let grow = size.starts_with('+');
+    let Some(amount) = parse_size(size.trim_start_matches('+')).filter(|_| {
+        let s = size.trim_start_matches('+');
+        !s.is_empty() && s.chars().next().is_some_and(|c| c.is_ascii_digit())
+    }) else {
+        return Reply::param_error("size", "value does not match the regex pattern");
+    };
+    let Some(current) = g.config.get(&disk).and_then(Value::as_str).map(str::to_string) else {
+        return Reply::error(500, format!("disk '{disk}' does not exist"));
+    };
+    if current.contains("media=cdrom") {
+        return Reply::error(500, "you can't resize a cdrom");
+    }
+    let old = crate::sim::state::disk_size(&current).unwrap_or(0);
+    let new = if grow { old + amount } else { amount };
+    if new < old {
+        return Reply::error(
+            500,
+            format!("unable to resize disk '{disk}' - shrinking disks is not supported"),
+        );
+    }
+    let vmid = g.vmid;
+    let user = call.user();
+    let node = g.node.clone();
+    let upid = call.st.start_task(
+        &node,
+        "resize",
+        &vmid.to_string(),
+        &user,
+        vec![format!("resize {disk} to {}", format_size(new))],
+        Box::new(move |st: &mut State| {
+            let g = st
+                .guests
+                .get_mut(&vmid)
+                .ok_or_else(|| format!("VM {vmid} does not exist"))?;
+            let value = g.config.get(&disk).and_then(Value::as_str).unwrap_or("").to_string();
+            let parts: Vec<String> = value
+                .split(',')
+                .map(|part| {
+                    if part.starts_with("size=") {
+                        format!("size={}", format_size(new))
+                    } else {
+                        part.to_string()
+                    }
+                })
+                .collect();
+            g.config.insert(disk.clone(), Value::String(parts.join(",")));
+            Ok(vec![format!("Size of logical volume changed to {}.", format_size(new))])
+        }),
+    );
+    Reply::data(json!(upid))
+}

@@ -1,0 +1,206 @@
+//! Snapshots: a tree per guest, with `current` pointing at the snapshot the live state
+//! derives from. Rollback restores the saved config (and, for a QEMU snapshot with RAM,
+//! the running state); deleting a snapshot re-parents its children.
+
+use serde_json::{Value, json};
+
+use super::Call;
+use crate::sim::http::Reply;
+use crate::sim::params;
+use crate::sim::spec::{GuestKind, GuestStatus, SnapshotSpec};
+use crate::sim::state::{State, now_secs};
+
+pub fn create_params(kind: GuestKind, _: &str) -> Option<String> {
+    Some(match kind {
+        GuestKind::Qemu => "node:str vmid:int(100..999999999) snapname:str description:str? vmstate:bool?".into(),
+        GuestKind::Lxc => "node:str vmid:int(100..999999999) snapname:str description:str?".into(),
+    })
+}
+
+/// pve-configid: a letter, then letters, digits, '_' and '-'; at most 40.
+fn valid_snapname(name: &str) -> bool {
+    name.len() >= 2
+        && name.len() <= 40
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+pub fn list(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let mut rows: Vec<Value> = g
+        .snapshots
+        .iter()
+        .map(|s| {
+            let mut r = json!({"name": s.name, "snaptime": s.snaptime, "description": s.description});
+            if let Some(p) = &s.parent {
+                r["parent"] = json!(p);
+            }
+            if g.kind == GuestKind::Qemu {
+                r["vmstate"] = json!(i32::from(s.vmstate));
+            }
+            r
+        })
+        .collect();
+    let mut current = json!({"name": "current", "description": "You are here!", "running": i32::from(g.running()),
+                             "digest": super::config::digest(&g.config)});
+    if let Some(p) = &g.parent {
+        current["parent"] = json!(p);
+    }
+    rows.push(current);
+    // PVE returns them in no particular order.
+    rows.reverse();
+    Reply::data(Value::Array(rows))
+}
+
+pub fn create(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g.clone(),
+        Err(r) => return r,
+    };
+    let p = &call.req.params;
+    let name = params::text(p, "snapname").unwrap_or_default();
+    if !valid_snapname(&name) {
+        return Reply::param_error(
+            "snapname",
+            format!("invalid format - invalid configuration ID '{name}'"),
+        );
+    }
+    let description = params::text(p, "description").unwrap_or_default();
+    let vmstate = params::flag(p, "vmstate") && g.running();
+    let vmid = g.vmid;
+    let task_type = if g.kind == GuestKind::Qemu {
+        "qmsnapshot"
+    } else {
+        "vzsnapshot"
+    };
+    let user = call.user();
+    let mut first = vec![];
+    if vmstate {
+        first.push("saving VM state and RAM using storage 'local-lvm'".into());
+    }
+    let upid = call.st.start_task(
+        &g.node,
+        task_type,
+        &vmid.to_string(),
+        &user,
+        first,
+        Box::new(move |st: &mut State| {
+            let g = st
+                .guests
+                .get_mut(&vmid)
+                .ok_or_else(|| format!("VM {vmid} does not exist"))?;
+            if g.snapshots.iter().any(|s| s.name.eq_ignore_ascii_case(&name)) {
+                return Err(format!("snapshot name '{name}' already used"));
+            }
+            g.snapshots.push(SnapshotSpec {
+                name: name.clone(),
+                parent: g.parent.clone(),
+                description,
+                snaptime: now_secs() as i64,
+                vmstate,
+            });
+            g.snap_configs.insert(name.clone(), g.config.clone());
+            g.parent = Some(name.clone());
+            Ok(vec![format!("snapshot '{name}' created")])
+        }),
+    );
+    Reply::data(json!(upid))
+}
+
+pub fn rollback(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g.clone(),
+        Err(r) => return r,
+    };
+    let name = call.arg("snapname").to_string();
+    let start = params::flag(&call.req.params, "start");
+    let vmid = g.vmid;
+    let (task_type, word) = if g.kind == GuestKind::Qemu {
+        ("qmrollback", "VM")
+    } else {
+        ("vzrollback", "CT")
+    };
+    let user = call.user();
+    let upid = call.st.start_task(
+        &g.node,
+        task_type,
+        &vmid.to_string(),
+        &user,
+        vec![],
+        Box::new(move |st: &mut State| {
+            let g = st
+                .guests
+                .get_mut(&vmid)
+                .ok_or_else(|| format!("{word} {vmid} does not exist"))?;
+            let snap = g
+                .snapshots
+                .iter()
+                .find(|s| s.name == name)
+                .cloned()
+                .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+            if let Some(cfg) = g.snap_configs.get(&name) {
+                g.config = cfg.clone();
+            }
+            g.parent = Some(name.clone());
+            let running = (snap.vmstate && g.kind == GuestKind::Qemu) || start;
+            g.status = if running {
+                GuestStatus::Running
+            } else {
+                GuestStatus::Stopped
+            };
+            g.started_at = running.then(now_secs);
+            Ok(vec![format!("rolled back to snapshot '{name}'")])
+        }),
+    );
+    Reply::data(json!(upid))
+}
+
+pub fn delete(call: &mut Call<'_>) -> Reply {
+    let g = match call.guest() {
+        Ok(g) => g.clone(),
+        Err(r) => return r,
+    };
+    let name = call.arg("snapname").to_string();
+    let vmid = g.vmid;
+    let task_type = if g.kind == GuestKind::Qemu {
+        "qmdelsnapshot"
+    } else {
+        "vzdelsnapshot"
+    };
+    let user = call.user();
+    let upid = call.st.start_task(
+        &g.node,
+        task_type,
+        &vmid.to_string(),
+        &user,
+        vec![],
+        Box::new(move |st: &mut State| {
+            let g = st
+                .guests
+                .get_mut(&vmid)
+                .ok_or_else(|| format!("VM {vmid} does not exist"))?;
+            let idx = g
+                .snapshots
+                .iter()
+                .position(|s| s.name == name)
+                .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+            let removed = g.snapshots.remove(idx);
+            for s in g
+                .snapshots
+                .iter_mut()
+                .filter(|s| s.parent.as_deref() == Some(name.as_str()))
+            {
+                s.parent = removed.parent.clone();
+            }
+            if g.parent.as_deref() == Some(name.as_str()) {
+                g.parent = removed.parent.clone();
+            }
+            g.snap_configs.remove(&name);
+            Ok(vec![format!("snapshot '{name}' deleted")])
+        }),
+    );
+    Reply::data(json!(upid))
+}
