@@ -1069,3 +1069,69 @@ async fn guest_agent_exec() {
     assert_eq!(e.status, 501, "containers have no API exec");
     assert!(post(&c, "/nodes/pve1/qemu/101/agent/ping", json!({})).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wire_details() {
+    let s = sim(0).await;
+    let base = format!("{}/api2/json", s.http_url().unwrap());
+    let raw = reqwest::Client::new();
+    // No credentials: 401 No ticket, no body, and the connection is closed.
+    let r = raw.get(format!("{base}/version")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|p| p.as_bytes().to_vec()),
+        Some(b"No ticket".to_vec())
+    );
+    assert_eq!(r.headers()["connection"], "close");
+    assert!(r.headers().get("content-type").is_none());
+    assert!(r.bytes().await.unwrap().is_empty());
+    // A good answer carries PVE's headers and the envelope.
+    let (id, secret) = s.token().unwrap();
+    let auth = format!("PVEAPIToken={id}={secret}");
+    let r = raw
+        .get(format!("{base}/cluster/tasks"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["server"], "pve-api-daemon/3.0");
+    assert_eq!(r.headers()["content-type"], "application/json;charset=UTF-8");
+    assert_eq!(r.headers()["cache-control"], "max-age=0");
+    assert!(r.headers().get("connection").is_none_or(|c| c != "close"));
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"data": []}));
+    // An error body: data null and the message with its newline.
+    let r = raw
+        .get(format!("{base}/nodes/pve1/qemu/999/config"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["connection"], "close");
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"data": null, "message": "Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist\n"})
+    );
+    // JSON bodies work as well as forms, with JSON booleans (PVE 8).
+    let r = raw
+        .post(format!("{base}/nodes/pve2/qemu/102/status/start"))
+        .header("authorization", &auth)
+        .json(&json!({"skiplock": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // 596: pveproxy could not speak TLS to the node.
+    s.add_fault(Fault::new("/nodes/pve2/*", FaultAction::NodeTls));
+    let r = raw
+        .get(format!("{base}/nodes/pve2/status"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 596);
+    assert!(r.bytes().await.unwrap().is_empty());
+}
