@@ -44,6 +44,38 @@ pub fn is_byte_field(name: &str) -> bool {
     BYTE_FIELDS.contains(&name)
 }
 
+/// Field names whose value PVE reports as epoch seconds.
+pub const TIME_FIELDS: &[&str] = &["ctime", "endtime", "snaptime", "starttime"];
+
+pub fn is_time_field(name: &str) -> bool {
+    TIME_FIELDS.contains(&name)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Epoch seconds → ISO-8601 in UTC: `1768580793` → `"2026-01-16T16:26:33Z"`.
+pub fn iso_time(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let r = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        r / 3600,
+        r % 3600 / 60,
+        r % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +90,8 @@ mod tests {
         assert_eq!(human_bytes(-2048.0), "-2.00 KiB");
         assert_eq!(human_bytes(f64::NAN), "unknown");
         assert!(is_byte_field("maxmem") && !is_byte_field("vmid"));
+        assert_eq!(iso_time(1768580793), "2026-01-16T16:26:33Z");
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

@@ -76,7 +76,8 @@ impl ApiError {
             ),
             403 => match self.missing_permission() {
                 Some((acl, privs)) => format!(
-                    "PVE denied {m} {p}: the token lacks {privs} on {acl} ({msg}). Grant a role that includes {privs} on {acl} (Datacenter → Permissions → Add). A token created with privilege separation has no rights of its own until an ACL is granted to the token itself."
+                    "PVE denied {m} {p}: the token lacks {privs} on {acl} ({msg}). {} A token created with privilege separation has no rights of its own until an ACL is granted to the token itself.",
+                    grant_hint(&acl, &privs)
                 ),
                 None => format!(
                     "PVE denied {m} {p} ({msg}). The token lacks a privilege for this request; check its ACLs (Datacenter → Permissions), remembering that a privilege-separated token needs ACLs of its own."
@@ -94,6 +95,32 @@ impl ApiError {
             _ => format!("PVE failed {m} {p}: {msg}"),
         }
     }
+}
+
+/// "Grant … on PATH": the built-in roles that include the privilege.
+fn grant_hint(acl: &str, privs: &str) -> String {
+    use super::roles::{PveMajor, roles_granting};
+    let first = privs.split('|').next().unwrap_or(privs).trim();
+    let mut roles = roles_granting(first, PveMajor::V8);
+    if roles.is_empty() {
+        roles = roles_granting(first, PveMajor::V9);
+    }
+    let mut hint = match roles.as_slice() {
+        [] => format!("Grant a role that includes {privs} on {acl} (Datacenter → Permissions → Add)."),
+        [one] => format!(
+            "Grant the built-in role {one} (or one that includes {first}) on {acl} (Datacenter → Permissions → Add)."
+        ),
+        many => format!(
+            "Built-in roles that include {first}: {}. Grant one on {acl} (Datacenter → Permissions → Add).",
+            many.join(", ")
+        ),
+    };
+    if first == "VM.Monitor" || first.starts_with("VM.GuestAgent") {
+        hint.push_str(
+            " Guest-agent calls need VM.Monitor on PVE 8 and VM.GuestAgent.Unrestricted (in PVEVMAdmin) on PVE 9.",
+        );
+    }
+    hint
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +236,9 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("lacks VM.PowerMgmt on /vms/100"), "{s}");
         assert!(s.contains("privilege separation"));
+        assert!(s.contains("Built-in roles that include VM.PowerMgmt: PVEVMUser"), "{s}");
+        let e = api(403, Some("Permission check failed (/vms/100, VM.Monitor)"), None);
+        assert!(e.to_string().contains("VM.GuestAgent.Unrestricted"), "{e}");
         let e = api(
             403,
             Some("Forbidden"),

@@ -1,6 +1,6 @@
 //! The `pve` module scripts call: `pve::get(path, params)`, `pve::post`, `pve::put`,
 //! `pve::delete`, `pve::wait_task(upid)`, `pve::resolve_vmid(vmid)`, `pve::next_vmid()`,
-//! `pve::pick(map, fields)`, `pve::human_bytes(n)`, `pve::log(msg)`, `pve::is_plan()`,
+//! `pve::pick(map, fields)`, `pve::human_bytes(n)`, `pve::iso_time(epoch)`, `pve::log(msg)`, `pve::is_plan()`,
 //! `pve::sleep(seconds)`, `pve::now()`, `pve::task_wait()`.
 //!
 //! Every request goes through the call's gate. A refusal, a timeout or a cancellation stops
@@ -97,6 +97,9 @@ fn build() -> Module {
         }
         call(&n)?.sleep(Duration::from_secs_f64(s)).map_err(|i| stop(&n, i))?;
         Ok(Dynamic::UNIT)
+    });
+    reg(&mut m, "iso_time", |n: NativeCallContext, v: Dynamic| -> R {
+        Ok(human::iso_time(number(&n, &v, "iso_time")? as i64).into())
     });
     reg(&mut m, "now", |_: NativeCallContext| -> R {
         let secs = std::time::SystemTime::now()
@@ -450,7 +453,8 @@ fn next_vmid(cx: &CallContext, n: &NativeCallContext) -> R {
         .ok_or_else(|| usage(n, format!("PVE answered /cluster/nextid with {v}, not a vmid")))
 }
 
-/// Keep only `fields` of a map; numeric byte fields gain a `*_human` companion.
+/// Keep only `fields` of a map; byte fields gain a `*_human` companion and epoch fields an
+/// `*_iso` one.
 fn pick(n: &NativeCallContext, obj: Dynamic, fields: Array) -> R {
     let Some(src) = obj.read_lock::<RMap>() else {
         return Err(usage(
@@ -472,6 +476,12 @@ fn pick(n: &NativeCallContext, obj: Dynamic, fields: Array) -> R {
                 if let Ok(b) = bytes {
                     out.insert(format!("{key}_human").into(), human::human_bytes(b).into());
                 }
+            }
+            if human::is_time_field(&key)
+                && let Ok(secs) = v.as_int()
+                && secs > 0
+            {
+                out.insert(format!("{key}_iso").into(), human::iso_time(secs).into());
             }
             out.insert(key.into(), v.clone());
         }

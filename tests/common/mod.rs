@@ -44,6 +44,13 @@ pub async fn fake_pve() -> MockServer {
         .mount(&pve)
         .await;
     Mock::given(method("GET"))
+        .and(path("/api2/json/nodes"))
+        .respond_with(data(
+            json!([{"node": "pve1", "status": "online"}, {"node": "pve2", "status": "online"}]),
+        ))
+        .mount(&pve)
+        .await;
+    Mock::given(method("GET"))
         .and(path_regex(r"^/api2/json/nodes/[^/]+/tasks/[^/]+/status$"))
         .respond_with(data(json!({"status": "stopped", "exitstatus": "OK", "upid": UPID_START, "node": "pve1", "type": "qmstart", "id": "100"})))
         .mount(&pve)
