@@ -123,6 +123,13 @@ async fn call_prints_the_result_with_the_same_gate() {
         .respond_with(data(json!({"scsi0": "local-lvm:vm-101-disk-0,size=64G"})))
         .mount(&pve)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve2/qemu/101/snapshot"))
+        .respond_with(data(
+            json!([{"name": "current", "description": "You are here!", "running": 0}]),
+        ))
+        .mount(&pve)
+        .await;
     let dir = fixtures(&["hostile/read_posts.rhai"]);
     let home = tempfile::tempdir().unwrap();
     let uri = pve.uri();
