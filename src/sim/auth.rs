@@ -20,6 +20,16 @@ pub struct Identity {
     acl: Vec<AclSpec>,
 }
 
+impl Identity {
+    /// The paths this caller has ACL entries on.
+    pub fn acl_paths(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.acl.iter().map(|a| normalize(&a.path)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
 impl Tokens {
     pub fn new(tokens: Vec<TokenSpec>, major: PveMajor) -> Tokens {
         Tokens {

@@ -263,3 +263,26 @@ pub async fn start_on(sim: &pve_mcp::sim::Simulator, token: Option<(&str, &str)>
     env.extend_from_slice(extra);
     start(&sim.https_url().unwrap(), tempfile::tempdir().unwrap(), &env).await
 }
+
+/// A simulated cluster from a given description (request log as for [`simulator`]).
+pub async fn simulator_with(spec: pve_mcp::sim::spec::ClusterSpec) -> pve_mcp::sim::Simulator {
+    let mut opts = pve_mcp::sim::SimOptions::new(spec);
+    opts.request_log = std::env::var_os("PVE_MCP_SIM_REQUEST_LOG").map(PathBuf::from);
+    pve_mcp::sim::Simulator::start(opts).await.unwrap()
+}
+
+impl Server {
+    /// Call a tool that must succeed; its structured result.
+    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+        let r = self.call(tool, args.clone()).await;
+        assert!(!is_error(&r), "{tool} {args}: {}", text(&r));
+        structured(&r)
+    }
+
+    /// Call a tool that must fail; its message.
+    pub async fn fails(&self, tool: &str, args: Value) -> String {
+        let r = self.call(tool, args.clone()).await;
+        assert!(is_error(&r), "{tool} {args} should fail, got {}", text(&r));
+        text(&r)
+    }
+}

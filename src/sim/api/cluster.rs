@@ -206,3 +206,24 @@ pub fn nextid(call: &mut Call<'_>) -> Reply {
         None => Reply::data(json!(call.st.next_free_vmid().to_string())),
     }
 }
+
+/// `GET /access/permissions`: the caller's own privileges, per ACL path.
+pub fn permissions(call: &mut Call<'_>) -> Reply {
+    let mut paths: Vec<String> = call.who.acl_paths();
+    if let Some(p) = params::text(&call.req.params, "path") {
+        paths = vec![p];
+    }
+    let mut out = serde_json::Map::new();
+    for path in paths {
+        let privs: serde_json::Map<String, Value> = call
+            .tokens
+            .privileges(call.who, &path)
+            .into_iter()
+            .map(|p| (p.to_string(), json!(1)))
+            .collect();
+        if !privs.is_empty() {
+            out.insert(path, Value::Object(privs));
+        }
+    }
+    Reply::data(Value::Object(out))
+}

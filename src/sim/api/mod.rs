@@ -293,6 +293,13 @@ static ROUTES: &[Route] = &[
     route!(G, "storage", Fixed("type:str?"), Perm::All, storage::config),
     route!(
         G,
+        "access/permissions",
+        Fixed("path:str? userid:str?"),
+        Perm::All,
+        cluster::permissions
+    ),
+    route!(
+        G,
         "nodes/{node}/storage",
         Fixed("node:str content:list? enabled:bool? format:bool? storage:str? target:str?"),
         Perm::All,

@@ -1,0 +1,653 @@
+//! All 24 tools end to end: the real binary, rmcp's client, the simulated cluster over
+//! HTTPS; QEMU and LXC wherever both apply. Every request is logged for check-log.
+
+mod common;
+
+use common::*;
+use pve_mcp::sim::spec::GuestStatus;
+use serde_json::{Value, json};
+
+const READ: [&str; 12] = [
+    "pve_cluster_status",
+    "pve_list_nodes",
+    "pve_node_status",
+    "pve_list_vms",
+    "pve_vm_status",
+    "pve_vm_config",
+    "pve_list_storage",
+    "pve_storage_content",
+    "pve_list_backups",
+    "pve_list_snapshots",
+    "pve_list_tasks",
+    "pve_task_status",
+];
+const WRITE: [&str; 7] = [
+    "pve_vm_power",
+    "pve_vm_migrate",
+    "pve_vm_set_config",
+    "pve_vm_resize_disk",
+    "pve_vm_clone",
+    "pve_snapshot_create",
+    "pve_backup_create",
+];
+const DESTRUCTIVE: [&str; 4] = [
+    "pve_snapshot_rollback",
+    "pve_snapshot_delete",
+    "pve_vm_delete",
+    "pve_backup_restore",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_tool_is_listed_with_its_annotations() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[("PVE_MCP_ENABLE_EXEC", "true")]).await;
+    let tools = s.client.list_all_tools().await.unwrap();
+    assert_eq!(
+        tools.len(),
+        24,
+        "{:?}",
+        tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>()
+    );
+    for t in &tools {
+        let name = t.name.as_ref();
+        let a = serde_json::to_value(t.annotations.clone().unwrap()).unwrap();
+        assert_eq!(a["openWorldHint"], true, "{name}");
+        let schema = serde_json::to_value(&*t.input_schema).unwrap();
+        assert!(
+            t.description.as_ref().is_some_and(|d| d.len() > 80),
+            "{name} needs a description a host can act on"
+        );
+        if READ.contains(&name) {
+            assert_eq!(a["readOnlyHint"], true, "{name}");
+        } else if WRITE.contains(&name) {
+            assert_eq!(
+                (a["readOnlyHint"].as_bool(), a["destructiveHint"].as_bool()),
+                (Some(false), Some(false)),
+                "{name}"
+            );
+            assert!(schema["properties"].get("confirm").is_none(), "{name}");
+        } else if DESTRUCTIVE.contains(&name) {
+            assert_eq!(
+                (a["readOnlyHint"].as_bool(), a["destructiveHint"].as_bool()),
+                (Some(false), Some(true)),
+                "{name}"
+            );
+            assert_eq!(schema["properties"]["confirm"]["type"], "boolean", "{name}");
+        } else {
+            assert_eq!(name, "pve_vm_exec");
+            assert_eq!(a["destructiveHint"], true);
+        }
+    }
+    // Without exec: 23. Read-only: exactly the 12 read tools.
+    let plain = start_on(&sim, None, &[]).await;
+    assert_eq!(plain.tool_names().await.len(), 23);
+    let ro = start_on(
+        &sim,
+        None,
+        &[("PVE_MCP_READ_ONLY", "true"), ("PVE_MCP_ENABLE_EXEC", "true")],
+    )
+    .await;
+    let mut read: Vec<String> = READ.iter().map(|s| s.to_string()).collect();
+    read.sort();
+    assert_eq!(ro.tool_names().await, read);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_mode_sends_nothing_but_gets() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[("PVE_MCP_READ_ONLY", "true")]).await;
+    let upid = sim.with_state(|st| {
+        st.start_task(
+            "pve1",
+            "qmstart",
+            "100",
+            "root@pam!sim",
+            vec![],
+            Box::new(|_| Err("boom".into())),
+        )
+    });
+    for (tool, args) in [
+        ("pve_cluster_status", json!({})),
+        ("pve_list_nodes", json!({})),
+        ("pve_node_status", json!({"node": "pve2"})),
+        ("pve_list_vms", json!({"status": "paused"})),
+        ("pve_vm_status", json!({"vmid": 201})),
+        ("pve_vm_config", json!({"vmid": 100})),
+        ("pve_list_storage", json!({})),
+        ("pve_storage_content", json!({"storage": "nfs-backup"})),
+        ("pve_list_backups", json!({})),
+        ("pve_list_snapshots", json!({"vmid": 201})),
+        ("pve_list_tasks", json!({"node": "pve1"})),
+        ("pve_task_status", json!({"upid": upid})),
+    ] {
+        s.ok(tool, args).await;
+    }
+    assert!(sim.request_count() > 20);
+    assert_eq!(sim.write_count(), 0, "read-only mode sends nothing but GETs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_and_node_reads() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let c = s.ok("pve_cluster_status", json!({})).await;
+    assert_eq!(
+        (
+            c["cluster"]["name"].as_str(),
+            c["quorate"].as_bool(),
+            c["standalone"].as_bool()
+        ),
+        (Some("homelab"), Some(true), Some(false))
+    );
+    assert_eq!(c["offline_nodes"], json!(["pve3"]));
+    let n = s.ok("pve_list_nodes", json!({})).await;
+    assert_eq!(n["count"], 3);
+    assert_eq!(n["nodes"][0]["maxmem_human"], "64.00 GiB");
+    assert_eq!(n["offline_nodes"], json!(["pve3"]));
+    let st = s.ok("pve_node_status", json!({"node": "pve1"})).await;
+    assert_eq!(st["memory"]["total_human"], "64.00 GiB");
+    assert!(st["pve_version"].as_str().unwrap().starts_with("pve-manager/8.4"));
+    let err = s.fails("pve_node_status", json!({"node": "pve3"})).await;
+    assert!(err.contains("595") && err.contains("offline"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_reads_for_vms_and_containers() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let vm = s.ok("pve_vm_config", json!({"vmid": 100})).await;
+    assert_eq!(
+        (vm["type"].as_str(), vm["memory_mib"].as_i64()),
+        (Some("qemu"), Some(4096))
+    );
+    assert_eq!(vm["nics"][0]["bridge"], "vmbr0");
+    let keys: Vec<&str> = vm["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["efidisk0", "scsi0"], "the CD-ROM is not a disk");
+    let ct = s.ok("pve_vm_config", json!({"vmid": 201})).await;
+    assert_eq!(
+        (
+            ct["type"].as_str(),
+            ct["memory_mib"].as_i64(),
+            ct["config"]["hostname"].as_str()
+        ),
+        (Some("lxc"), Some(1024), Some("proxy"))
+    );
+    assert_eq!(ct["disks"].as_array().unwrap().len(), 2);
+    let snaps = s.ok("pve_list_snapshots", json!({"vmid": 100})).await;
+    let names: Vec<&str> = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["before-upgrade", "after-upgrade"]);
+    assert_eq!(snaps["snapshots"][0]["children"], json!(["after-upgrade"]));
+    assert_eq!(snaps["current_parent"], "after-upgrade");
+    assert!(snaps["snapshots"][0]["snaptime_iso"].as_str().unwrap().ends_with('Z'));
+    let ct_snaps = s.ok("pve_list_snapshots", json!({"vmid": 201})).await;
+    assert_eq!(ct_snaps["count"], 1);
+    assert!(
+        ct_snaps["snapshots"][0].get("vmstate").is_none(),
+        "containers have no RAM snapshots"
+    );
+    let st = s.ok("pve_vm_status", json!({"vmid": 103})).await;
+    assert_eq!(st["qmpstatus"], "paused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_and_backup_reads() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let st = s.ok("pve_list_storage", json!({})).await;
+    assert_eq!(st["skipped_nodes"], json!(["pve3"]));
+    let nfs = st["storages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["storage"] == "nfs-backup")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (nfs["shared"].as_bool(), nfs["nodes"].as_array().unwrap().len()),
+        (Some(true), 2),
+        "shared storage once, seen from both nodes"
+    );
+    assert!(nfs["used_human"].as_str().is_some() && nfs["used_percent"].as_f64().is_some());
+    let one = s.ok("pve_list_storage", json!({"node": "pve2"})).await;
+    assert!(one.get("skipped_nodes").is_none());
+    let isos = s
+        .ok("pve_storage_content", json!({"storage": "local", "content": "iso"}))
+        .await;
+    assert_eq!(isos["count"], 2);
+    assert_eq!(isos["items"][0]["node"], "pve1");
+    let err = s.fails("pve_storage_content", json!({"storage": "nope"})).await;
+    assert!(err.contains("No node has a storage called 'nope'"), "{err}");
+    let b = s.ok("pve_list_backups", json!({"vmid": 100})).await;
+    assert_eq!(b["count"], 3);
+    assert_eq!(b["backups"][0]["storage"], "pbs", "newest first");
+    assert_eq!(b["backups"][1]["protected"], true);
+    let all = s.ok("pve_list_backups", json!({})).await;
+    assert_eq!(all["count"], 8, "every backup once, shared storages read once");
+    let local = s.ok("pve_list_backups", json!({"storage": "local"})).await;
+    assert_eq!(
+        (local["count"].as_i64(), local["backups"][0]["node"].as_str()),
+        (Some(1), Some("pve2"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_list_says_whether_rights_are_missing() {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.tokens.push(pve_mcp::sim::spec::TokenSpec {
+        id: "nobody@pve!none".into(),
+        secret: "22222222-3333-4444-8555-666666666666".into(),
+        acl: vec![],
+    });
+    let sim = simulator_with(spec.clone()).await;
+    let s = start_on(
+        &sim,
+        Some(("nobody@pve!none", "22222222-3333-4444-8555-666666666666")),
+        &[],
+    )
+    .await;
+    let v = s.ok("pve_list_vms", json!({})).await;
+    assert_eq!(v["count"], 0);
+    assert!(v["note"].as_str().unwrap().contains("holds VM.Audit nowhere"), "{v}");
+    // A cluster that is really empty says so differently.
+    spec.guests.clear();
+    let empty = simulator_with(spec).await;
+    let s = start_on(&empty, None, &[]).await;
+    let v = s.ok("pve_list_vms", json!({})).await;
+    assert!(v["note"].as_str().unwrap().starts_with("There are no guests"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_and_task_status() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let failed = s.fails("pve_vm_power", json!({"vmid": 100, "action": "start"})).await;
+    assert!(failed.contains("already running"));
+    s.ok("pve_vm_power", json!({"vmid": 202, "action": "start"})).await;
+    let all = s.ok("pve_list_tasks", json!({})).await;
+    assert_eq!(all["count"], 2);
+    let errors = s.ok("pve_list_tasks", json!({"errors_only": true})).await;
+    assert_eq!(errors["count"], 1);
+    let upid = errors["tasks"][0]["upid"].as_str().unwrap().to_string();
+    assert_eq!(errors["tasks"][0]["ok"], false);
+    assert!(errors["tasks"][0]["starttime_iso"].as_str().is_some());
+    let by_node = s.ok("pve_list_tasks", json!({"node": "pve2", "vmid": 202})).await;
+    assert_eq!(by_node["count"], 1);
+    let st = s.ok("pve_task_status", json!({"upid": upid})).await;
+    assert_eq!(
+        (st["result"].as_str(), st["exitstatus"].as_str()),
+        (Some("failed"), Some("VM 100 already running"))
+    );
+    assert_eq!(
+        st["log_tail"].as_array().unwrap().last().unwrap(),
+        "TASK ERROR: VM 100 already running"
+    );
+    let bad = s.fails("pve_task_status", json!({"upid": "nope"})).await;
+    assert!(bad.contains("'upid'"), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_vms_and_containers() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let err = s.fails("pve_vm_migrate", json!({"vmid": 100, "target": "pve2"})).await;
+    assert!(err.contains("online=true"), "{err}");
+    let live = s
+        .ok("pve_vm_migrate", json!({"vmid": 100, "target": "pve2", "online": true}))
+        .await;
+    assert_eq!(
+        (live["mode"].as_str(), live["task"]["type"].as_str()),
+        (Some("live"), Some("qmigrate"))
+    );
+    let ct = s
+        .ok("pve_vm_migrate", json!({"vmid": 201, "target": "pve1", "online": true}))
+        .await;
+    assert_eq!(ct["mode"], "restart");
+    s.ok("pve_vm_migrate", json!({"vmid": 202, "target": "pve1"})).await;
+    sim.with_state(|st| {
+        assert_eq!(
+            (
+                st.guests[&100].node.as_str(),
+                st.guests[&201].node.as_str(),
+                st.guests[&202].node.as_str()
+            ),
+            ("pve2", "pve1", "pve1")
+        );
+    });
+    let err = s.fails("pve_vm_migrate", json!({"vmid": 102, "target": "pve3"})).await;
+    assert!(err.contains("not online"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_config_and_resize_for_both_kinds() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let vm = s
+        .ok(
+            "pve_vm_set_config",
+            json!({"vmid": 101, "config": {"cores": 8, "onboot": false, "description": "database"}}),
+        )
+        .await;
+    assert_eq!(vm["changed"]["cores"], json!({"before": 4, "after": 8}));
+    assert_eq!(vm["task"]["type"], "qmconfig");
+    assert_eq!(vm["restart_needed"], true);
+    let ct = s
+        .ok(
+            "pve_vm_set_config",
+            json!({"vmid": 200, "config": {"name": "resolver", "memory": 768}, "delete": ["swap"]}),
+        )
+        .await;
+    assert_eq!(
+        ct["changed"]["hostname"]["after"], "resolver",
+        "name maps to hostname for containers"
+    );
+    sim.with_state(|st| {
+        assert_eq!(st.guests[&200].config["memory"], 768);
+        assert!(!st.guests[&200].config.contains_key("swap"));
+        assert_eq!(st.guests[&101].config["onboot"], 0);
+    });
+    let err = s
+        .fails("pve_vm_set_config", json!({"vmid": 100, "delete": ["unused0"]}))
+        .await;
+    assert!(err.contains("destroy"), "{err}");
+    let err = s.fails("pve_vm_set_config", json!({"vmid": 100})).await;
+    assert!(err.contains("Nothing to change"), "{err}");
+
+    let r = s
+        .ok(
+            "pve_vm_resize_disk",
+            json!({"vmid": 101, "disk": "scsi0", "size": "+16G"}),
+        )
+        .await;
+    assert_eq!(
+        (r["size_before"].as_str(), r["size_after"].as_str()),
+        (Some("64G"), Some("80G"))
+    );
+    let r = s
+        .ok(
+            "pve_vm_resize_disk",
+            json!({"vmid": 200, "disk": "rootfs", "size": "10G"}),
+        )
+        .await;
+    assert_eq!(r["size_after"], "10G");
+    let writes = sim.write_count();
+    let err = s
+        .fails(
+            "pve_vm_resize_disk",
+            json!({"vmid": 101, "disk": "scsi0", "size": "10G"}),
+        )
+        .await;
+    assert!(err.contains("shrinking"), "{err}");
+    let err = s
+        .fails(
+            "pve_vm_resize_disk",
+            json!({"vmid": 101, "disk": "scsi9", "size": "+1G"}),
+        )
+        .await;
+    assert!(err.contains("Its disks: scsi0, scsi1"), "{err}");
+    assert_eq!(sim.write_count(), writes, "refused before anything is sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clone_vms_templates_and_containers() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let linked = s
+        .ok("pve_vm_clone", json!({"vmid": 9000, "name": "app-1", "full": false}))
+        .await;
+    assert_eq!(linked["newid"], 105, "the next free vmid");
+    assert_eq!(
+        (linked["clone"]["name"].as_str(), linked["clone"]["status"].as_str()),
+        (Some("app-1"), Some("stopped"))
+    );
+    let full = s
+        .ok(
+            "pve_vm_clone",
+            json!({"vmid": 101, "newid": 300, "name": "db-copy", "target": "pve2"}),
+        )
+        .await;
+    assert_eq!(full["clone"]["node"], "pve2");
+    let ct = s
+        .ok("pve_vm_clone", json!({"vmid": 202, "newid": 301, "name": "test-ct-b"}))
+        .await;
+    assert_eq!(
+        (ct["clone"]["name"].as_str(), ct["clone"]["type"].as_str()),
+        (Some("test-ct-b"), Some("lxc"))
+    );
+    let err = s.fails("pve_vm_clone", json!({"vmid": 200})).await;
+    assert!(err.contains("running"), "{err}");
+    let err = s.fails("pve_vm_clone", json!({"vmid": 100, "newid": 101})).await;
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_for_both_kinds_with_confirmation() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    s.ok(
+        "pve_snapshot_create",
+        json!({"vmid": 101, "snapname": "pre-upgrade", "vmstate": true, "description": "before apt upgrade"}),
+    )
+    .await;
+    s.ok("pve_snapshot_create", json!({"vmid": 200, "snapname": "pre-upgrade"}))
+        .await;
+    let err = s
+        .fails(
+            "pve_snapshot_create",
+            json!({"vmid": 200, "snapname": "with-ram", "vmstate": true}),
+        )
+        .await;
+    assert!(err.contains("containers have no RAM snapshots"), "{err}");
+    s.ok("pve_vm_set_config", json!({"vmid": 101, "config": {"cores": 6}}))
+        .await;
+
+    // Rollback: a plan first, nothing sent; then confirmed.
+    let writes = sim.write_count();
+    let plan = s
+        .ok("pve_snapshot_rollback", json!({"vmid": 101, "snapname": "pre-upgrade"}))
+        .await;
+    assert_eq!(plan["status"], "confirmation_required");
+    assert!(
+        plan["explanation"]["will_be_lost"]
+            .as_str()
+            .unwrap()
+            .contains("every change")
+    );
+    assert_eq!(
+        plan["explanation"]["guest_after"], "running",
+        "a RAM snapshot resumes running"
+    );
+    assert_eq!(
+        plan["requests"][0]["path"],
+        "/nodes/pve1/qemu/101/snapshot/pre-upgrade/rollback"
+    );
+    assert_eq!(sim.write_count(), writes);
+    s.ok(
+        "pve_snapshot_rollback",
+        json!({"vmid": 101, "snapname": "pre-upgrade", "confirm": true}),
+    )
+    .await;
+    assert_eq!(sim.with_state(|st| st.guests[&101].config["cores"].clone()), json!(4));
+    let ct = s
+        .ok("pve_snapshot_rollback", json!({"vmid": 200, "snapname": "pre-upgrade"}))
+        .await;
+    assert_eq!(
+        ct["explanation"]["downtime"],
+        "CT 200 (dns) is running and will be stopped by the rollback."
+    );
+    let err = s
+        .fails("pve_snapshot_rollback", json!({"vmid": 201, "snapname": "nope"}))
+        .await;
+    assert!(err.contains("Its snapshots: clean-install"), "{err}");
+
+    // Delete: planned, then confirmed; children move up.
+    let plan = s
+        .ok(
+            "pve_snapshot_delete",
+            json!({"vmid": 100, "snapname": "before-upgrade"}),
+        )
+        .await;
+    assert!(
+        plan["explanation"]["reattached"]
+            .as_str()
+            .unwrap()
+            .contains("after-upgrade")
+    );
+    s.ok(
+        "pve_snapshot_delete",
+        json!({"vmid": 100, "snapname": "before-upgrade", "confirm": true}),
+    )
+    .await;
+    s.ok(
+        "pve_snapshot_delete",
+        json!({"vmid": 201, "snapname": "clean-install", "confirm": true}),
+    )
+    .await;
+    let left = s.ok("pve_list_snapshots", json!({"vmid": 100})).await;
+    assert_eq!(left["count"], 1);
+    assert!(left["snapshots"][0].get("parent").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_then_restore() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let b = s
+        .ok(
+            "pve_backup_create",
+            json!({"vmid": 202, "storage": "nfs-backup", "mode": "stop", "compress": "zstd"}),
+        )
+        .await;
+    assert_eq!(b["task"]["type"], "vzdump");
+    let list = s.ok("pve_list_backups", json!({"vmid": 202})).await;
+    let newest = list["backups"][0]["volid"].as_str().unwrap().to_string();
+    assert!(
+        newest.starts_with("nfs-backup:backup/vzdump-lxc-202-") && newest.ends_with(".tar.zst"),
+        "{newest}"
+    );
+    s.ok("pve_backup_create", json!({"vmid": 101, "storage": "pbs"})).await;
+
+    // To a free vmid: no confirmation needed.
+    let r = s
+        .ok("pve_backup_restore", json!({"archive": newest, "vmid": 400}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["replaced"].as_bool()),
+        (Some("lxc"), Some(false))
+    );
+    assert_eq!(sim.with_state(|st| st.guests[&400].status), GuestStatus::Stopped);
+    // Over an existing guest: force, then confirm.
+    let vm_backup = "nfs-backup:backup/vzdump-qemu-100-2026_01_15-01_00_02.vma.zst";
+    let err = s
+        .fails("pve_backup_restore", json!({"archive": vm_backup, "vmid": 102}))
+        .await;
+    assert!(err.contains("force=true"), "{err}");
+    let err = s
+        .fails(
+            "pve_backup_restore",
+            json!({"archive": vm_backup, "vmid": 101, "force": true}),
+        )
+        .await;
+    assert!(err.contains("must be stopped"), "{err}");
+    let writes = sim.write_count();
+    let plan = s
+        .ok(
+            "pve_backup_restore",
+            json!({"archive": vm_backup, "vmid": 102, "force": true}),
+        )
+        .await;
+    assert_eq!(plan["status"], "confirmation_required");
+    assert_eq!(plan["explanation"]["replaces"]["name"], "win11");
+    assert_eq!(
+        plan["explanation"]["will_be_lost"]["disks"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(plan["requests"][0]["params"]["force"], true);
+    assert_eq!(sim.write_count(), writes);
+    let done = s
+        .ok(
+            "pve_backup_restore",
+            json!({"archive": vm_backup, "vmid": 102, "force": true, "confirm": true}),
+        )
+        .await;
+    assert_eq!(done["replaced"], true);
+    let err = s
+        .fails(
+            "pve_backup_restore",
+            json!({"archive": newest, "vmid": 101, "force": true}),
+        )
+        .await;
+    assert!(err.contains("stopped") || err.contains("lxc backup"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_for_both_kinds() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let plan = s.ok("pve_vm_delete", json!({"vmid": 202})).await;
+    assert_eq!(plan["explanation"]["guest"]["type"], "lxc");
+    assert_eq!(plan["explanation"]["will_be_lost"]["disks"][0]["key"], "rootfs");
+    s.ok("pve_vm_delete", json!({"vmid": 202, "confirm": true})).await;
+    let plan = s.ok("pve_vm_delete", json!({"vmid": 9000, "purge": true})).await;
+    assert_eq!(plan["explanation"]["guest"]["template"], true);
+    assert!(sim.with_state(|st| !st.guests.contains_key(&202) && st.guests.contains_key(&9000)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_in_a_vm() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[("PVE_MCP_ENABLE_EXEC", "true")]).await;
+    let r = s
+        .ok("pve_vm_exec", json!({"vmid": 101, "command": "echo ok; hostname"}))
+        .await;
+    assert_eq!(
+        (
+            r["exitcode"].as_i64(),
+            r["stdout"].as_str(),
+            r["stdout_truncated"].as_bool()
+        ),
+        (Some(0), Some("ok\ndb\n"), Some(false))
+    );
+    let r = s
+        .ok("pve_vm_exec", json!({"vmid": 101, "command": "ls /nope; exit 3"}))
+        .await;
+    assert_eq!(r["exitcode"], 3);
+    let r = s
+        .ok("pve_vm_exec", json!({"vmid": 101, "command": "sleep 30", "timeout": 1}))
+        .await;
+    assert_eq!(r["timed_out"], true);
+    let err = s.fails("pve_vm_exec", json!({"vmid": 200, "command": "id"})).await;
+    assert!(err.contains("container"), "{err}");
+    let err = s.fails("pve_vm_exec", json!({"vmid": 103, "command": "id"})).await;
+    assert!(err.contains("guest agent disabled"), "{err}");
+    let err = s.fails("pve_vm_exec", json!({"vmid": 102, "command": "id"})).await;
+    assert!(err.contains("stopped"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permission_errors_name_the_role() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, Some(sim_tokens::AUDITOR), &[]).await;
+    let err = s
+        .fails("pve_snapshot_create", json!({"vmid": 100, "snapname": "x1"}))
+        .await;
+    assert!(
+        err.contains("lacks VM.Snapshot on /vms/100") && err.contains("PVEVMAdmin"),
+        "{err}"
+    );
+    let err = s
+        .fails("pve_backup_create", json!({"vmid": 100, "storage": "nfs-backup"}))
+        .await;
+    assert!(err.contains("VM.Backup") && err.contains("PVEVMUser"), "{err}");
+    let ok: Value = s.ok("pve_list_vms", json!({})).await;
+    assert_eq!(ok["count"], 9);
+}
