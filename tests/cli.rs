@@ -332,3 +332,61 @@ async fn simulate_runs_standalone_for_other_clients() {
     assert_eq!(v["version"], "8.4.14");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn simulate_call_works_for_every_tool() {
+    let home = tempfile::tempdir().unwrap();
+    let upid = "UPID:pve1:0012EBC1:05E31C50:66C27520:qmstart:100:root@pam!sim:";
+    let calls: [(&str, Value); 24] = [
+        ("pve_cluster_status", json!({})),
+        ("pve_list_nodes", json!({})),
+        ("pve_node_status", json!({"node": "pve1"})),
+        ("pve_list_vms", json!({})),
+        ("pve_vm_status", json!({"vmid": 100})),
+        ("pve_vm_config", json!({"vmid": 200})),
+        ("pve_list_storage", json!({})),
+        ("pve_storage_content", json!({"storage": "local"})),
+        ("pve_list_backups", json!({})),
+        ("pve_list_snapshots", json!({"vmid": 100})),
+        ("pve_list_tasks", json!({})),
+        ("pve_task_status", json!({"upid": upid})),
+        ("pve_vm_power", json!({"vmid": 202, "action": "start"})),
+        ("pve_vm_migrate", json!({"vmid": 102, "target": "pve1"})),
+        ("pve_vm_set_config", json!({"vmid": 101, "config": {"onboot": true}})),
+        (
+            "pve_vm_resize_disk",
+            json!({"vmid": 200, "disk": "rootfs", "size": "+1G"}),
+        ),
+        ("pve_vm_clone", json!({"vmid": 9000, "name": "demo"})),
+        ("pve_snapshot_create", json!({"vmid": 201, "snapname": "demo"})),
+        ("pve_backup_create", json!({"vmid": 202, "storage": "nfs-backup"})),
+        (
+            "pve_snapshot_rollback",
+            json!({"vmid": 100, "snapname": "before-upgrade"}),
+        ),
+        (
+            "pve_snapshot_delete",
+            json!({"vmid": 100, "snapname": "before-upgrade"}),
+        ),
+        ("pve_vm_delete", json!({"vmid": 102})),
+        (
+            "pve_backup_restore",
+            json!({"vmid": 500, "archive": "nfs-backup:backup/vzdump-qemu-150-2025_12_01-01_00_00.vma.zst"}),
+        ),
+        ("pve_vm_exec", json!({"vmid": 100, "command": "uptime"})),
+    ];
+    for (tool, args) in calls {
+        let mut cmd = bare_command(home.path());
+        cmd.env("PVE_MCP_ENABLE_EXEC", "true")
+            .args(["--simulate", "call", tool, &args.to_string()]);
+        let o = cmd.output().await.unwrap();
+        // A task status for a task the fresh cluster never ran is PVE's "no such task".
+        if tool == "pve_task_status" {
+            assert!(err(&o).contains("no such task"), "{tool}: {}", err(&o));
+            continue;
+        }
+        assert!(o.status.success(), "{tool}: {}", err(&o));
+        let v: Value = serde_json::from_str(&out(&o)).unwrap_or_else(|e| panic!("{tool}: {e}: {}", out(&o)));
+        assert!(v.is_object(), "{tool}");
+    }
+}
