@@ -651,3 +651,30 @@ async fn permission_errors_name_the_role() {
     let ok: Value = s.ok("pve_list_vms", json!({})).await;
     assert_eq!(ok["count"], 9);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_tools_report_task_state_at_the_top() {
+    let sim = simulator(3000).await;
+    let s = start_on(&sim, None, &[("PVE_MCP_TASK_WAIT", "1")]).await;
+    let r = s
+        .ok("pve_snapshot_create", json!({"vmid": 201, "snapname": "slow"}))
+        .await;
+    assert_eq!(r["status"], "running");
+    assert!(r["upid"].as_str().unwrap().contains(":vzsnapshot:201:"));
+    assert!(r["task"]["note"].as_str().unwrap().contains("pve_task_status"));
+    let fast = simulator(0).await;
+    let s = start_on(&fast, None, &[]).await;
+    let r = s.ok("pve_vm_power", json!({"vmid": 202, "action": "start"})).await;
+    assert_eq!(r["status"], "ok");
+    let bad = start_on(
+        &fast,
+        Some(("root@pam!sim", "00000000-0000-4000-8000-000000000000")),
+        &[],
+    )
+    .await;
+    let err = bad.fails("pve_list_vms", json!({})).await;
+    assert!(
+        err.contains("PVE_TOKEN_SECRET") && err.contains("privilege separation"),
+        "{err}"
+    );
+}

@@ -72,7 +72,7 @@ impl ApiError {
         let (m, p, msg) = (self.method, &self.path, self.pve_message());
         match self.status {
             401 => format!(
-                "PVE rejected the API token ({msg}) for {m} {p}. Check PVE_TOKEN_ID (USER@REALM!TOKENNAME) and PVE_TOKEN_SECRET, and that the token exists, has not expired and its user is enabled. PVE delays every 401 by about 3 seconds, so do not retry in a loop."
+                "PVE rejected the API token ({msg}) for {m} {p}. Check PVE_TOKEN_ID (USER@REALM!TOKENNAME) and PVE_TOKEN_SECRET, and that the token exists, has not expired and its user is enabled. (A token created with privilege separation does authenticate, but has no rights until ACLs are granted to the token itself: that shows as 403s or empty lists, not as 401.) PVE delays every 401 by about 3 seconds, so do not retry in a loop."
             ),
             403 => match self.missing_permission() {
                 Some((acl, privs)) => format!(
