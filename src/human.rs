@@ -64,16 +64,17 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Epoch seconds → ISO-8601 in UTC: `1768580793` → `"2026-01-16T16:26:33Z"`.
-pub fn iso_time(secs: i64) -> String {
+/// Epoch seconds → (year, month, day, hour, minute, second) in UTC.
+pub fn utc_parts(secs: i64) -> (i64, u32, u32, i64, i64, i64) {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let r = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        r / 3600,
-        r % 3600 / 60,
-        r % 60
-    )
+    (y, m, d, r / 3600, r % 3600 / 60, r % 60)
+}
+
+/// Epoch seconds → ISO-8601 in UTC: `1768580793` → `"2026-01-16T16:26:33Z"`.
+pub fn iso_time(secs: i64) -> String {
+    let (y, m, d, h, mi, s) = utc_parts(secs);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 #[cfg(test)]

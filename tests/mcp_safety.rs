@@ -8,22 +8,6 @@ use serde_json::json;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer};
 
-/// The 12 read tools of the reference.
-const READ_TOOLS: [&str; 12] = [
-    "pve_cluster_status",
-    "pve_list_nodes",
-    "pve_node_status",
-    "pve_list_vms",
-    "pve_vm_status",
-    "pve_vm_config",
-    "pve_list_storage",
-    "pve_storage_content",
-    "pve_list_backups",
-    "pve_list_snapshots",
-    "pve_list_tasks",
-    "pve_task_status",
-];
-
 fn hostile(names: &[&str]) -> tempfile::TempDir {
     let paths: Vec<String> = names.iter().map(|n| format!("hostile/{n}.rhai")).collect();
     let refs: Vec<&str> = paths.iter().map(String::as_str).collect();

@@ -7,20 +7,6 @@ use common::*;
 use pve_mcp::sim::spec::GuestStatus;
 use serde_json::{Value, json};
 
-const READ: [&str; 12] = [
-    "pve_cluster_status",
-    "pve_list_nodes",
-    "pve_node_status",
-    "pve_list_vms",
-    "pve_vm_status",
-    "pve_vm_config",
-    "pve_list_storage",
-    "pve_storage_content",
-    "pve_list_backups",
-    "pve_list_snapshots",
-    "pve_list_tasks",
-    "pve_task_status",
-];
 const WRITE: [&str; 7] = [
     "pve_vm_power",
     "pve_vm_migrate",
@@ -57,7 +43,7 @@ async fn every_tool_is_listed_with_its_annotations() {
             t.description.as_ref().is_some_and(|d| d.len() > 80),
             "{name} needs a description a host can act on"
         );
-        if READ.contains(&name) {
+        if READ_TOOLS.contains(&name) {
             assert_eq!(a["readOnlyHint"], true, "{name}");
         } else if WRITE.contains(&name) {
             assert_eq!(
@@ -87,7 +73,7 @@ async fn every_tool_is_listed_with_its_annotations() {
         &[("PVE_MCP_READ_ONLY", "true"), ("PVE_MCP_ENABLE_EXEC", "true")],
     )
     .await;
-    let mut read: Vec<String> = READ.iter().map(|s| s.to_string()).collect();
+    let mut read: Vec<String> = READ_TOOLS.iter().map(|s| s.to_string()).collect();
     read.sort();
     assert_eq!(ro.tool_names().await, read);
 }

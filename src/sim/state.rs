@@ -52,6 +52,36 @@ pub struct Guest {
 }
 
 impl Guest {
+    /// A new guest (from a clone, a restore or a create): stopped, no snapshots; its tags
+    /// come from the config.
+    pub fn fresh(vmid: u32, kind: GuestKind, node: &str, config: Map<String, Value>) -> Guest {
+        let tags = config
+            .get("tags")
+            .and_then(Value::as_str)
+            .map(|t| {
+                t.split([';', ',', ' '])
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Guest {
+            vmid,
+            kind,
+            node: node.to_string(),
+            status: GuestStatus::Stopped,
+            template: false,
+            tags,
+            config,
+            snapshots: Vec::new(),
+            agent_running: false,
+            started_at: None,
+            lock: None,
+            parent: None,
+            snap_configs: BTreeMap::new(),
+        }
+    }
+
     pub fn name(&self) -> String {
         let key = if self.kind == GuestKind::Qemu {
             "name"

@@ -286,3 +286,19 @@ impl Server {
         text(&r)
     }
 }
+
+/// The 12 read tools of the reference.
+pub const READ_TOOLS: [&str; 12] = [
+    "pve_cluster_status",
+    "pve_list_nodes",
+    "pve_node_status",
+    "pve_list_vms",
+    "pve_vm_status",
+    "pve_vm_config",
+    "pve_list_storage",
+    "pve_storage_content",
+    "pve_list_backups",
+    "pve_list_snapshots",
+    "pve_list_tasks",
+    "pve_task_status",
+];

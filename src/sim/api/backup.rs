@@ -26,14 +26,8 @@ pub fn create_params(kind: GuestKind, _: &str) -> Option<String> {
 
 /// `2026_11_24-11_00_00`, as vzdump names its files.
 fn stamp(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let r = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}_{m:02}_{d:02}-{:02}_{:02}_{:02}",
-        r / 3600,
-        r % 3600 / 60,
-        r % 60
-    )
+    let (y, m, d, h, mi, s) = crate::human::utc_parts(secs);
+    format!("{y:04}_{m:02}_{d:02}-{h:02}_{mi:02}_{s:02}")
 }
 
 /// `2026-11-24T11:00:00Z`, as PBS names its snapshots.
@@ -371,32 +365,12 @@ pub fn create_or_restore(call: &mut Call<'_>) -> Reply {
                     old.node
                 ));
             }
-            let mut tags = Vec::new();
-            if let Some(t) = config.get("tags").and_then(Value::as_str) {
-                tags = t.split(';').map(str::to_string).collect();
+            let mut guest = Guest::fresh(vmid, kind, &task_node, config.clone());
+            if start {
+                guest.status = GuestStatus::Running;
+                guest.started_at = Some(now_secs());
             }
-            st.guests.insert(
-                vmid,
-                Guest {
-                    vmid,
-                    kind,
-                    node: task_node.clone(),
-                    status: if start {
-                        GuestStatus::Running
-                    } else {
-                        GuestStatus::Stopped
-                    },
-                    template: false,
-                    tags,
-                    config: config.clone(),
-                    snapshots: Vec::new(),
-                    agent_running: false,
-                    started_at: start.then(now_secs),
-                    lock: None,
-                    parent: None,
-                    snap_configs: Default::default(),
-                },
-            );
+            st.guests.insert(vmid, guest);
             Ok(vec![format!(
                 "{} {vmid} created",
                 if kind == GuestKind::Qemu { "VM" } else { "CT" }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use super::Call;
 use crate::sim::http::Reply;
 use crate::sim::params;
-use crate::sim::spec::{GuestKind, GuestStatus};
+use crate::sim::spec::GuestKind;
 use crate::sim::state::{Guest, State};
 
 pub fn clone_params(kind: GuestKind, _: &str) -> Option<String> {
@@ -179,24 +179,7 @@ pub fn clone(call: &mut Call<'_>) -> Reply {
             if let Some(d) = &description {
                 config.insert("description".into(), json!(d));
             }
-            st.guests.insert(
-                newid,
-                Guest {
-                    vmid: newid,
-                    kind: src.kind,
-                    node: target.clone(),
-                    status: GuestStatus::Stopped,
-                    template: false,
-                    tags: src.tags.clone(),
-                    config,
-                    snapshots: Vec::new(),
-                    agent_running: false,
-                    started_at: None,
-                    lock: None,
-                    parent: None,
-                    snap_configs: Default::default(),
-                },
-            );
+            st.guests.insert(newid, Guest::fresh(newid, src.kind, &target, config));
             Ok(vec![format!("clone {vmid} -> {newid} finished")])
         }),
     );

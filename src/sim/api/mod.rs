@@ -64,6 +64,19 @@ use Spec::{ByPath, Fixed};
 
 const VMID: &str = "vmid:int(100..999999999)";
 
+/// Any VM.Config.* privilege lets a caller reach the config endpoints; PVE then checks
+/// each key against its own privilege.
+const CONFIG_PRIVS: &[&str] = &[
+    "VM.Config.Options",
+    "VM.Config.CPU",
+    "VM.Config.Memory",
+    "VM.Config.Disk",
+    "VM.Config.Network",
+    "VM.Config.HWType",
+    "VM.Config.CDROM",
+    "VM.Config.Cloudinit",
+];
+
 macro_rules! route {
     ($m:expr, $pat:expr, $params:expr, $perm:expr, $h:expr) => {
         Route {
@@ -185,32 +198,14 @@ static ROUTES: &[Route] = &[
         P,
         "nodes/{node}/qemu/{vmid}/config",
         ByPath(config::set_params_post),
-        Perm::Vm(&[
-            "VM.Config.Options",
-            "VM.Config.CPU",
-            "VM.Config.Memory",
-            "VM.Config.Disk",
-            "VM.Config.Network",
-            "VM.Config.HWType",
-            "VM.Config.CDROM",
-            "VM.Config.Cloudinit"
-        ]),
+        Perm::Vm(CONFIG_PRIVS),
         config::set
     ),
     route!(
         U,
         "nodes/{node}/{kind}/{vmid}/config",
         ByPath(config::set_params_put),
-        Perm::Vm(&[
-            "VM.Config.Options",
-            "VM.Config.CPU",
-            "VM.Config.Memory",
-            "VM.Config.Disk",
-            "VM.Config.Network",
-            "VM.Config.HWType",
-            "VM.Config.CDROM",
-            "VM.Config.Cloudinit"
-        ]),
+        Perm::Vm(CONFIG_PRIVS),
         config::set
     ),
     route!(
