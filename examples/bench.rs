@@ -8,7 +8,7 @@
 //! 3. file save → `notifications/tools/list_changed` received (ms, median of 5)
 //! 4. the server's RSS after those 1000 calls (MB)
 //!
-//! It also prints the bare MCP round trip (`tools/list`), the floor under every call.
+//! It also prints the bare MCP round trip (a `ping`), the floor under every call.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -213,11 +213,15 @@ async fn run(bin: PathBuf, pve_uri: String) {
         assert_ne!(r.is_error, Some(true));
     }
     let rss = rss_mb(pid);
-    // The MCP round trip on its own: tools/list runs no script and asks nothing of PVE.
+    // The MCP round trip on its own: a ping runs no script and asks nothing of PVE.
     let mut floor_us = Vec::new();
     for _ in 0..CALLS {
+        let ping = rmcp::model::PingRequest {
+            method: Default::default(),
+            extensions: Default::default(),
+        };
         let t = Instant::now();
-        client.list_all_tools().await.expect("tools/list");
+        client.send_request(ping.into()).await.expect("ping");
         floor_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let mock_p50 = median(mock_us.clone());
@@ -259,7 +263,7 @@ async fn run(bin: PathBuf, pve_uri: String) {
         percentile(&overhead, 0.99)
     ); // stdout-ok
     println!(
-        "  of which the MCP stdio round trip (tools/list, no script)  p50 {:8.0} us",
+        "  of which the MCP stdio round trip (ping, no script)  p50 {:8.0} us",
         median(floor_us)
     ); // stdout-ok
     println!(

@@ -219,9 +219,7 @@ fn request(
         Err(v) => Err(refused(n, v.to_string())),
         Ok(Verdict::Record(_)) => Ok(None),
         Ok(Verdict::Send(_)) => {
-            let result = cx
-                .block(cx.client.request(method, path, params))
-                .map_err(|i| stop(n, i))?;
+            let result = cx.request(method, path, params).map_err(|i| stop(n, i))?;
             result.map(Some).map_err(|e| pve_error(n, &e))
         }
     }
