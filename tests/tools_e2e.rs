@@ -617,6 +617,13 @@ async fn exec_in_a_vm() {
     assert!(err.contains("guest agent disabled"), "{err}");
     let err = s.fails("pve_vm_exec", json!({"vmid": 102, "command": "id"})).await;
     assert!(err.contains("stopped"), "{err}");
+    // Enabled in the config, but not running inside the guest.
+    sim.with_state(|st| st.guests.get_mut(&101).unwrap().agent_running = false);
+    let err = s.fails("pve_vm_exec", json!({"vmid": 101, "command": "id"})).await;
+    assert!(
+        err.contains("guest agent is not running") && err.contains("qemu-guest-agent"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
