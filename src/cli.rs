@@ -280,13 +280,14 @@ fn tools() -> Result<ExitCode, Exit> {
         } else {
             "no (PVE_MCP_ENABLE_EXEC off)"
         };
-        println!(
+        let row = format!(
             "{:width$}  {:11}  {:26}  {}",
             m.name,
             m.class.as_str(),
             listed,
             t.origin
-        ); // stdout-ok
+        );
+        println!("{row}"); // stdout-ok
     }
     for p in &snap.problems {
         eprintln!("{}: {p}", p.origin);
@@ -309,12 +310,13 @@ fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
     let registry = Registry::new(sources::builtin(), dirs);
     let snap = registry.snapshot();
     for t in snap.tools.values() {
-        println!(
+        let row = format!(
             "ok     {:32} {:11} {}",
             t.manifest.name,
             t.manifest.class.as_str(),
             t.origin
-        ); // stdout-ok
+        );
+        println!("{row}"); // stdout-ok
     }
     for p in &snap.problems {
         println!("error  {}", p.message); // stdout-ok
