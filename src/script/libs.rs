@@ -5,7 +5,7 @@
 //! while a script runs, and no path outside the roots can be named.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
 
@@ -19,15 +19,20 @@ pub struct LibSource {
     pub text: Arc<str>,
 }
 
-/// Library modules by import name (`lib/guest`).
+/// Library modules by import name (`lib/guest`). Clones share one cache of evaluated
+/// modules, so a reload evaluates each library once however many tools import it.
 #[derive(Debug, Clone, Default)]
 pub struct Libs {
     modules: BTreeMap<String, LibSource>,
+    evaluated: Arc<Mutex<BTreeMap<String, SharedModule>>>,
 }
 
 impl Libs {
     pub fn new(modules: BTreeMap<String, LibSource>) -> Libs {
-        Libs { modules }
+        Libs {
+            modules,
+            evaluated: Arc::default(),
+        }
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -72,19 +77,51 @@ impl ModuleResolver for Libs {
         };
         let name = import_name(path).ok_or_else(not_found)?;
         let lib = self.modules.get(&name).ok_or_else(not_found)?;
+        if let Some(m) = self.evaluated.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            return Ok(m.clone());
+        }
         let mut ast = engine
             .compile(lib.text.as_ref())
             .map_err(|e| EvalAltResult::ErrorInModule(lib.origin.clone(), Box::new(e.into()), pos))?;
         ast.set_source(lib.origin.clone());
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| EvalAltResult::ErrorInModule(lib.origin.clone(), e, pos))?;
-        Ok(Shared::new(module))
+        let module = Shared::new(module);
+        self.evaluated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, module.clone());
+        Ok(module)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_library_is_evaluated_once_per_set() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "lib/a".to_string(),
+            LibSource {
+                origin: "a.rhai".into(),
+                text: Arc::from("fn one() { 1 }"),
+            },
+        );
+        let libs = Libs::new(m);
+        let engine = crate::script::sandbox::engine(Arc::new(|_| {}));
+        let first = libs.resolve(&engine, None, "lib/a", Position::NONE).unwrap();
+        let again = libs
+            .clone()
+            .resolve(&engine, None, "lib/a.rhai", Position::NONE)
+            .unwrap();
+        assert!(Shared::ptr_eq(&first, &again), "clones share the evaluated module");
+        let fresh = Libs::new(libs.modules.clone())
+            .resolve(&engine, None, "lib/a", Position::NONE)
+            .unwrap();
+        assert!(!Shared::ptr_eq(&first, &fresh), "a new set (a reload) evaluates again");
+    }
 
     #[test]
     fn only_lib_names() {
