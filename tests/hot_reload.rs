@@ -135,3 +135,51 @@ async fn a_2026_07_28_client_hears_list_changed_on_its_subscription() {
         .collect();
     assert!(names.contains(&"hello".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_directory_created_later_is_picked_up() {
+    let pve = fake_pve().await;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("config")).unwrap();
+    let scripts = root.path().join("config").join("pve-mcp").join("scripts");
+    let home = tempfile::tempdir().unwrap();
+    let stderr = std::fs::File::create(home.path().join("stderr.log")).unwrap();
+    let cmd = command(&pve.uri(), &scripts, home.path(), &[]);
+    let (transport, _) = rmcp::transport::TokioChildProcess::builder(cmd)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let recorder = Recorder::default();
+    let events = recorder.events.clone();
+    let client = rmcp::ServiceExt::serve(recorder, transport).await.unwrap();
+    let names = |c: &rmcp::service::RunningService<rmcp::RoleClient, Recorder>| {
+        let c = c.peer().clone();
+        async move {
+            c.list_all_tools()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(!names(&client).await.contains(&"hello".to_string()));
+
+    // Created one level at a time, the way a user might.
+    std::fs::create_dir(root.path().join("config").join("pve-mcp")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    std::fs::create_dir(&scripts).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    std::fs::write(scripts.join("hello.rhai"), HELLO).unwrap();
+    for _ in 0..200 {
+        if events.lock().unwrap().list_changed > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        events.lock().unwrap().list_changed > 0,
+        "list_changed after the directory appeared"
+    );
+    assert!(names(&client).await.contains(&"hello".to_string()));
+}

@@ -2,9 +2,13 @@
 //!
 //! Folders are watched (not files), so editors that save through a temporary file and a
 //! rename are seen. Events are debounced, then coalesced; a reload that changes nothing a
-//! host can see (for example a body-only edit) does not notify.
+//! host can see (for example a body-only edit) does not notify. A directory that does not
+//! exist yet is awaited: its nearest existing ancestor is watched, and once the directory
+//! appears it is watched and loaded like the others.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::RecursiveMode;
@@ -15,35 +19,84 @@ use super::{Registry, ReloadReport};
 /// Debounce window for file events.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
+type Deb = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
+
 /// Keeps the watch alive; dropping it stops watching.
 pub struct WatchGuard {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _watches: Arc<Mutex<Watches>>,
 }
 
-/// Watch every existing user directory. `on_reload` runs (on the tokio runtime) after each
-/// reload with its report. A missing directory is a warning when `warn_missing`, else a
-/// debug note; it never stops the server.
+/// What is being watched, and how.
+struct Watches {
+    debouncer: Deb,
+    /// Script directories watched recursively.
+    dirs: BTreeSet<PathBuf>,
+    /// Ancestors of missing script directories, watched for their creation.
+    ancestors: BTreeSet<PathBuf>,
+}
+
+impl Watches {
+    /// Watch every script directory that exists now, and the nearest existing ancestor of
+    /// each one that does not. Returns true if a new script directory came into view.
+    fn refresh(&mut self, wanted: &[PathBuf]) -> bool {
+        let mut appeared = false;
+        for dir in wanted {
+            if self.dirs.contains(dir) {
+                continue;
+            }
+            if dir.is_dir() {
+                match self.debouncer.watch(dir, RecursiveMode::Recursive) {
+                    Ok(()) => {
+                        tracing::info!("watching {} for script changes", dir.display());
+                        self.dirs.insert(dir.clone());
+                        appeared = true;
+                    }
+                    Err(e) => tracing::warn!("cannot watch {}: {e}", dir.display()),
+                }
+            } else if let Some(anc) = nearest_existing(dir)
+                && !self.ancestors.contains(&anc)
+            {
+                match self.debouncer.watch(&anc, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        tracing::debug!("waiting for {} to appear (watching {})", dir.display(), anc.display());
+                        self.ancestors.insert(anc);
+                    }
+                    Err(e) => tracing::debug!("cannot watch {}: {e}", anc.display()),
+                }
+            }
+        }
+        appeared
+    }
+}
+
+fn nearest_existing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().skip(1).find(|a| a.is_dir()).map(Path::to_path_buf)
+}
+
+/// Watch the user directories. `on_reload` runs (on the tokio runtime) after each reload
+/// with its report. A missing directory is a warning when `warn_missing`, else a debug note;
+/// it never stops the server, and it is picked up when it is created.
 pub fn spawn(
     registry: Arc<Registry>,
     warn_missing: bool,
     on_reload: impl Fn(ReloadReport) + Send + Sync + 'static,
 ) -> Result<Option<WatchGuard>, notify::Error> {
-    let existing: Vec<_> = registry.dirs().iter().filter(|d| d.is_dir()).cloned().collect();
-    for dir in registry.dirs().iter().filter(|d| !d.is_dir()) {
+    let wanted: Vec<PathBuf> = registry.dirs().to_vec();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    for dir in wanted.iter().filter(|d| !d.is_dir()) {
         if warn_missing {
             tracing::warn!(
-                "script directory {} does not exist; no user scripts are loaded from it",
+                "script directory {} does not exist yet; its scripts load once it is created",
                 dir.display()
             );
         } else {
             tracing::debug!("default script directory {} does not exist", dir.display());
         }
     }
-    if existing.is_empty() {
-        return Ok(None);
-    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| match res {
+    let debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| match res {
         Ok(events) => {
             let relevant = events.iter().any(|e| {
                 e.paths
@@ -60,14 +113,19 @@ pub fn spawn(
             }
         }
     })?;
-    for dir in &existing {
-        debouncer.watch(dir, RecursiveMode::Recursive)?;
-        tracing::info!("watching {} for script changes", dir.display());
-    }
+    let watches = Arc::new(Mutex::new(Watches {
+        debouncer,
+        dirs: BTreeSet::new(),
+        ancestors: BTreeSet::new(),
+    }));
+    watches.lock().unwrap_or_else(|p| p.into_inner()).refresh(&wanted);
     let on_reload = Arc::new(on_reload);
+    let task_watches = watches.clone();
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             while rx.try_recv().is_ok() {}
+            // A directory being awaited may have appeared (or come a level closer).
+            task_watches.lock().unwrap_or_else(|p| p.into_inner()).refresh(&wanted);
             let reg = registry.clone();
             match tokio::task::spawn_blocking(move || reg.reload()).await {
                 Ok(report) => {
@@ -80,5 +138,5 @@ pub fn spawn(
             }
         }
     });
-    Ok(Some(WatchGuard { _debouncer: debouncer }))
+    Ok(Some(WatchGuard { _watches: watches }))
 }
