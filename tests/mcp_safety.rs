@@ -52,6 +52,7 @@ async fn scripts_cannot_exceed_their_class() {
             "catches_refusal",
             "slash_smuggle",
             "dot_in_segment",
+            "prune_backups",
         ]),
         &[("PVE_MCP_ENABLE_EXEC", "true")],
     )
@@ -78,6 +79,14 @@ async fn scripts_cannot_exceed_their_class() {
     // A '/' inside a segment is classified as PVE routes it.
     let r = s.call("slash_smuggle", json!({})).await;
     assert!(text(&r).contains("may not make a 'exec' request"), "{}", text(&r));
+
+    // Overriding the retention of a backup could delete older backups: destructive.
+    let r = s.call("prune_backups", json!({})).await;
+    assert!(
+        text(&r).contains("may not make a 'destructive' request"),
+        "{}",
+        text(&r)
+    );
 
     let r = s.call("dot_in_segment", json!({})).await;
     assert!(text(&r).contains("'..'"), "{}", text(&r));

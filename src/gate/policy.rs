@@ -130,6 +130,7 @@ static RULES: &[Rule] = &[
     rule(&[P, U], "nodes/*/qemu|lxc/*/config", Outcome::ByParams(config_change)),
     rule(&[P], "nodes/*/qemu/*/move_disk", Outcome::ByParams(move_volume)),
     rule(&[P], "nodes/*/lxc/*/move_volume", Outcome::ByParams(move_volume)),
+    rule(&[P], "nodes/*/vzdump", Outcome::ByParams(backup_job)),
     class(&[D], "nodes/*/storage/*/content/**", Class::Destructive),
     class(&[D], "nodes/*/storage/*/prunebackups", Class::Destructive),
     class(WRITES, "nodes/*/disks/**", Class::Destructive),
@@ -220,6 +221,16 @@ fn config_change(p: &Map<String, Value>) -> Class {
         _ => false,
     };
     if destroys { Class::Destructive } else { Class::Write }
+}
+
+/// A backup that overrides the retention (`prune-backups`) can delete older backups when it
+/// prunes afterwards; the storage's own retention is the administrator's policy and is not.
+fn backup_job(p: &Map<String, Value>) -> Class {
+    if p.contains_key("prune-backups") {
+        Class::Destructive
+    } else {
+        Class::Write
+    }
 }
 
 /// Moving a disk with `delete` removes the source volume.
