@@ -130,7 +130,6 @@ static RULES: &[Rule] = &[
     rule(&[P, U], "nodes/*/qemu|lxc/*/config", Outcome::ByParams(config_change)),
     rule(&[P], "nodes/*/qemu/*/move_disk", Outcome::ByParams(move_volume)),
     rule(&[P], "nodes/*/lxc/*/move_volume", Outcome::ByParams(move_volume)),
-    rule(&[P], "nodes/*/vzdump", Outcome::ByParams(backup_job)),
     class(&[D], "nodes/*/storage/*/content/**", Class::Destructive),
     class(&[D], "nodes/*/storage/*/prunebackups", Class::Destructive),
     class(WRITES, "nodes/*/disks/**", Class::Destructive),
@@ -161,9 +160,9 @@ pub fn classify(method: Method, segments: &[String], params: &Map<String, Value>
     for r in RULES {
         if r.methods.contains(&method) && matches(r.pattern, segments) {
             return match r.outcome {
-                Outcome::Fixed(c) => Classification::Class(c),
+                Outcome::Fixed(c) => Classification::Class(escalate(c, params)),
                 Outcome::Forbidden(why) => Classification::Forbidden(why),
-                Outcome::ByParams(f) => Classification::Class(f(params)),
+                Outcome::ByParams(f) => Classification::Class(escalate(f(params), params)),
             };
         }
     }
@@ -180,6 +179,17 @@ fn matches(pattern: &str, segments: &[String]) -> bool {
             (Some(p), Some(s)) if p == "*" || p.split('|').any(|alt| alt == s) => {}
             _ => return false,
         }
+    }
+}
+
+/// A write that sets a backup retention (`prune-backups`, or the older `maxfiles`) on a
+/// backup, a storage or a backup job can delete older backups when pruning runs: that is
+/// destructive. (Pruning under the retention an administrator configured is not touched.)
+fn escalate(class: Class, p: &Map<String, Value>) -> Class {
+    if class == Class::Write && (p.contains_key("prune-backups") || p.contains_key("maxfiles")) {
+        Class::Destructive
+    } else {
+        class
     }
 }
 
@@ -221,16 +231,6 @@ fn config_change(p: &Map<String, Value>) -> Class {
         _ => false,
     };
     if destroys { Class::Destructive } else { Class::Write }
-}
-
-/// A backup that overrides the retention (`prune-backups`) can delete older backups when it
-/// prunes afterwards; the storage's own retention is the administrator's policy and is not.
-fn backup_job(p: &Map<String, Value>) -> Class {
-    if p.contains_key("prune-backups") {
-        Class::Destructive
-    } else {
-        Class::Write
-    }
 }
 
 /// Moving a disk with `delete` removes the source volume.
