@@ -206,6 +206,7 @@ async fn the_readme_example_tool_works() {
     assert_eq!(v, json!({"vmid": 100, "name": "web", "hours": 2}));
 }
 
+#[cfg(feature = "simulator")]
 /// The binary with no PVE configuration at all, as a newcomer runs it.
 fn bare_command(home: &std::path::Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
@@ -217,6 +218,7 @@ fn bare_command(home: &std::path::Path) -> tokio::process::Command {
     cmd
 }
 
+#[cfg(feature = "simulator")]
 #[tokio::test]
 async fn simulate_call_needs_no_pve_host() {
     let home = tempfile::tempdir().unwrap();
@@ -264,6 +266,7 @@ acl = [{ path = "/", role = "Administrator" }]
     assert_eq!(v["guests"][0]["name"], "mine");
 }
 
+#[cfg(feature = "simulator")]
 #[tokio::test(flavor = "multi_thread")]
 async fn simulate_serves_mcp_over_stdio() {
     use rmcp::ServiceExt;
@@ -283,6 +286,7 @@ async fn simulate_serves_mcp_over_stdio() {
     assert_eq!(r.structured_content.unwrap()["count"], 6);
 }
 
+#[cfg(feature = "simulator")]
 #[tokio::test(flavor = "multi_thread")]
 async fn simulate_runs_standalone_for_other_clients() {
     use tokio::io::AsyncBufReadExt;
@@ -333,6 +337,7 @@ async fn simulate_runs_standalone_for_other_clients() {
     child.kill().await.unwrap();
 }
 
+#[cfg(feature = "simulator")]
 #[tokio::test]
 async fn simulate_call_works_for_every_tool() {
     let home = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! The tools end to end: the real binary over stdio, rmcp's client, the simulated cluster
 //! over HTTPS.
+#![cfg(feature = "simulator")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The simulated PVE, driven through the real client: wire format, auth, permissions,
 //! validation, state changes, tasks and faults.
+#![cfg(feature = "simulator")]
 
 use std::time::Duration;
 

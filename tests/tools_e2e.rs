@@ -1,5 +1,6 @@
 //! All 24 tools end to end: the real binary, rmcp's client, the simulated cluster over
 //! HTTPS; QEMU and LXC wherever both apply. Every request is logged for check-log.
+#![cfg(feature = "simulator")]
 
 mod common;
 

@@ -233,10 +233,12 @@ pub fn structured(r: &CallToolResult) -> Value {
 }
 
 /// The token ids and secrets of the built-in simulated cluster.
+#[cfg(feature = "simulator")]
 pub mod sim_tokens {
     pub const AUDITOR: (&str, &str) = ("auditor@pve!ro", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
 }
 
+#[cfg(feature = "simulator")]
 /// A simulated cluster for an end-to-end test. Its requests are appended to
 /// `PVE_MCP_SIM_REQUEST_LOG` when set, so that CI can check every request the suite sent
 /// against the official API schema.
@@ -248,6 +250,7 @@ pub async fn simulator(task_ms: u64) -> pve_mcp::sim::Simulator {
     pve_mcp::sim::Simulator::start(opts).await.unwrap()
 }
 
+#[cfg(feature = "simulator")]
 /// The real binary against a simulated cluster over HTTPS (PVE_VERIFY_SSL=false), with the
 /// given token (the cluster's administrator token when `None`).
 pub async fn start_on(sim: &pve_mcp::sim::Simulator, token: Option<(&str, &str)>, extra: &[(&str, &str)]) -> Server {
@@ -264,6 +267,7 @@ pub async fn start_on(sim: &pve_mcp::sim::Simulator, token: Option<(&str, &str)>
     start(&sim.https_url().unwrap(), tempfile::tempdir().unwrap(), &env).await
 }
 
+#[cfg(feature = "simulator")]
 /// A simulated cluster from a given description (request log as for [`simulator`]).
 pub async fn simulator_with(spec: pve_mcp::sim::spec::ClusterSpec) -> pve_mcp::sim::Simulator {
     let mut opts = pve_mcp::sim::SimOptions::new(spec);
