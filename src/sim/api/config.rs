@@ -6,7 +6,7 @@ use super::Call;
 use crate::sim::http::Reply;
 use crate::sim::params;
 use crate::sim::spec::GuestKind;
-use crate::sim::state::{Guest, State, format_size, is_disk_key, parse_size};
+use crate::sim::state::{Guest, format_size, is_disk_key, parse_size};
 
 /// QEMU config keys (PVE 8.4), as parameter specs.
 pub const QEMU_KEYS: &str = "name:str? cores:int(1..)? sockets:int(1..)? memory:str? balloon:int(0..)? cpu:str? cpulimit:num? cpuunits:int(1..262144)? vcpus:int(1..)? numa:bool? onboot:bool? startup:str? tags:str? description:str? ostype:enum(other|wxp|w2k|w2k3|w2k8|wvista|win7|win8|win10|win11|l24|l26|solaris)? agent:str? boot:str? bios:enum(seabios|ovmf)? machine:str? protection:bool? hotplug:str? kvm:bool? scsihw:enum(lsi|lsi53c810|virtio-scsi-pci|virtio-scsi-single|megasas|pvscsi)? vga:str? localtime:bool? tablet:bool? hookscript:str? ciuser:str? cipassword:str? citype:enum(configdrive2|nocloud|opennebula)? ipconfig[0..31]:str? nameserver:str? searchdomain:str? sshkeys:str? net[0..31]:str? scsi[0..30]:str? virtio[0..15]:str? sata[0..5]:str? ide[0..3]:str? efidisk0:str? tpmstate0:str? unused[0..255]:str? serial[0..3]:str? usb[0..29]:str? hostpci[0..15]:str? args:str? affinity:str? template:bool?";
@@ -174,24 +174,15 @@ pub fn set(call: &mut Call<'_>) -> Reply {
     let vmid = g.vmid;
     if call.req.method == crate::gate::Method::Post {
         // QEMU's asynchronous config update: a qmconfig task.
-        let user = call.user();
-        let node = g.node.clone();
-        let upid = call.st.start_task(
-            &node,
+        return call.guest_task(
+            &g,
             "qmconfig",
-            &vmid.to_string(),
-            &user,
             vec![format!("update VM {vmid}: {}", summary(&changes))],
-            Box::new(move |st: &mut State| {
-                let g = st
-                    .guests
-                    .get_mut(&vmid)
-                    .ok_or_else(|| format!("VM {vmid} does not exist"))?;
+            move |g| {
                 apply(g, &changes)?;
                 Ok(vec![])
-            }),
+            },
         );
-        return Reply::data(json!(upid));
     }
     let Some(g) = call.st.guests.get_mut(&vmid) else {
         return Reply::error(500, "guest disappeared");
@@ -278,20 +269,11 @@ pub fn resize(call: &mut Call<'_>) -> Reply {
             format!("unable to resize disk '{disk}' - shrinking disks is not supported"),
         );
     }
-    let vmid = g.vmid;
-    let user = call.user();
-    let node = g.node.clone();
-    let upid = call.st.start_task(
-        &node,
+    call.guest_task(
+        &g,
         "resize",
-        &vmid.to_string(),
-        &user,
         vec![format!("resize {disk} to {}", format_size(new))],
-        Box::new(move |st: &mut State| {
-            let g = st
-                .guests
-                .get_mut(&vmid)
-                .ok_or_else(|| format!("VM {vmid} does not exist"))?;
+        move |g| {
             let value = g.config.get(&disk).and_then(Value::as_str).unwrap_or("").to_string();
             let parts: Vec<String> = value
                 .split(',')
@@ -305,7 +287,6 @@ pub fn resize(call: &mut Call<'_>) -> Reply {
                 .collect();
             g.config.insert(disk.clone(), Value::String(parts.join(",")));
             Ok(vec![format!("Size of logical volume changed to {}.", format_size(new))])
-        }),
-    );
-    Reply::data(json!(upid))
+        },
+    )
 }

@@ -438,6 +438,34 @@ impl Call<'_> {
     pub fn user(&self) -> String {
         self.who.token_id.clone()
     }
+
+    /// Start a task about guest `g` whose effect changes that guest, and answer its UPID.
+    /// The task fails with PVE's message if the guest is gone by the time it finishes.
+    pub fn guest_task(
+        &mut self,
+        g: &Guest,
+        task_type: &str,
+        first: Vec<String>,
+        effect: impl FnOnce(&mut Guest) -> Result<Vec<String>, String> + Send + 'static,
+    ) -> Reply {
+        let (vmid, word) = (g.vmid, g.word());
+        let user = self.user();
+        let upid = self.st.start_task(
+            &g.node,
+            task_type,
+            &vmid.to_string(),
+            &user,
+            first,
+            Box::new(move |st: &mut State| {
+                let g = st
+                    .guests
+                    .get_mut(&vmid)
+                    .ok_or_else(|| format!("{word} {vmid} does not exist"))?;
+                effect(g)
+            }),
+        );
+        Reply::data(serde_json::json!(upid))
+    }
 }
 
 pub fn config_missing(node: &str, kind: GuestKind, vmid: u32) -> Reply {

@@ -8,7 +8,7 @@ use super::Call;
 use crate::sim::http::Reply;
 use crate::sim::params;
 use crate::sim::spec::{GuestKind, GuestStatus, SnapshotSpec};
-use crate::sim::state::{State, now_secs};
+use crate::sim::state::now_secs;
 
 pub fn create_params(kind: GuestKind, _: &str) -> Option<String> {
     Some(match kind {
@@ -70,44 +70,30 @@ pub fn create(call: &mut Call<'_>) -> Reply {
     }
     let description = params::text(p, "description").unwrap_or_default();
     let vmstate = params::flag(p, "vmstate") && g.running();
-    let vmid = g.vmid;
     let task_type = if g.kind == GuestKind::Qemu {
         "qmsnapshot"
     } else {
         "vzsnapshot"
     };
-    let user = call.user();
     let mut first = vec![];
     if vmstate {
         first.push("saving VM state and RAM using storage 'local-lvm'".into());
     }
-    let upid = call.st.start_task(
-        &g.node,
-        task_type,
-        &vmid.to_string(),
-        &user,
-        first,
-        Box::new(move |st: &mut State| {
-            let g = st
-                .guests
-                .get_mut(&vmid)
-                .ok_or_else(|| format!("VM {vmid} does not exist"))?;
-            if g.snapshots.iter().any(|s| s.name.eq_ignore_ascii_case(&name)) {
-                return Err(format!("snapshot name '{name}' already used"));
-            }
-            g.snapshots.push(SnapshotSpec {
-                name: name.clone(),
-                parent: g.parent.clone(),
-                description,
-                snaptime: now_secs() as i64,
-                vmstate,
-            });
-            g.snap_configs.insert(name.clone(), g.config.clone());
-            g.parent = Some(name.clone());
-            Ok(vec![format!("snapshot '{name}' created")])
-        }),
-    );
-    Reply::data(json!(upid))
+    call.guest_task(&g, task_type, first, move |g| {
+        if g.snapshots.iter().any(|s| s.name.eq_ignore_ascii_case(&name)) {
+            return Err(format!("snapshot name '{name}' already used"));
+        }
+        g.snapshots.push(SnapshotSpec {
+            name: name.clone(),
+            parent: g.parent.clone(),
+            description,
+            snaptime: now_secs() as i64,
+            vmstate,
+        });
+        g.snap_configs.insert(name.clone(), g.config.clone());
+        g.parent = Some(name.clone());
+        Ok(vec![format!("snapshot '{name}' created")])
+    })
 }
 
 pub fn rollback(call: &mut Call<'_>) -> Reply {
@@ -117,45 +103,31 @@ pub fn rollback(call: &mut Call<'_>) -> Reply {
     };
     let name = call.arg("snapname").to_string();
     let start = params::flag(&call.req.params, "start");
-    let vmid = g.vmid;
-    let (task_type, word) = if g.kind == GuestKind::Qemu {
-        ("qmrollback", "VM")
+    let task_type = if g.kind == GuestKind::Qemu {
+        "qmrollback"
     } else {
-        ("vzrollback", "CT")
+        "vzrollback"
     };
-    let user = call.user();
-    let upid = call.st.start_task(
-        &g.node,
-        task_type,
-        &vmid.to_string(),
-        &user,
-        vec![],
-        Box::new(move |st: &mut State| {
-            let g = st
-                .guests
-                .get_mut(&vmid)
-                .ok_or_else(|| format!("{word} {vmid} does not exist"))?;
-            let snap = g
-                .snapshots
-                .iter()
-                .find(|s| s.name == name)
-                .cloned()
-                .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
-            if let Some(cfg) = g.snap_configs.get(&name) {
-                g.config = cfg.clone();
-            }
-            g.parent = Some(name.clone());
-            let running = (snap.vmstate && g.kind == GuestKind::Qemu) || start;
-            g.status = if running {
-                GuestStatus::Running
-            } else {
-                GuestStatus::Stopped
-            };
-            g.started_at = running.then(now_secs);
-            Ok(vec![format!("rolled back to snapshot '{name}'")])
-        }),
-    );
-    Reply::data(json!(upid))
+    call.guest_task(&g, task_type, vec![], move |g| {
+        let snap = g
+            .snapshots
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+        if let Some(cfg) = g.snap_configs.get(&name) {
+            g.config = cfg.clone();
+        }
+        g.parent = Some(name.clone());
+        let running = (snap.vmstate && g.kind == GuestKind::Qemu) || start;
+        g.status = if running {
+            GuestStatus::Running
+        } else {
+            GuestStatus::Stopped
+        };
+        g.started_at = running.then(now_secs);
+        Ok(vec![format!("rolled back to snapshot '{name}'")])
+    })
 }
 
 pub fn delete(call: &mut Call<'_>) -> Reply {
@@ -164,43 +136,29 @@ pub fn delete(call: &mut Call<'_>) -> Reply {
         Err(r) => return r,
     };
     let name = call.arg("snapname").to_string();
-    let vmid = g.vmid;
     let task_type = if g.kind == GuestKind::Qemu {
         "qmdelsnapshot"
     } else {
         "vzdelsnapshot"
     };
-    let user = call.user();
-    let upid = call.st.start_task(
-        &g.node,
-        task_type,
-        &vmid.to_string(),
-        &user,
-        vec![],
-        Box::new(move |st: &mut State| {
-            let g = st
-                .guests
-                .get_mut(&vmid)
-                .ok_or_else(|| format!("VM {vmid} does not exist"))?;
-            let idx = g
-                .snapshots
-                .iter()
-                .position(|s| s.name == name)
-                .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
-            let removed = g.snapshots.remove(idx);
-            for s in g
-                .snapshots
-                .iter_mut()
-                .filter(|s| s.parent.as_deref() == Some(name.as_str()))
-            {
-                s.parent = removed.parent.clone();
-            }
-            if g.parent.as_deref() == Some(name.as_str()) {
-                g.parent = removed.parent.clone();
-            }
-            g.snap_configs.remove(&name);
-            Ok(vec![format!("snapshot '{name}' deleted")])
-        }),
-    );
-    Reply::data(json!(upid))
+    call.guest_task(&g, task_type, vec![], move |g| {
+        let idx = g
+            .snapshots
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+        let removed = g.snapshots.remove(idx);
+        for s in g
+            .snapshots
+            .iter_mut()
+            .filter(|s| s.parent.as_deref() == Some(name.as_str()))
+        {
+            s.parent = removed.parent.clone();
+        }
+        if g.parent.as_deref() == Some(name.as_str()) {
+            g.parent = removed.parent.clone();
+        }
+        g.snap_configs.remove(&name);
+        Ok(vec![format!("snapshot '{name}' deleted")])
+    })
 }
