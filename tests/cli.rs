@@ -169,16 +169,52 @@ async fn call_prints_the_result_with_the_same_gate() {
 }
 
 #[tokio::test]
-async fn the_server_exits_when_stdin_closes() {
+async fn the_server_exits_cleanly_when_stdin_closes() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let mut cmd = command("http://127.0.0.1:9", dir.path(), home.path(), &[]);
-    cmd.stdin(std::process::Stdio::null());
-    let o = tokio::time::timeout(std::time::Duration::from_secs(10), cmd.output())
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // A real handshake first, so that the exit below is the reaction to stdin closing.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    stdin
+        .write_all(
+            format!(
+                "{init}
+"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let reply: Value = serde_json::from_str(&stdout.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(reply["result"]["serverInfo"]["name"], "pve-mcp");
+    stdin
+        .write_all(
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}
+",
+        )
+        .await
+        .unwrap();
+    drop(stdin);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
         .await
         .expect("the server must exit")
         .unwrap();
-    assert!(o.stdout.is_empty(), "nothing but protocol on stdout");
+    assert!(status.success(), "{status}");
+    // Nothing but protocol messages on stdout.
+    while let Ok(Some(line)) = stdout.next_line().await {
+        assert!(
+            serde_json::from_str::<Value>(&line).is_ok(),
+            "not JSON-RPC on stdout: {line}"
+        );
+    }
 }
 
 #[tokio::test]

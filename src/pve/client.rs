@@ -82,10 +82,6 @@ impl PveClient {
         self
     }
 
-    pub fn base_url(&self) -> &Url {
-        &self.base
-    }
-
     /// Send one request and return PVE's `data`.
     pub async fn request(
         &self,

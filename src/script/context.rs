@@ -109,10 +109,6 @@ impl CallContext {
         Ok(())
     }
 
-    pub fn requests_made(&self) -> usize {
-        self.requests.load(Ordering::Relaxed)
-    }
-
     /// Run a future to completion from the script's (blocking) thread, unless the call is
     /// cancelled or its deadline passes first.
     pub fn block<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Interrupt> {

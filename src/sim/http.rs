@@ -6,7 +6,6 @@
 //! and `Connection: close` on every error.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -169,22 +168,13 @@ impl Body for SimBody {
 fn httpdate() -> String {
     // RFC 7231 date, e.g. "Sun, 21 Sep 2025 14:40:32 GMT".
     let secs = super::state::now_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let (y, m, d, h, mi, s) = crate::human::utc_parts(secs);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][secs.div_euclid(86_400).rem_euclid(7) as usize];
     let mon = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ][(m - 1) as usize];
-    format!(
-        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{wd}, {d:02} {mon} {y} {h:02}:{mi:02}:{s:02} GMT")
 }
-
-pub use crate::human::civil_from_days;
 
 /// Turn a [`Reply`] into the HTTP response PVE would send.
 pub fn render(reply: Reply) -> Response<SimBody> {
@@ -402,11 +392,6 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, handler: Han
             }
         });
     }
-}
-
-/// Bind 127.0.0.1 (or `addr`) on the given port, 0 for a free one.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]

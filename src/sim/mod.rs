@@ -120,7 +120,7 @@ impl Simulator {
         for (i, port) in [opts.http_port, opts.https_port].into_iter().enumerate() {
             let Some(port) = port else { continue };
             let addr = SocketAddr::new(opts.bind, port);
-            let listener = http::bind(addr)
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| SimError::Bind { addr, source })?;
             bound[i] = listener.local_addr().ok();

@@ -5,7 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use super::Call;
-use crate::sim::http::{Reply, civil_from_days};
+use crate::human::iso_time as iso;
+use crate::sim::http::Reply;
 use crate::sim::params;
 use crate::sim::spec::{GuestKind, GuestStatus, VolumeSpec};
 use crate::sim::state::{Guest, State, now_secs};
@@ -28,18 +29,6 @@ pub fn create_params(kind: GuestKind, _: &str) -> Option<String> {
 fn stamp(secs: i64) -> String {
     let (y, m, d, h, mi, s) = crate::human::utc_parts(secs);
     format!("{y:04}_{m:02}_{d:02}-{h:02}_{mi:02}_{s:02}")
-}
-
-/// `2026-11-24T11:00:00Z`, as PBS names its snapshots.
-fn iso(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let r = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        r / 3600,
-        r % 3600 / 60,
-        r % 60
-    )
 }
 
 pub fn vzdump(call: &mut Call<'_>) -> Reply {

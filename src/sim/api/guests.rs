@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
+use super::Call;
 use super::cluster::{fraction, guest_cpu, guest_mem};
-use super::{Call, config_missing};
 use crate::sim::http::Reply;
 use crate::sim::params;
 use crate::sim::spec::{GuestKind, GuestStatus};
@@ -276,7 +276,7 @@ pub fn destroy(call: &mut Call<'_>) -> Reply {
         vec![],
         Box::new(move |st: &mut State| {
             if !st.guests.contains_key(&vmid) {
-                return Err(config_missing_text(&task_node, kind, vmid));
+                return Err(super::config_missing_message(&task_node, kind, vmid));
             }
             st.guests.remove(&vmid);
             let mut lines: Vec<String> = disks
@@ -290,11 +290,4 @@ pub fn destroy(call: &mut Call<'_>) -> Reply {
         }),
     );
     Reply::data(json!(upid))
-}
-
-fn config_missing_text(node: &str, kind: GuestKind, vmid: u32) -> String {
-    match config_missing(node, kind, vmid).body {
-        crate::sim::http::ReplyBody::Error { message, .. } => message,
-        _ => format!("{kind:?} {vmid} does not exist"),
-    }
 }

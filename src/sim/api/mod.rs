@@ -468,12 +468,14 @@ impl Call<'_> {
     }
 }
 
-pub fn config_missing(node: &str, kind: GuestKind, vmid: u32) -> Reply {
+/// PVE's message for a guest that is not on the node the path names.
+pub fn config_missing_message(node: &str, kind: GuestKind, vmid: u32) -> String {
     let dir = if kind == GuestKind::Qemu { "qemu-server" } else { "lxc" };
-    Reply::error(
-        500,
-        format!("Configuration file 'nodes/{node}/{dir}/{vmid}.conf' does not exist"),
-    )
+    format!("Configuration file 'nodes/{node}/{dir}/{vmid}.conf' does not exist")
+}
+
+pub fn config_missing(node: &str, kind: GuestKind, vmid: u32) -> Reply {
+    Reply::error(500, config_missing_message(node, kind, vmid))
 }
 
 /// Answer one authenticated request against the state.
