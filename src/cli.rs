@@ -248,11 +248,12 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
     .map_err(|e| fail(1, format!("cannot watch the script directories: {e}")))?;
     let mode = config.settings.mode;
     tracing::info!(
-        "serving {} tools over stdio for {} (read-only: {}, exec: {})",
+        "serving {} tools over stdio for {} (read-only: {}, exec: {}, admin: {})",
         registry.snapshot().visible(mode).count(),
         config.connection.base_url,
         mode.read_only,
-        mode.exec_enabled
+        mode.exec_enabled,
+        mode.admin_enabled
     );
     let service = server
         .clone()
@@ -273,26 +274,28 @@ fn tools() -> Result<ExitCode, Exit> {
     println!("{:width$}  {:11}  {:26}  SOURCE", "NAME", "CLASS", "LISTED"); // stdout-ok
     for t in snap.tools.values() {
         let m = &t.manifest;
-        let listed = if registry::visible(m.class, settings.mode) {
-            "yes"
-        } else if settings.mode.read_only {
-            "no (read-only mode)"
-        } else {
-            "no (PVE_MCP_ENABLE_EXEC off)"
-        };
-        let row = format!(
-            "{:width$}  {:11}  {:26}  {}",
-            m.name,
-            m.class.as_str(),
-            listed,
-            t.origin
-        );
+        let listed = unlisted_because(m.class, settings.mode);
+        let row = format!("{:width$}  {:11}  {:26}  {}", m.name, m.class.label(), listed, t.origin);
         println!("{row}"); // stdout-ok
     }
     for p in &snap.problems {
         eprintln!("{}: {p}", p.origin);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `yes`, or why a tool of this class is not listed in this mode.
+fn unlisted_because(class: crate::gate::Capabilities, mode: crate::config::Mode) -> &'static str {
+    use crate::gate::Capability;
+    if registry::visible(class, mode) {
+        "yes"
+    } else if mode.read_only {
+        "no (read-only mode)"
+    } else if class.has(Capability::Exec) && !mode.exec_enabled {
+        "no (PVE_MCP_ENABLE_EXEC off)"
+    } else {
+        "no (PVE_MCP_ENABLE_ADMIN off)"
+    }
 }
 
 fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
@@ -313,7 +316,7 @@ fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
         let row = format!(
             "ok     {:32} {:11} {}",
             t.manifest.name,
-            t.manifest.class.as_str(),
+            t.manifest.class.label(),
             t.origin
         );
         println!("{row}"); // stdout-ok

@@ -10,6 +10,8 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
+use crate::gate::{Capabilities, Capability};
+
 /// Default PVE API port, implied when `PVE_HOST` is a bare host.
 pub const DEFAULT_PORT: u16 = 8006;
 
@@ -30,15 +32,33 @@ pub enum ConfigError {
 pub struct Mode {
     pub read_only: bool,
     pub exec_enabled: bool,
+    pub admin_enabled: bool,
 }
 
 impl Mode {
-    /// Exec is never available in read-only mode, whatever `PVE_MCP_ENABLE_EXEC` says.
-    pub fn new(read_only: bool, exec_enabled: bool) -> Self {
+    /// Exec and admin are never available in read-only mode, whatever `PVE_MCP_ENABLE_EXEC`
+    /// and `PVE_MCP_ENABLE_ADMIN` say.
+    pub fn new(read_only: bool, exec_enabled: bool, admin_enabled: bool) -> Self {
         Mode {
             read_only,
             exec_enabled: exec_enabled && !read_only,
+            admin_enabled: admin_enabled && !read_only,
         }
+    }
+
+    /// Is this capability available at all in this mode?
+    pub fn enables(self, c: Capability) -> bool {
+        match c {
+            Capability::Read => true,
+            Capability::Write | Capability::Destructive => !self.read_only,
+            Capability::Exec => self.exec_enabled && !self.read_only,
+            Capability::Admin => self.admin_enabled && !self.read_only,
+        }
+    }
+
+    /// Is every capability of the set available? (A tool is listed only then.)
+    pub fn enables_all(self, caps: Capabilities) -> bool {
+        caps.iter().all(|c| self.enables(c))
     }
 }
 
@@ -145,6 +165,7 @@ impl Settings {
     pub fn from_env(env: &dyn Env) -> Result<Settings, ConfigError> {
         let read_only = boolean(env, "PVE_MCP_READ_ONLY", false)?;
         let exec = boolean(env, "PVE_MCP_ENABLE_EXEC", false)?;
+        let admin = boolean(env, "PVE_MCP_ENABLE_ADMIN", false)?;
         let task_wait = seconds(env, "PVE_MCP_TASK_WAIT", 30.0, true)?;
         // By default a call may wait for two tasks and still have time to spare.
         let default_timeout = (2.0 * task_wait.as_secs_f64() + 60.0).max(300.0);
@@ -159,7 +180,7 @@ impl Settings {
             None => (default_script_dir(env).into_iter().collect(), false),
         };
         Ok(Settings {
-            mode: Mode::new(read_only, exec),
+            mode: Mode::new(read_only, exec, admin),
             task_wait,
             script_timeout,
             script_dirs,
@@ -461,14 +482,21 @@ mod tests {
         let mut e = base();
         e.push(("PVE_MCP_READ_ONLY", "true"));
         e.push(("PVE_MCP_ENABLE_EXEC", "true"));
+        e.push(("PVE_MCP_ENABLE_ADMIN", "true"));
         let c = Config::from_env(&env(&e)).unwrap();
         assert_eq!(
             c.settings.mode,
             Mode {
                 read_only: true,
-                exec_enabled: false
+                exec_enabled: false,
+                admin_enabled: false,
             }
         );
+        assert!(!c.settings.mode.enables(Capability::Admin));
+        let mut e = base();
+        e.push(("PVE_MCP_ENABLE_ADMIN", "yes"));
+        let c = Config::from_env(&env(&e)).unwrap();
+        assert!(c.settings.mode.admin_enabled && !c.settings.mode.exec_enabled);
     }
 
     #[test]

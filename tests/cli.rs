@@ -361,14 +361,14 @@ async fn simulate_runs_standalone_for_other_clients() {
         timeout: std::time::Duration::from_secs(5),
     };
     let client = pve_mcp::pve::PveClient::new(&conn).unwrap();
-    let v = client
-        .request(
-            pve_mcp::gate::Method::Get,
-            &pve_mcp::gate::ApiPath::parse("/version").unwrap(),
-            &serde_json::Map::new(),
-        )
-        .await
-        .unwrap();
+    let v = common::pve_request(
+        &client,
+        pve_mcp::gate::Method::Get,
+        &pve_mcp::gate::ApiPath::parse("/version").unwrap(),
+        &serde_json::Map::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(v["version"], "8.4.14");
     child.kill().await.unwrap();
 }

@@ -61,29 +61,37 @@ async fn scripts_cannot_exceed_their_class() {
     let r = s.call("read_posts", json!({})).await;
     assert!(is_error(&r));
     assert!(
-        text(&r).contains("declared 'read' and may not make a 'write' request"),
+        text(&r).contains("needs 'write' and the tool is declared 'read'"),
         "{}",
         text(&r)
     );
 
     let r = s.call("write_deletes", json!({})).await;
     assert!(
-        text(&r).contains("may not make a 'destructive' request"),
+        text(&r).contains("needs 'destructive' and the tool is declared 'write'"),
         "{}",
         text(&r)
     );
 
     let r = s.call("write_execs", json!({})).await;
-    assert!(text(&r).contains("may not make a 'exec' request"), "{}", text(&r));
+    assert!(
+        text(&r).contains("needs 'exec' and the tool is declared 'write'"),
+        "{}",
+        text(&r)
+    );
 
     // A '/' inside a segment is classified as PVE routes it.
     let r = s.call("slash_smuggle", json!({})).await;
-    assert!(text(&r).contains("may not make a 'exec' request"), "{}", text(&r));
+    assert!(
+        text(&r).contains("needs 'exec' and the tool is declared 'write'"),
+        "{}",
+        text(&r)
+    );
 
     // Overriding the retention of a backup could delete older backups: destructive.
     let r = s.call("prune_backups", json!({})).await;
     assert!(
-        text(&r).contains("may not make a 'destructive' request"),
+        text(&r).contains("needs 'destructive' and the tool is declared 'write'"),
         "{}",
         text(&r)
     );

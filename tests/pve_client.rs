@@ -1,8 +1,11 @@
 //! The PVE client against wiremock (and raw sockets where wiremock cannot say it):
 //! headers, parameter encodings, error translation, transport failures.
 
+mod common;
+
 use std::time::Duration;
 
+use common::pve_request as request;
 use pve_mcp::config::{Connection, parse_host};
 use pve_mcp::gate::{ApiPath, Method};
 use pve_mcp::pve::{BodyEncoding, PveClient, PveError, TransportKind};
@@ -47,8 +50,7 @@ async fn get_sends_token_and_query_with_booleans_as_numbers() {
         .mount(&pve)
         .await;
     let c = client(&pve.uri(), Duration::from_secs(5));
-    let data = c
-        .request(Method::Get, &p("/nodes/pve1/qemu"), &params(json!({"full": true})))
+    let data = request(&c, Method::Get, &p("/nodes/pve1/qemu"), &params(json!({"full": true})))
         .await
         .unwrap();
     assert_eq!(data, json!([{"vmid": 100}]));
@@ -76,7 +78,7 @@ async fn post_bodies_as_form_or_json() {
     let c = client(&pve.uri(), Duration::from_secs(5));
     let form = params(json!({"newid": 101, "full": true, "name": "web-2"}));
     assert_eq!(
-        c.request(Method::Post, &p("/nodes/pve1/qemu/100/clone"), &form)
+        request(&c, Method::Post, &p("/nodes/pve1/qemu/100/clone"), &form)
             .await
             .unwrap(),
         json!("UPID:x")
@@ -84,8 +86,7 @@ async fn post_bodies_as_form_or_json() {
     let json_client = c.with_encoding(BodyEncoding::Json);
     let body = params(json!({"snapname": "s1", "vmstate": false}));
     assert_eq!(
-        json_client
-            .request(Method::Post, &p("/nodes/pve1/qemu/100/snapshot"), &body)
+        request(&json_client, Method::Post, &p("/nodes/pve1/qemu/100/snapshot"), &body)
             .await
             .unwrap(),
         json!("UPID:y")
@@ -114,7 +115,7 @@ async fn segments_are_percent_encoded() {
     ]
     .map(String::from)
     .to_vec();
-    c.request(Method::Get, &ApiPath::from_segments(segs).unwrap(), &Map::new())
+    request(&c, Method::Get, &ApiPath::from_segments(segs).unwrap(), &Map::new())
         .await
         .unwrap();
 }
@@ -131,8 +132,7 @@ async fn parameter_errors_keep_pves_field_map() {
         .mount(&pve)
         .await;
     let c = client(&pve.uri(), Duration::from_secs(5));
-    let err = c
-        .request(Method::Post, &p("/nodes/pve1/qemu/100/clone"), &Map::new())
+    let err = request(&c, Method::Post, &p("/nodes/pve1/qemu/100/clone"), &Map::new())
         .await
         .unwrap_err();
     let PveError::Api(api) = &err else { panic!("{err:?}") };
@@ -149,18 +149,20 @@ async fn parameter_errors_keep_pves_field_map() {
 #[tokio::test]
 async fn html_error_pages_and_bad_json_are_explained() {
     let pve = MockServer::start().await;
-    Mock::given(path("/api2/json/proxied"))
+    Mock::given(path("/api2/json/version"))
         .respond_with(ResponseTemplate::new(502).set_body_raw("<html><body>Bad Gateway</body></html>", "text/html"))
         .mount(&pve)
         .await;
-    Mock::given(path("/api2/json/garbled"))
+    Mock::given(path("/api2/json/cluster/status"))
         .respond_with(ResponseTemplate::new(200).set_body_raw("{\"data\": [1, 2", "application/json"))
         .mount(&pve)
         .await;
     let c = client(&pve.uri(), Duration::from_secs(5));
-    let err = c.request(Method::Get, &p("/proxied"), &Map::new()).await.unwrap_err();
-    assert_eq!(err.to_string(), "PVE failed GET /proxied: Bad Gateway");
-    let err = c.request(Method::Get, &p("/garbled"), &Map::new()).await.unwrap_err();
+    let err = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
+    assert_eq!(err.to_string(), "PVE failed GET /version: Bad Gateway");
+    let err = request(&c, Method::Get, &p("/cluster/status"), &Map::new())
+        .await
+        .unwrap_err();
     assert!(matches!(err, PveError::BadResponse { .. }), "{err:?}");
     assert!(err.to_string().contains("not the JSON envelope"), "{err}");
 }
@@ -185,8 +187,7 @@ async fn raw_server(response: &'static str) -> String {
 async fn the_reason_phrase_carries_pves_message() {
     let uri = raw_server("HTTP/1.1 403 Permission check failed (/vms/100, VM.PowerMgmt)\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"data\":null}").await;
     let c = client(&uri, Duration::from_secs(5));
-    let err = c
-        .request(Method::Post, &p("/nodes/pve1/qemu/100/status/start"), &Map::new())
+    let err = request(&c, Method::Post, &p("/nodes/pve1/qemu/100/status/start"), &Map::new())
         .await
         .unwrap_err();
     let PveError::Api(api) = &err else { panic!("{err:?}") };
@@ -200,10 +201,14 @@ async fn the_reason_phrase_carries_pves_message() {
     );
 
     let uri = raw_server("HTTP/1.1 595 Connection refused\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
-    let err = client(&uri, Duration::from_secs(5))
-        .request(Method::Get, &p("/nodes/pve3/status"), &Map::new())
-        .await
-        .unwrap_err();
+    let err = request(
+        &client(&uri, Duration::from_secs(5)),
+        Method::Get,
+        &p("/nodes/pve3/status"),
+        &Map::new(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string().contains("595 Connection refused") && err.to_string().contains("offline"),
         "{err}"
@@ -216,7 +221,7 @@ async fn refused_connections_name_the_host_and_port() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let c = client(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5));
-    let err = c.request(Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
+    let err = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
     let PveError::Transport(t) = &err else {
         panic!("{err:?}")
     };
@@ -240,7 +245,7 @@ async fn a_silent_host_times_out_with_a_hint() {
         }
     });
     let c = client(&format!("http://{addr}"), Duration::from_millis(300));
-    let err = c.request(Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
+    let err = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
     let PveError::Transport(t) = &err else {
         panic!("{err:?}")
     };
@@ -252,6 +257,6 @@ async fn a_silent_host_times_out_with_a_hint() {
 async fn tls_to_a_plain_http_port_is_a_transport_error() {
     let pve = MockServer::start().await;
     let c = client(&pve.uri().replace("http://", "https://"), Duration::from_secs(5));
-    let err = c.request(Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
+    let err = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
     assert!(matches!(err, PveError::Transport(_)), "{err:?}");
 }

@@ -1,12 +1,16 @@
 //! The gate: every request a script makes passes here before it can reach the HTTP client.
 //!
 //! It knows what the script cannot change: the server [`Mode`], the tool's declared
-//! [`Class`] and whether this invocation carries `confirm=true`. Once a request is refused,
-//! the gate stays refused for the rest of the call, and the call fails even if the script
-//! caught the error.
+//! [`Capabilities`] and how this invocation runs ([`CallMode`]). An allowed request comes
+//! back as a [`Permit`], the only value [`crate::pve::PveClient::send`] accepts, and only
+//! this module can make one. Once a request is refused, the gate stays refused for the rest
+//! of the call, and the call fails even if the script caught the error.
 
+pub mod capability;
+pub mod inspect;
 pub mod path;
 pub mod policy;
+pub mod table;
 
 use std::sync::Mutex;
 
@@ -15,8 +19,9 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::config::Mode;
+pub use capability::{Capabilities, Capability};
 pub use path::{ApiPath, PathError};
-pub use policy::{Class, Classification, classify};
+pub use policy::{Classification, classify, truthy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -44,23 +49,57 @@ impl std::fmt::Display for Method {
     }
 }
 
+/// How one invocation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallMode {
+    /// Requests are sent; destructive ones only when the call carries `confirm=true`.
+    Run { confirmed: bool },
+    /// A destructive tool called without confirmation: reads are sent, every other request
+    /// is recorded for the plan instead.
+    Plan,
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum Refusal {
-    #[error("this endpoint is never allowed from a tool: {0}")]
-    Forbidden(&'static str),
-    #[error("the endpoint is not in the core's policy table, so it is refused")]
+    #[error("{template} is never allowed from a tool: {why}")]
+    Forbidden { template: &'static str, why: String },
+    #[error("{template}: {why}")]
+    BadParam { template: &'static str, why: String },
+    #[error(
+        "no endpoint of the PVE API (8.4 or 9.1) has this method and path, so the gate does not know it and refuses it"
+    )]
     Unknown,
-    #[error("the server is in read-only mode (PVE_MCP_READ_ONLY=true), which refuses every non-GET request")]
+    #[error(
+        "the server is in read-only mode (PVE_MCP_READ_ONLY=true), which refuses every non-GET request and all administration"
+    )]
     ReadOnly,
     #[error("guest command execution is disabled; set PVE_MCP_ENABLE_EXEC=true to allow exec tools")]
     ExecDisabled,
-    #[error("the tool is declared '{tool}' and may not make a '{request}' request")]
-    ClassTooLow { tool: Class, request: Class },
+    #[error("host and cluster administration is disabled; set PVE_MCP_ENABLE_ADMIN=true to allow admin tools")]
+    AdminDisabled,
+    #[error(
+        "{template} needs '{needs}' and the tool is declared '{tool}'; a tool that means to do this declares class {}",
+        suggest(*.tool, *.needs)
+    )]
+    Lacks {
+        template: &'static str,
+        tool: Capabilities,
+        needs: Capabilities,
+    },
     #[error("this is a destructive request and the call did not carry confirm=true")]
     NotConfirmed,
     #[error("{0}")]
     BadPath(PathError),
+}
+
+fn suggest(tool: Capabilities, needs: Capabilities) -> String {
+    let mut want = tool;
+    for c in tool.missing(needs) {
+        want = want.with(c);
+    }
+    let names: Vec<String> = want.iter().map(|c| format!("\"{c}\"")).collect();
+    format!("[{}]", names.join(", "))
 }
 
 /// A refused request, as the caller sees it.
@@ -72,12 +111,41 @@ pub struct Violation {
     pub refusal: Refusal,
 }
 
+/// Only this module can make one, so only the gate can make a [`Permit`].
+#[derive(Debug)]
+struct Seal;
+
+/// An allowed request, exactly as the gate checked it. The HTTP client sends nothing else.
+#[derive(Debug)]
+pub struct Permit {
+    method: Method,
+    path: ApiPath,
+    params: Map<String, Value>,
+    needs: Capabilities,
+    _seal: Seal,
+}
+
+impl Permit {
+    pub fn method(&self) -> Method {
+        self.method
+    }
+    pub fn path(&self) -> &ApiPath {
+        &self.path
+    }
+    pub fn params(&self) -> &Map<String, Value> {
+        &self.params
+    }
+    pub fn needs(&self) -> Capabilities {
+        self.needs
+    }
+}
+
 /// What to do with an allowed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Verdict {
-    Send(Class),
+    Send(Permit),
     /// Plan mode: recorded for the answer, not sent.
-    Record(Class),
+    Record(PlannedRequest),
 }
 
 /// A request recorded in plan mode.
@@ -86,7 +154,8 @@ pub struct PlannedRequest {
     pub method: Method,
     pub path: String,
     pub params: Map<String, Value>,
-    pub class: Class,
+    #[serde(rename = "class")]
+    pub needs: Capabilities,
 }
 
 #[derive(Debug, Default)]
@@ -99,26 +168,23 @@ struct State {
 #[derive(Debug)]
 pub struct Gate {
     mode: Mode,
-    tool: Class,
-    confirmed: bool,
-    plan: bool,
+    tool: Capabilities,
+    call: CallMode,
     state: Mutex<State>,
 }
 
 impl Gate {
-    /// `plan`: record writes instead of sending them (a destructive tool called without confirm).
-    pub fn new(mode: Mode, tool: Class, confirmed: bool, plan: bool) -> Gate {
+    pub fn new(mode: Mode, tool: Capabilities, call: CallMode) -> Gate {
         Gate {
             mode,
             tool,
-            confirmed,
-            plan,
+            call,
             state: Mutex::new(State::default()),
         }
     }
 
     pub fn is_plan(&self) -> bool {
-        self.plan
+        self.call == CallMode::Plan
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -127,22 +193,29 @@ impl Gate {
     }
 
     /// Decide about one request. A refusal is remembered: every later request is refused too.
-    pub fn check(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Verdict, Violation> {
+    pub fn check(&self, method: Method, path: ApiPath, params: Map<String, Value>) -> Result<Verdict, Violation> {
         let mut state = self.state();
         if let Some(v) = &state.violation {
             return Err(v.clone());
         }
-        match self.decide(method, path, params) {
-            Ok(Verdict::Record(class)) => {
-                state.planned.push(PlannedRequest {
+        match self.decide(method, &path, &params) {
+            Ok(needs) if self.is_plan() && !needs.is_read() => {
+                let planned = PlannedRequest {
                     method,
                     path: path.to_string(),
-                    params: params.clone(),
-                    class,
-                });
-                Ok(Verdict::Record(class))
+                    params,
+                    needs,
+                };
+                state.planned.push(planned.clone());
+                Ok(Verdict::Record(planned))
             }
-            Ok(v) => Ok(v),
+            Ok(needs) => Ok(Verdict::Send(Permit {
+                method,
+                path,
+                params,
+                needs,
+                _seal: Seal,
+            })),
             Err(refusal) => {
                 let v = Violation {
                     method,
@@ -155,31 +228,34 @@ impl Gate {
         }
     }
 
-    fn decide(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Verdict, Refusal> {
-        let class = match classify(method, &path.routed(), params) {
-            Classification::Class(c) => c,
-            Classification::Forbidden(why) => return Err(Refusal::Forbidden(why)),
+    fn decide(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Capabilities, Refusal> {
+        let (needs, template) = match classify(method, &path.routed(), params) {
+            Classification::Needs { caps, template } => (caps, template),
+            Classification::Forbidden { template, why } => return Err(Refusal::Forbidden { template, why }),
+            Classification::BadParam { template, why } => return Err(Refusal::BadParam { template, why }),
             Classification::Unknown => return Err(Refusal::Unknown),
         };
-        if method != Method::Get && self.mode.read_only {
+        if self.mode.read_only && (method != Method::Get || needs.has(Capability::Admin)) {
             return Err(Refusal::ReadOnly);
         }
-        if class == Class::Exec && !self.mode.exec_enabled {
+        if needs.has(Capability::Exec) && !self.mode.enables(Capability::Exec) {
             return Err(Refusal::ExecDisabled);
         }
-        if !self.tool.permits(class) {
-            return Err(Refusal::ClassTooLow {
+        if needs.has(Capability::Admin) && !self.mode.enables(Capability::Admin) {
+            return Err(Refusal::AdminDisabled);
+        }
+        if !self.tool.covers(needs) {
+            return Err(Refusal::Lacks {
+                template,
                 tool: self.tool,
-                request: class,
+                needs,
             });
         }
-        if self.plan && matches!(class, Class::Write | Class::Destructive) {
-            return Ok(Verdict::Record(class));
-        }
-        if class == Class::Destructive && !self.confirmed {
+        let confirmed = matches!(self.call, CallMode::Run { confirmed: true });
+        if needs.has(Capability::Destructive) && !confirmed && !self.is_plan() {
             return Err(Refusal::NotConfirmed);
         }
-        Ok(Verdict::Send(class))
+        Ok(needs)
     }
 
     /// Record a path that failed the hygiene rules; the call is refused from now on.
@@ -205,6 +281,7 @@ impl Gate {
 
 #[cfg(test)]
 mod tests {
+    use super::Capability::*;
     use super::*;
     use serde_json::json;
 
@@ -214,156 +291,164 @@ mod tests {
     fn none() -> Map<String, Value> {
         Map::new()
     }
+    fn caps(c: &[Capability]) -> Capabilities {
+        Capabilities::of(c)
+    }
     const RW: Mode = Mode {
         read_only: false,
         exec_enabled: false,
+        admin_enabled: false,
     };
     const RO: Mode = Mode {
         read_only: true,
         exec_enabled: false,
+        admin_enabled: false,
     };
-    const EXEC: Mode = Mode {
+    const ALL: Mode = Mode {
         read_only: false,
         exec_enabled: true,
+        admin_enabled: true,
     };
+    const RUN: CallMode = CallMode::Run { confirmed: false };
+    const CONFIRMED: CallMode = CallMode::Run { confirmed: true };
+
+    fn refusal(g: &Gate, m: Method, path: &str, params: Value) -> Option<Refusal> {
+        let params = params.as_object().cloned().unwrap_or_default();
+        g.check(m, p(path), params).err().map(|v| v.refusal)
+    }
+    fn sent(g: &Gate, m: Method, path: &str) -> bool {
+        matches!(g.check(m, p(path), none()), Ok(Verdict::Send(_)))
+    }
 
     #[test]
-    fn read_only_mode_refuses_every_non_get() {
-        for tool in [Class::Read, Class::Write, Class::Destructive, Class::Exec] {
-            let g = Gate::new(RO, tool, true, false);
+    fn read_only_mode_refuses_every_non_get_and_all_administration() {
+        for tool in [
+            caps(&[]),
+            caps(&[Write]),
+            caps(&[Destructive]),
+            caps(&[Exec]),
+            caps(&[Admin, Destructive]),
+        ] {
+            let g = Gate::new(RO, tool, CONFIRMED);
+            assert!(sent(&g, Method::Get, "/cluster/resources"));
             assert_eq!(
-                g.check(Method::Get, &p("/cluster/resources"), &none()),
-                Ok(Verdict::Send(Class::Read))
+                refusal(&g, Method::Post, "/nodes/n/qemu/100/status/start", json!({})),
+                Some(Refusal::ReadOnly),
+                "{tool}"
             );
-            let err = g
-                .check(Method::Post, &p("/nodes/n/qemu/100/status/start"), &none())
-                .unwrap_err();
-            assert_eq!(err.refusal, Refusal::ReadOnly, "{tool}");
-            // Even a read-class POST is refused in read-only mode.
-            let g = Gate::new(RO, tool, true, false);
+            let g = Gate::new(RO, tool, CONFIRMED);
             assert_eq!(
-                g.check(Method::Post, &p("/nodes/n/qemu/1/agent/ping"), &none())
-                    .unwrap_err()
-                    .refusal,
-                Refusal::ReadOnly
+                refusal(&g, Method::Post, "/nodes/n/qemu/1/agent/ping", json!({})),
+                Some(Refusal::ReadOnly)
+            );
+            let g = Gate::new(RO, tool, CONFIRMED);
+            assert_eq!(
+                refusal(&g, Method::Get, "/nodes/n/scan/nfs", json!({"server": "192.0.2.1"})),
+                Some(Refusal::ReadOnly)
             );
         }
     }
 
     #[test]
-    fn tool_class_bounds_requests() {
-        let g = Gate::new(RW, Class::Read, true, false);
-        let err = g
-            .check(Method::Post, &p("/nodes/n/qemu/100/status/stop"), &none())
-            .unwrap_err();
-        assert_eq!(
-            err.refusal,
-            Refusal::ClassTooLow {
-                tool: Class::Read,
-                request: Class::Write
-            }
-        );
-        let g = Gate::new(RW, Class::Write, true, false);
-        let err = g.check(Method::Delete, &p("/nodes/n/qemu/100"), &none()).unwrap_err();
-        assert_eq!(
-            err.refusal,
-            Refusal::ClassTooLow {
-                tool: Class::Write,
-                request: Class::Destructive
-            }
-        );
-        let g = Gate::new(EXEC, Class::Destructive, true, false);
-        let err = g
-            .check(Method::Post, &p("/nodes/n/qemu/100/agent/exec"), &none())
-            .unwrap_err();
-        assert_eq!(
-            err.refusal,
-            Refusal::ClassTooLow {
-                tool: Class::Destructive,
-                request: Class::Exec
-            }
-        );
+    fn tool_capabilities_bound_requests() {
+        let g = Gate::new(RW, caps(&[]), CONFIRMED);
+        assert!(matches!(
+            refusal(&g, Method::Post, "/nodes/n/qemu/100/status/stop", json!({})),
+            Some(Refusal::Lacks { .. })
+        ));
+        let g = Gate::new(RW, caps(&[Write]), CONFIRMED);
+        assert!(matches!(
+            refusal(&g, Method::Delete, "/nodes/n/qemu/100", json!({})),
+            Some(Refusal::Lacks { .. })
+        ));
+        let g = Gate::new(ALL, caps(&[Destructive]), CONFIRMED);
+        let r = refusal(&g, Method::Post, "/nodes/n/qemu/100/agent/exec", json!({}));
+        assert!(matches!(r, Some(Refusal::Lacks { .. })));
+        let text = r.map(|r| r.to_string()).unwrap_or_default();
+        assert!(text.contains(r#"["destructive", "exec"]"#), "{text}");
+        // A composite tool: write and exec.
+        let g = Gate::new(ALL, caps(&[Write, Exec]), RUN);
+        assert!(sent(&g, Method::Post, "/nodes/n/qemu/100/snapshot"));
+        assert!(sent(&g, Method::Post, "/nodes/n/qemu/100/agent/exec"));
     }
 
     #[test]
-    fn exec_needs_the_switch() {
-        let g = Gate::new(RW, Class::Exec, false, false);
-        let err = g
-            .check(Method::Post, &p("/nodes/n/qemu/100/agent/exec"), &none())
-            .unwrap_err();
-        assert_eq!(err.refusal, Refusal::ExecDisabled);
-        let g = Gate::new(EXEC, Class::Exec, false, false);
+    fn exec_and_admin_need_their_switches() {
+        let g = Gate::new(RW, caps(&[Exec]), RUN);
         assert_eq!(
-            g.check(Method::Post, &p("/nodes/n/qemu/100/agent/exec"), &none()),
-            Ok(Verdict::Send(Class::Exec))
+            refusal(&g, Method::Post, "/nodes/n/qemu/100/agent/exec", json!({})),
+            Some(Refusal::ExecDisabled)
         );
-        assert!(
-            g.check(Method::Post, &p("/nodes/n/qemu/100/status/stop"), &none())
-                .is_err()
+        let g = Gate::new(RW, caps(&[Admin, Destructive]), CONFIRMED);
+        assert_eq!(
+            refusal(&g, Method::Post, "/nodes/n/services/pveproxy/restart", json!({})),
+            Some(Refusal::AdminDisabled)
+        );
+        let g = Gate::new(ALL, caps(&[Admin]), RUN);
+        assert!(sent(&g, Method::Post, "/nodes/n/services/pveproxy/start"));
+        assert_eq!(
+            refusal(&g, Method::Post, "/nodes/n/services/pveproxy/stop", json!({})),
+            Some(Refusal::Lacks {
+                template: "/nodes/{node}/services/{service}/stop",
+                tool: caps(&[Admin]),
+                needs: caps(&[Admin, Destructive]),
+            })
+        );
+        let g = Gate::new(ALL, caps(&[Admin, Destructive]), RUN);
+        assert_eq!(
+            refusal(&g, Method::Post, "/nodes/n/services/pveproxy/stop", json!({})),
+            Some(Refusal::NotConfirmed)
         );
     }
 
     #[test]
     fn destructive_needs_confirm_and_plans_without_it() {
-        let g = Gate::new(RW, Class::Destructive, false, false);
+        let g = Gate::new(RW, caps(&[Destructive]), RUN);
         assert_eq!(
-            g.check(Method::Delete, &p("/nodes/n/qemu/100"), &none())
-                .unwrap_err()
-                .refusal,
-            Refusal::NotConfirmed
+            refusal(&g, Method::Delete, "/nodes/n/qemu/100", json!({})),
+            Some(Refusal::NotConfirmed)
         );
-        let g = Gate::new(RW, Class::Destructive, false, true);
-        assert_eq!(
-            g.check(Method::Get, &p("/nodes/n/qemu/100/config"), &none()),
-            Ok(Verdict::Send(Class::Read))
-        );
-        let params = json!({"purge": 1}).as_object().unwrap().clone();
-        assert_eq!(
-            g.check(Method::Delete, &p("/nodes/n/qemu/100"), &params),
-            Ok(Verdict::Record(Class::Destructive))
-        );
-        assert_eq!(
-            g.check(Method::Post, &p("/nodes/n/qemu/100/status/stop"), &none()),
-            Ok(Verdict::Record(Class::Write))
-        );
+        let g = Gate::new(RW, caps(&[Destructive]), CallMode::Plan);
+        assert!(sent(&g, Method::Get, "/nodes/n/qemu/100/config"));
+        let params = json!({"purge": 1}).as_object().cloned().unwrap_or_default();
+        assert!(matches!(
+            g.check(Method::Delete, p("/nodes/n/qemu/100"), params.clone()),
+            Ok(Verdict::Record(_))
+        ));
+        assert!(matches!(
+            g.check(Method::Post, p("/nodes/n/qemu/100/status/stop"), none()),
+            Ok(Verdict::Record(_))
+        ));
         let planned = g.planned();
         assert_eq!(planned.len(), 2);
         assert_eq!(planned[0].path, "/nodes/n/qemu/100");
         assert_eq!(planned[0].params, params);
-        let g = Gate::new(RW, Class::Destructive, true, false);
-        assert_eq!(
-            g.check(Method::Delete, &p("/nodes/n/qemu/100"), &none()),
-            Ok(Verdict::Send(Class::Destructive))
-        );
+        assert_eq!(planned[0].needs, caps(&[Destructive]));
+        let g = Gate::new(RW, caps(&[Destructive]), CONFIRMED);
+        assert!(sent(&g, Method::Delete, "/nodes/n/qemu/100"));
     }
 
     #[test]
     fn a_refusal_poisons_the_call() {
-        let g = Gate::new(RW, Class::Read, false, false);
-        assert!(
-            g.check(Method::Post, &p("/nodes/n/qemu/100/status/stop"), &none())
-                .is_err()
-        );
-        let again = g.check(Method::Get, &p("/cluster/resources"), &none()).unwrap_err();
-        assert_eq!(again.path, "/nodes/n/qemu/100/status/stop");
+        let g = Gate::new(RW, caps(&[]), RUN);
+        assert!(refusal(&g, Method::Post, "/nodes/n/qemu/100/status/stop", json!({})).is_some());
+        let again = g.check(Method::Get, p("/cluster/resources"), none());
+        assert!(matches!(again, Err(Violation { ref path, .. }) if path == "/nodes/n/qemu/100/status/stop"));
         assert!(g.violation().is_some());
     }
 
     #[test]
     fn forbidden_and_unknown_whatever_the_class() {
-        let g = Gate::new(EXEC, Class::Exec, true, false);
+        let everything = caps(&[Write, Destructive, Exec, Admin]);
+        let g = Gate::new(ALL, everything, CONFIRMED);
         assert!(matches!(
-            g.check(Method::Post, &p("/nodes/n/execute"), &none())
-                .unwrap_err()
-                .refusal,
-            Refusal::Forbidden(_)
+            refusal(&g, Method::Post, "/nodes/n/execute", json!({})),
+            Some(Refusal::Forbidden { .. })
         ));
-        let g = Gate::new(RW, Class::Destructive, true, false);
+        let g = Gate::new(ALL, everything, CONFIRMED);
         assert_eq!(
-            g.check(Method::Get, &p("/not/an/endpoint"), &none())
-                .unwrap_err()
-                .refusal,
-            Refusal::Unknown
+            refusal(&g, Method::Get, "/not/an/endpoint", json!({})),
+            Some(Refusal::Unknown)
         );
     }
 }

@@ -1,196 +1,88 @@
-//! The core's policy table: what class of request each PVE endpoint is.
+//! Classify one request: find its endpoint in the table (`endpoints.txt`), apply the
+//! endpoint's inspector, then the rules that hold for every endpoint.
 //!
-//! Rules are matched in order and the first match wins. Patterns are written over the
-//! decoded path segments: a literal segment, `a|b` for alternatives, `*` for any one
-//! segment and a final `**` for any number of remaining segments. There is no catch-all:
-//! a request no rule matches is [`Classification::Unknown`] and refused. A test walks every
-//! endpoint of the official API schema and checks that each one gets a class.
+//! Rules for every request, whatever the endpoint:
+//! - parameter names are PVE names (`[A-Za-z][A-Za-z0-9_-]*`): nothing else is sent;
+//! - `skiplock` is forbidden (PVE lets only root bypass a guest's lock);
+//! - a change that sets a backup retention (`prune-backups`, `maxfiles`) is destructive,
+//!   since pruning then deletes older backups.
 
 use serde_json::{Map, Value};
 
 use super::Method;
+use super::capability::{Capabilities, Capability};
+use super::inspect::{self, Deny};
+use super::table::{Rule, table};
 
-/// The safety class of a tool, and of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Class {
-    Read,
-    Write,
-    Destructive,
-    Exec,
-}
-
-impl Class {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Read => "read",
-            Class::Write => "write",
-            Class::Destructive => "destructive",
-            Class::Exec => "exec",
-        }
-    }
-
-    /// May a tool of this class make a request of class `request`?
-    /// read < write < destructive; exec requests only from exec tools, which may also read.
-    pub fn permits(self, request: Class) -> bool {
-        match (self, request) {
-            (_, Class::Read) => true,
-            (Class::Exec, Class::Exec) => true,
-            (Class::Exec, _) | (_, Class::Exec) => false,
-            (tool, req) => req <= tool,
-        }
-    }
-}
-
-impl std::fmt::Display for Class {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classification {
-    Class(Class),
-    /// Never sent from a script, whatever its class or the mode.
-    Forbidden(&'static str),
-    /// Not in the table: refused.
+    /// Allowed for a tool holding these capabilities, in a mode that enables them.
+    Needs { caps: Capabilities, template: &'static str },
+    /// Never sent from a tool, whatever its class or the mode.
+    Forbidden { template: &'static str, why: String },
+    /// A parameter the endpoint's table does not list, or a value the gate cannot read.
+    BadParam { template: &'static str, why: String },
+    /// No endpoint of the PVE API has this method and path.
     Unknown,
 }
 
-#[derive(Clone, Copy)]
-enum Outcome {
-    Fixed(Class),
-    Forbidden(&'static str),
-    /// Depends on the parameters (e.g. restore with `force` replaces a guest).
-    ByParams(fn(&Map<String, Value>) -> Class),
-}
-
-struct Rule {
-    methods: &'static [Method],
-    pattern: &'static str,
-    outcome: Outcome,
-}
-
-use Method::{Delete as D, Get as G, Post as P, Put as U};
-const ANY: &[Method] = &[G, P, U, D];
-const WRITES: &[Method] = &[P, U, D];
-
-const fn rule(methods: &'static [Method], pattern: &'static str, outcome: Outcome) -> Rule {
-    Rule {
-        methods,
-        pattern,
-        outcome,
-    }
-}
-const fn forbid(methods: &'static [Method], pattern: &'static str, why: &'static str) -> Rule {
-    rule(methods, pattern, Outcome::Forbidden(why))
-}
-const fn class(methods: &'static [Method], pattern: &'static str, c: Class) -> Rule {
-    rule(methods, pattern, Outcome::Fixed(c))
-}
-
-const SHELL: &str = "it opens a shell, console or tunnel on the host or a guest";
-const ACCESS: &str = "it changes users, tokens, permissions, realms or passwords";
-const MEMBERSHIP: &str = "it changes cluster membership";
-const CERTS: &str = "it replaces the node's TLS certificates";
-const MONITOR: &str = "it sends raw commands to the QEMU monitor";
-
-static RULES: &[Rule] = &[
-    // Never from a script.
-    forbid(ANY, "nodes/*/vncwebsocket", SHELL),
-    forbid(ANY, "nodes/*/termproxy|vncshell|spiceshell|execute", SHELL),
-    forbid(
-        ANY,
-        "nodes/*/qemu|lxc/*/termproxy|vncproxy|spiceproxy|vncwebsocket|mtunnel|mtunnelwebsocket|remote_migrate",
-        SHELL,
-    ),
-    forbid(ANY, "nodes/*/qemu/*/monitor", MONITOR),
-    forbid(WRITES, "access/**", ACCESS),
-    forbid(WRITES, "cluster/config/join|nodes/**", MEMBERSHIP),
-    forbid(WRITES, "cluster/config", MEMBERSHIP),
-    forbid(WRITES, "nodes/*/certificates/**", CERTS),
-    // Inside the guest: command execution, file access, keystrokes, passwords.
-    class(&[P], "nodes/*/qemu/*/agent", Class::Exec),
-    class(
-        &[P],
-        "nodes/*/qemu/*/agent/exec|file-write|set-user-password",
-        Class::Exec,
-    ),
-    class(&[G], "nodes/*/qemu/*/agent/exec-status|file-read", Class::Exec),
-    class(&[U], "nodes/*/qemu/*/sendkey", Class::Exec),
-    // Side-effect-free agent calls that PVE exposes as POST.
-    class(&[P], "nodes/*/qemu/*/agent/ping|fsfreeze-status", Class::Read),
-    // Data loss or irreversible changes.
-    class(&[D], "nodes/*/qemu|lxc/*", Class::Destructive),
-    class(&[P], "nodes/*/qemu|lxc/*/snapshot/*/rollback", Class::Destructive),
-    class(&[D], "nodes/*/qemu|lxc/*/snapshot/*", Class::Destructive),
-    class(&[P], "nodes/*/qemu|lxc/*/template", Class::Destructive),
-    class(&[U], "nodes/*/qemu/*/unlink", Class::Destructive),
-    rule(&[P], "nodes/*/qemu|lxc", Outcome::ByParams(create_or_restore)),
-    rule(&[P, U], "nodes/*/qemu|lxc/*/config", Outcome::ByParams(config_change)),
-    rule(&[P], "nodes/*/qemu/*/move_disk", Outcome::ByParams(move_volume)),
-    rule(&[P], "nodes/*/lxc/*/move_volume", Outcome::ByParams(move_volume)),
-    class(&[D], "nodes/*/storage/*/content/**", Class::Destructive),
-    class(&[D], "nodes/*/storage/*/prunebackups", Class::Destructive),
-    class(WRITES, "nodes/*/disks/**", Class::Destructive),
-    class(&[D], "nodes/*/ceph/**", Class::Destructive),
-    class(&[P], "nodes/*/status", Class::Destructive),
-    // Reads.
-    class(&[G], "version", Class::Read),
-    class(&[G], "cluster|nodes|storage|pools|access", Class::Read),
-    class(&[G], "cluster|nodes|storage|pools|access/**", Class::Read),
-    // Ordinary changes, listed by subtree so that an unknown subtree stays refused.
-    class(WRITES, "nodes/*/qemu|lxc/**", Class::Write),
-    class(
-        WRITES,
-        "nodes/*/aplinfo|apt|ceph|config|dns|firewall|hosts|migrateall|network|replication|services|startall|stopall|storage|subscription|suspendall|tasks|time|vzdump|wakeonlan/**",
-        Class::Write,
-    ),
-    class(
-        WRITES,
-        "cluster/acme|backup|bulk-action|ceph|firewall|ha|jobs|mapping|metrics|notifications|options|replication|sdn/**",
-        Class::Write,
-    ),
-    class(WRITES, "storage/**", Class::Write),
-    class(WRITES, "pools/**", Class::Write),
-];
-
 /// Classify one request. `segments` are the decoded path segments below `/api2/json`.
 pub fn classify(method: Method, segments: &[String], params: &Map<String, Value>) -> Classification {
-    for r in RULES {
-        if r.methods.contains(&method) && matches(r.pattern, segments) {
-            return match r.outcome {
-                Outcome::Fixed(c) => Classification::Class(escalate(c, params)),
-                Outcome::Forbidden(why) => Classification::Forbidden(why),
-                Outcome::ByParams(f) => Classification::Class(escalate(f(params), params)),
+    let Some(entry) = table().lookup(method, segments) else {
+        return Classification::Unknown;
+    };
+    let template = entry.template.as_str();
+    if let Some(bad) = params.keys().find(|k| !is_param_name(k)) {
+        let shown: String = bad.chars().take(40).flat_map(char::escape_debug).collect();
+        return Classification::BadParam {
+            template,
+            why: format!("the parameter name \"{shown}\" is not a PVE parameter name"),
+        };
+    }
+    if params.contains_key("skiplock") {
+        return Classification::Forbidden {
+            template,
+            why: "'skiplock' bypasses the guest's lock; PVE lets only root@pam use it".into(),
+        };
+    }
+    let caps = match &entry.rule {
+        Rule::Needs(c) => *c,
+        Rule::Forbidden(why) => {
+            return Classification::Forbidden {
+                template,
+                why: why.clone(),
             };
         }
-    }
-    Classification::Unknown
-}
-
-fn matches(pattern: &str, segments: &[String]) -> bool {
-    let mut pat = pattern.split('/');
-    let mut segs = segments.iter();
-    loop {
-        match (pat.next(), segs.next()) {
-            (Some("**"), _) => return true,
-            (None, None) => return true,
-            (Some(p), Some(s)) if p == "*" || p.split('|').any(|alt| alt == s) => {}
-            _ => return false,
-        }
-    }
-}
-
-/// A write that sets a backup retention (`prune-backups`, or the older `maxfiles`) on a
-/// backup, a storage or a backup job can delete older backups when pruning runs: that is
-/// destructive. (Pruning under the retention an administrator configured is not touched.)
-fn escalate(class: Class, p: &Map<String, Value>) -> Class {
-    if class == Class::Write && (p.contains_key("prune-backups") || p.contains_key("maxfiles")) {
-        Class::Destructive
+        Rule::Inspect(name) => match inspect::run(name, &inspect::Request { segments, params }) {
+            Ok(c) => c,
+            Err(Deny::Forbidden(why)) => return Classification::Forbidden { template, why },
+            Err(Deny::UnknownKey(k)) => {
+                return Classification::BadParam {
+                    template,
+                    why: format!("the parameter '{k}' is not in the gate's table for this endpoint, so it is refused"),
+                };
+            }
+            Err(Deny::Malformed { key, why }) => {
+                return Classification::BadParam {
+                    template,
+                    why: format!("the parameter '{key}' {why}"),
+                };
+            }
+        },
+    };
+    let sets_retention = params.contains_key("prune-backups") || params.contains_key("maxfiles");
+    let caps = if method != Method::Get && sets_retention {
+        caps.with(Capability::Destructive)
     } else {
-        class
-    }
+        caps
+    };
+    Classification::Needs { caps, template }
+}
+
+fn is_param_name(k: &str) -> bool {
+    k.len() <= 64
+        && k.starts_with(|c: char| c.is_ascii_alphabetic())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// PVE's truthy values for a boolean parameter, however a script spelled it. A list counts
@@ -205,149 +97,93 @@ pub fn truthy(v: Option<&Value>) -> bool {
     }
 }
 
-/// Create a guest, or restore a backup; with `force` it replaces an existing guest.
-fn create_or_restore(p: &Map<String, Value>) -> Class {
-    if truthy(p.get("force")) {
-        Class::Destructive
-    } else {
-        Class::Write
-    }
-}
-
-/// Config changes; deleting an `unusedN` disk or forcing removal destroys the volume.
-fn config_change(p: &Map<String, Value>) -> Class {
-    if truthy(p.get("force")) {
-        return Class::Destructive;
-    }
-    let deletes_unused = |s: &str| {
-        s.split([',', ';', ' ']).any(|k| {
-            k.strip_prefix("unused")
-                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-        })
-    };
-    let destroys = match p.get("delete") {
-        Some(Value::String(s)) => deletes_unused(s),
-        Some(Value::Array(items)) => items.iter().any(|i| i.as_str().is_some_and(deletes_unused)),
-        _ => false,
-    };
-    if destroys { Class::Destructive } else { Class::Write }
-}
-
-/// Moving a disk with `delete` removes the source volume.
-fn move_volume(p: &Map<String, Value>) -> Class {
-    if truthy(p.get("delete")) {
-        Class::Destructive
-    } else {
-        Class::Write
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Capability::*;
+    use Method::{Delete as D, Get as G, Post as P, Put as U};
     use serde_json::json;
 
     fn c(method: Method, path: &str, params: Value) -> Classification {
         let segs: Vec<String> = path.trim_start_matches('/').split('/').map(str::to_string).collect();
-        classify(method, &segs, params.as_object().unwrap())
+        classify(method, &segs, params.as_object().unwrap_or(&Map::new()))
     }
-    use Classification::{Class as K, Forbidden, Unknown};
-
-    #[test]
-    fn class_ordering() {
-        use Class::*;
-        assert!(Read.permits(Read) && !Read.permits(Write));
-        assert!(Write.permits(Read) && Write.permits(Write) && !Write.permits(Destructive));
-        assert!(Destructive.permits(Write) && Destructive.permits(Destructive));
-        for t in [Read, Write, Destructive] {
-            assert!(!t.permits(Exec), "{t} must not exec");
+    fn caps(method: Method, path: &str, params: Value) -> Option<Capabilities> {
+        match c(method, path, params) {
+            Classification::Needs { caps, .. } => Some(caps),
+            _ => None,
         }
-        assert!(Exec.permits(Exec) && Exec.permits(Read) && !Exec.permits(Write) && !Exec.permits(Destructive));
+    }
+    fn of(c: &[Capability]) -> Option<Capabilities> {
+        Some(Capabilities::of(c))
     }
 
     #[test]
     fn tool_endpoints() {
-        let e = json!({});
-        assert_eq!(c(G, "/cluster/resources", e.clone()), K(Class::Read));
-        assert_eq!(c(G, "/nodes/pve1/qemu/100/status/current", e.clone()), K(Class::Read));
-        assert_eq!(c(P, "/nodes/pve1/qemu/100/status/start", e.clone()), K(Class::Write));
-        assert_eq!(c(P, "/nodes/pve1/lxc/103/status/stop", e.clone()), K(Class::Write));
-        assert_eq!(c(D, "/nodes/pve1/qemu/100", e.clone()), K(Class::Destructive));
-        assert_eq!(c(D, "/nodes/pve1/lxc/103", e.clone()), K(Class::Destructive));
+        let e = || json!({});
+        assert_eq!(caps(G, "/cluster/resources", e()), of(&[]));
+        assert_eq!(caps(G, "/nodes/pve1/qemu/100/status/current", e()), of(&[]));
+        assert_eq!(caps(P, "/nodes/pve1/qemu/100/status/start", e()), of(&[Write]));
+        assert_eq!(caps(P, "/nodes/pve1/lxc/103/status/stop", e()), of(&[Write]));
+        assert_eq!(caps(D, "/nodes/pve1/qemu/100", e()), of(&[Destructive]));
         assert_eq!(
-            c(P, "/nodes/pve1/qemu/100/snapshot/s1/rollback", e.clone()),
-            K(Class::Destructive)
+            caps(P, "/nodes/pve1/qemu/100/snapshot/s1/rollback", e()),
+            of(&[Destructive])
         );
+        assert_eq!(caps(D, "/nodes/pve1/lxc/100/snapshot/s1", e()), of(&[Destructive]));
+        assert_eq!(caps(P, "/nodes/pve1/qemu/100/snapshot", e()), of(&[Write]));
+        assert_eq!(caps(P, "/nodes/pve1/vzdump", json!({"vmid": "100"})), of(&[Write]));
+        assert_eq!(caps(P, "/nodes/pve1/qemu/100/agent/exec", e()), of(&[Exec]));
+        assert_eq!(caps(G, "/nodes/pve1/qemu/100/agent/exec-status", e()), of(&[Exec]));
+        assert_eq!(caps(G, "/nodes/pve1/qemu/100/agent/get-osinfo", e()), of(&[]));
         assert_eq!(
-            c(D, "/nodes/pve1/lxc/100/snapshot/s1", e.clone()),
-            K(Class::Destructive)
-        );
-        assert_eq!(c(P, "/nodes/pve1/qemu/100/snapshot", e.clone()), K(Class::Write));
-        assert_eq!(c(P, "/nodes/pve1/vzdump", e.clone()), K(Class::Write));
-        assert_eq!(c(P, "/nodes/pve1/qemu/100/agent/exec", e.clone()), K(Class::Exec));
-        assert_eq!(
-            c(G, "/nodes/pve1/qemu/100/agent/exec-status", e.clone()),
-            K(Class::Exec)
-        );
-        assert_eq!(c(G, "/nodes/pve1/qemu/100/agent/get-osinfo", e.clone()), K(Class::Read));
-        assert_eq!(
-            c(
+            caps(
                 D,
                 "/nodes/pve1/storage/nfs/content/nfs:backup/vzdump-qemu-100.vma.zst",
-                e.clone()
+                e()
             ),
-            K(Class::Destructive)
+            of(&[Destructive])
         );
-        assert_eq!(c(D, "/nodes/pve1/tasks/UPID:x", e), K(Class::Write));
+        assert_eq!(caps(D, "/nodes/pve1/tasks/UPID:x", e()), of(&[Write]));
     }
 
     #[test]
-    fn params_decide_restore_and_config() {
+    fn administration_needs_admin() {
+        let e = || json!({});
+        assert_eq!(caps(P, "/nodes/n/services/pveproxy/start", e()), of(&[Admin]));
         assert_eq!(
-            c(P, "/nodes/n/qemu", json!({"vmid": 100, "archive": "a"})),
-            K(Class::Write)
+            caps(P, "/nodes/n/services/corosync/stop", e()),
+            of(&[Admin, Destructive])
         );
+        assert_eq!(caps(U, "/nodes/n/network", e()), of(&[Admin, Destructive]));
+        assert_eq!(caps(P, "/cluster/firewall/rules", e()), of(&[Admin, Destructive]));
+        assert_eq!(caps(U, "/cluster/ceph/flags/pause", e()), of(&[Admin, Destructive]));
         assert_eq!(
-            c(P, "/nodes/n/qemu", json!({"vmid": 100, "archive": "a", "force": 1})),
-            K(Class::Destructive)
+            caps(G, "/nodes/n/scan/nfs", json!({"server": "10.0.0.1"})),
+            of(&[Admin])
         );
+        assert_eq!(caps(P, "/nodes/n/stopall", e()), of(&[Admin, Destructive]));
+        assert_eq!(caps(D, "/storage/local", e()), of(&[Admin, Destructive]));
+    }
+
+    #[test]
+    fn global_parameter_rules() {
+        assert!(matches!(
+            c(P, "/nodes/n/qemu/1/status/start", json!({"skiplock": 1})),
+            Classification::Forbidden { .. }
+        ));
+        assert!(matches!(
+            c(P, "/nodes/n/qemu/1/status/start", json!({"time\nout": 1})),
+            Classification::BadParam { .. }
+        ));
         assert_eq!(
-            c(P, "/nodes/n/lxc", json!({"restore": 1, "force": "1"})),
-            K(Class::Destructive)
-        );
-        assert_eq!(
-            c(P, "/nodes/n/lxc", json!({"restore": 1, "force": false})),
-            K(Class::Write)
-        );
-        assert_eq!(
-            c(U, "/nodes/n/qemu/1/config", json!({"delete": "onboot,unused0"})),
-            K(Class::Destructive)
-        );
-        assert_eq!(
-            c(P, "/nodes/n/qemu/1/config", json!({"delete": ["unused12"]})),
-            K(Class::Destructive)
-        );
-        assert_eq!(
-            c(U, "/nodes/n/qemu/1/config", json!({"delete": "unused"})),
-            K(Class::Write)
-        );
-        assert_eq!(
-            c(U, "/nodes/n/lxc/1/config", json!({"cores": 2, "delete": "mp0"})),
-            K(Class::Write)
-        );
-        assert_eq!(
-            c(U, "/nodes/n/qemu/1/config", json!({"delete": "scsi1", "force": true})),
-            K(Class::Destructive)
-        );
-        assert_eq!(
-            c(P, "/nodes/n/qemu/1/move_disk", json!({"delete": 1})),
-            K(Class::Destructive)
+            caps(U, "/cluster/backup/j", json!({"prune-backups": "keep-last=1"})),
+            of(&[Write, Destructive])
         );
     }
 
     #[test]
     fn forbidden_and_unknown() {
-        let e = json!({});
         for (m, p) in [
             (P, "/nodes/n/execute"),
             (P, "/nodes/n/termproxy"),
@@ -358,12 +194,18 @@ mod tests {
             (U, "/access/acl"),
             (P, "/access/ticket"),
             (P, "/cluster/config/join"),
+            (P, "/pools"),
+            (P, "/cluster/mapping/dir"),
+            (P, "/cluster/jobs/realm-sync/x"),
         ] {
-            assert!(matches!(c(m, p, e.clone()), Forbidden(_)), "{m:?} {p}");
+            assert!(
+                matches!(c(m, p, json!({})), Classification::Forbidden { .. }),
+                "{m:?} {p}"
+            );
         }
-        assert_eq!(c(G, "/etc/passwd", e.clone()), Unknown);
-        assert_eq!(c(P, "/nodes/n/brand-new-thing", e.clone()), Unknown);
-        assert_eq!(c(P, "/cluster/resources", e.clone()), Unknown);
-        assert_eq!(c(G, "/access/permissions", e), K(Class::Read));
+        assert_eq!(c(G, "/etc/passwd", json!({})), Classification::Unknown);
+        assert_eq!(c(P, "/nodes/n/brand-new-thing", json!({})), Classification::Unknown);
+        assert_eq!(c(P, "/cluster/resources", json!({})), Classification::Unknown);
+        assert_eq!(caps(G, "/access/permissions", json!({})), of(&[]));
     }
 }

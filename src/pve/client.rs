@@ -10,7 +10,7 @@ use url::Url;
 use super::encode;
 use super::error::{ApiError, PveError, TransportError, transport_kind};
 use crate::config::Connection;
-use crate::gate::{ApiPath, Method};
+use crate::gate::{ApiPath, Method, Permit};
 
 /// How POST/PUT parameters are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,13 +82,13 @@ impl PveClient {
         self
     }
 
-    /// Send one request and return PVE's `data`.
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &ApiPath,
-        params: &Map<String, Value>,
-    ) -> Result<Value, PveError> {
+    /// Send one request the gate allowed and return PVE's `data`. A [`Permit`] is the only
+    /// way in: nothing reaches PVE that `Gate::check` did not pass.
+    pub async fn send(&self, permit: &Permit) -> Result<Value, PveError> {
+        self.request(permit.method(), permit.path(), permit.params()).await
+    }
+
+    async fn request(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Value, PveError> {
         let url = format!("{}{}", self.base.as_str().trim_end_matches('/'), path.encoded());
         let http_method = match method {
             Method::Get => reqwest::Method::GET,

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod encode;
 pub mod error;
+pub mod lists;
 pub mod roles;
 pub mod upid;
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use crate::config::Mode;
-use crate::gate::Class;
+use crate::gate::Capabilities;
 use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool};
 pub use sources::{Root, SourceFile};
 
@@ -46,12 +46,8 @@ pub struct Snapshot {
 }
 
 /// Is a tool of this class listed and callable in this mode?
-pub fn visible(class: Class, mode: Mode) -> bool {
-    match class {
-        Class::Read => true,
-        Class::Write | Class::Destructive => !mode.read_only,
-        Class::Exec => mode.exec_enabled && !mode.read_only,
-    }
+pub fn visible(class: Capabilities, mode: Mode) -> bool {
+    mode.enables_all(class)
 }
 
 impl Snapshot {
@@ -232,21 +228,17 @@ mod tests {
 
     #[test]
     fn mode_visibility() {
-        let ro = Mode {
-            read_only: true,
-            exec_enabled: false,
-        };
-        let rw = Mode {
-            read_only: false,
-            exec_enabled: false,
-        };
-        let ex = Mode {
-            read_only: false,
-            exec_enabled: true,
-        };
-        assert!(visible(Class::Read, ro) && !visible(Class::Write, ro) && !visible(Class::Destructive, ro));
-        assert!(visible(Class::Write, rw) && visible(Class::Destructive, rw) && !visible(Class::Exec, rw));
-        assert!(visible(Class::Exec, ex));
+        use crate::gate::Capability::*;
+        let c = |caps: &[crate::gate::Capability]| Capabilities::of(caps);
+        let ro = Mode::new(true, true, true);
+        let rw = Mode::new(false, false, false);
+        let ex = Mode::new(false, true, false);
+        let ad = Mode::new(false, false, true);
+        assert!(visible(c(&[Read]), ro) && !visible(c(&[Write]), ro) && !visible(c(&[Destructive]), ro));
+        assert!(!visible(c(&[Exec]), ro) && !visible(c(&[Admin]), ro));
+        assert!(visible(c(&[Write]), rw) && visible(c(&[Destructive]), rw) && !visible(c(&[Exec]), rw));
+        assert!(visible(c(&[Exec]), ex) && !visible(c(&[Admin]), ex) && !visible(c(&[Write, Admin]), ex));
+        assert!(visible(c(&[Admin, Destructive]), ad) && !visible(c(&[Write, Exec]), ad));
     }
 
     #[test]

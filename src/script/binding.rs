@@ -88,7 +88,7 @@ fn build() -> Module {
         Ok(Dynamic::UNIT)
     });
     reg(&mut m, "is_plan", |n: NativeCallContext| -> R {
-        Ok(call(&n)?.gate.is_plan().into())
+        Ok(call(&n)?.is_plan().into())
     });
     reg(&mut m, "sleep", |n: NativeCallContext, secs: Dynamic| -> R {
         let s = number(&n, &secs, "sleep")?;
@@ -183,7 +183,7 @@ fn to_path(
             ),
         ));
     };
-    parsed.map_err(|(raw, e)| refused(n, cx.gate.refuse_path(method, raw, e).to_string()))
+    parsed.map_err(|(raw, e)| refused(n, cx.refuse_path(method, raw, e).to_string()))
 }
 
 fn to_params(n: &NativeCallContext, params: &Dynamic) -> Result<Map<String, Value>, Box<EvalAltResult>> {
@@ -215,11 +215,11 @@ fn request(
     params: &Map<String, Value>,
 ) -> Result<Option<Value>, Box<EvalAltResult>> {
     cx.count_request().map_err(|i| stop(n, i))?;
-    match cx.gate.check(method, path, params) {
+    match cx.check(method, path.clone(), params.clone()) {
         Err(v) => Err(refused(n, v.to_string())),
         Ok(Verdict::Record(_)) => Ok(None),
-        Ok(Verdict::Send(_)) => {
-            let result = cx.request(method, path, params).map_err(|i| stop(n, i))?;
+        Ok(Verdict::Send(permit)) => {
+            let result = cx.send(permit).map_err(|i| stop(n, i))?;
             result.map(Some).map_err(|e| pve_error(n, &e))
         }
     }
@@ -286,7 +286,7 @@ fn segs(parts: &[&str]) -> Vec<String> {
 }
 
 fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
-    if upid.is_unit() && cx.gate.is_plan() {
+    if upid.is_unit() && cx.is_plan() {
         return to_dynamic(n, json!({"status": "planned"}));
     }
     let raw = upid
@@ -396,7 +396,7 @@ fn resolve_vmid(cx: &CallContext, n: &NativeCallContext, vmid: Dynamic) -> R {
             n,
             json!({
                 "vmid": vmid, "node": s("node"), "type": s("type"), "name": s("name"), "status": s("status"),
-                "template": crate::gate::policy::truthy(r.get("template")),
+                "template": crate::gate::truthy(r.get("template")),
             }),
         );
     }

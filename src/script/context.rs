@@ -1,6 +1,7 @@
 //! Everything one tool invocation carries: its gate, deadline, cancellation, progress sink
-//! and counters. Host functions block on PVE requests through [`CallContext::block`], which
-//! also gives up on cancellation or at the deadline.
+//! and counters. Host functions send PVE requests through [`CallContext::send`] (which only
+//! takes the gate's permit) and sleep through [`CallContext::sleep`]; both give up on
+//! cancellation or at the deadline.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -11,8 +12,10 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::gate::Gate;
-use crate::pve::PveClient;
+use serde_json::{Map, Value};
+
+use crate::gate::{ApiPath, Gate, Method, PathError, Permit, PlannedRequest, Verdict, Violation};
+use crate::pve::{PveClient, PveError};
 
 use super::sandbox::limits;
 
@@ -30,7 +33,8 @@ pub enum Interrupt {
     TooManyRequests,
 }
 
-pub struct CallContext {
+/// What a call is made of; [`CallContext::new`] takes it whole.
+pub struct CallParts {
     pub tool: String,
     pub client: PveClient,
     pub gate: Gate,
@@ -39,6 +43,20 @@ pub struct CallContext {
     pub task_wait: Duration,
     pub progress: Option<ProgressFn>,
     pub rt: Handle,
+}
+
+/// The client and the gate are private: a script's request reaches PVE only through
+/// [`CallContext::check`] (the gate) and [`CallContext::send`], which takes the gate's
+/// [`Permit`].
+pub struct CallContext {
+    pub tool: String,
+    client: PveClient,
+    gate: Gate,
+    pub cancel: CancellationToken,
+    pub deadline: Instant,
+    pub task_wait: Duration,
+    pub progress: Option<ProgressFn>,
+    rt: Handle,
     requests: AtomicUsize,
     log_lines: AtomicUsize,
     progress_step: AtomicUsize,
@@ -46,17 +64,17 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        tool: String,
-        client: PveClient,
-        gate: Gate,
-        cancel: CancellationToken,
-        deadline: Instant,
-        task_wait: Duration,
-        progress: Option<ProgressFn>,
-        rt: Handle,
-    ) -> CallContext {
+    pub fn new(parts: CallParts) -> CallContext {
+        let CallParts {
+            tool,
+            client,
+            gate,
+            cancel,
+            deadline,
+            task_wait,
+            progress,
+            rt,
+        } = parts;
         CallContext {
             tool,
             client,
@@ -125,21 +143,38 @@ impl CallContext {
         result
     }
 
-    /// Send one PVE request from the script's thread. The request runs as a task on the
-    /// runtime's workers (where its connection's I/O is driven); the script thread only waits
-    /// for the answer, which saves a wake-up per I/O event over polling it here.
-    pub fn request(
-        &self,
-        method: crate::gate::Method,
-        path: &crate::gate::ApiPath,
-        params: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Result<serde_json::Value, crate::pve::PveError>, Interrupt> {
+    /// The call's gate: decide about one request.
+    pub fn check(&self, method: Method, path: ApiPath, params: Map<String, Value>) -> Result<Verdict, Violation> {
+        self.gate.check(method, path, params)
+    }
+
+    /// Record a path that failed the hygiene rules.
+    pub fn refuse_path(&self, method: Method, raw: String, err: PathError) -> Violation {
+        self.gate.refuse_path(method, raw, err)
+    }
+
+    pub fn is_plan(&self) -> bool {
+        self.gate.is_plan()
+    }
+
+    pub fn violation(&self) -> Option<Violation> {
+        self.gate.violation()
+    }
+
+    pub fn planned(&self) -> Vec<PlannedRequest> {
+        self.gate.planned()
+    }
+
+    /// Send one request the gate allowed, from the script's thread. The request runs as a
+    /// task on the runtime's workers (where its connection's I/O is driven); the script
+    /// thread only waits for the answer, which saves a wake-up per I/O event over polling it
+    /// here.
+    pub fn send(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
         let (client, cancel, deadline) = (self.client.clone(), self.cancel.clone(), self.deadline);
-        let (path, params) = (path.clone(), params.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt.spawn(async move {
             let out = tokio::select! {
-                out = client.request(method, &path, &params) => Ok(out),
+                out = client.send(&permit) => Ok(out),
                 _ = cancel.cancelled() => Err(Interrupt::Cancelled),
                 _ = tokio::time::sleep_until(deadline) => Err(Interrupt::TimedOut),
             };

@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::binding;
 use super::compile::{CompiledTool, ENTRY};
-use super::context::{CallContext, Interrupt, MAX_REQUESTS, ProgressFn};
+use super::context::{CallContext, CallParts, Interrupt, MAX_REQUESTS, ProgressFn};
 use super::error::ScriptError;
 use super::sandbox;
 use crate::config::Settings;
-use crate::gate::{Class, Gate, PlannedRequest, Violation};
+use crate::gate::{CallMode, Capability, Gate, PlannedRequest, Violation};
 use crate::pve::PveClient;
 
 /// What a call needs from the server: the client and the settings.
@@ -120,7 +120,7 @@ pub async fn invoke(
         return Outcome::Failed(e);
     }
     let confirmed = args.get("confirm") == Some(&Value::Bool(true));
-    let plan = tool.manifest.class == Class::Destructive && !confirmed;
+    let plan = tool.manifest.class.has(Capability::Destructive) && !confirmed;
     let first = run_once(
         rt,
         tool.clone(),
@@ -134,7 +134,7 @@ pub async fn invoke(
     let outcome = match first {
         Err(e) => return Outcome::Failed(e),
         Ok((value, _)) if !plan => Outcome::Done(value),
-        Ok((explanation, requests)) if requests.iter().any(|r| r.class == Class::Destructive) => {
+        Ok((explanation, requests)) if requests.iter().any(|r| r.needs.has(Capability::Destructive)) => {
             Outcome::Plan { explanation, requests }
         }
         Ok(_) => match run_once(rt, tool.clone(), args, confirmed, false, cancel, progress).await {
@@ -172,17 +172,21 @@ async fn run_once(
     progress: Option<ProgressFn>,
 ) -> Result<(Value, Vec<PlannedRequest>), CallError> {
     let timeout = rt.settings.script_timeout;
-    let gate = Gate::new(rt.settings.mode, tool.manifest.class, confirmed, plan);
-    let cx = Arc::new(CallContext::new(
-        tool.manifest.name.clone(),
-        rt.client.clone(),
-        gate,
+    let call = if plan {
+        CallMode::Plan
+    } else {
+        CallMode::Run { confirmed }
+    };
+    let cx = Arc::new(CallContext::new(CallParts {
+        tool: tool.manifest.name.clone(),
+        client: rt.client.clone(),
+        gate: Gate::new(rt.settings.mode, tool.manifest.class, call),
         cancel,
-        Instant::now() + timeout,
-        rt.settings.task_wait,
+        deadline: Instant::now() + timeout,
+        task_wait: rt.settings.task_wait,
         progress,
-        tokio::runtime::Handle::current(),
-    ));
+        rt: tokio::runtime::Handle::current(),
+    }));
     // The script blocks on PVE requests. On the multi-thread runtime it runs in place (the
     // request has its own task, so this only moves other tasks off this worker); otherwise
     // on the blocking pool.
@@ -193,7 +197,7 @@ async fn run_once(
         tokio::task::spawn_blocking(move || run_script(&cx2, &tool2, args)).await
     };
     // The gate and the interrupt decide first: a script cannot hide them by catching errors.
-    if let Some(v) = cx.gate.violation() {
+    if let Some(v) = cx.violation() {
         return Err(CallError::Refused(v));
     }
     match cx.interrupt() {
@@ -212,7 +216,7 @@ async fn run_once(
             message: format!("fn {ENTRY} returned a value that is not JSON: {e}"),
         })
     })?;
-    Ok((json, cx.gate.planned()))
+    Ok((json, cx.planned()))
 }
 
 fn run_script(
@@ -229,7 +233,7 @@ fn run_script(
         if ops % 512 != 0 {
             return None;
         }
-        if stop_cx.gate.violation().is_some() {
+        if stop_cx.violation().is_some() {
             return Some("refused".into());
         }
         stop_cx.should_stop().map(|_| Dynamic::from("stopped"))

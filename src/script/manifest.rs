@@ -3,7 +3,8 @@
 //! ```rhai
 //! const TOOL = #{
 //!     description: "Live status of one guest.",
-//!     class: "read",                       // read | write | destructive | exec
+//!     class: "read",                       // read | write | destructive | exec | admin,
+//!                                          // or a list: ["write", "exec"]
 //!     title: "Guest status",               // optional
 //!     idempotent: true,                    // optional
 //!     params: #{                           // JSON Schema of the arguments
@@ -22,13 +23,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
-use crate::gate::Class;
+use crate::gate::{Capabilities, Capability};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     pub name: String,
     pub description: String,
-    pub class: Class,
+    /// The capabilities the tool needs; it is listed only when all are enabled.
+    pub class: Capabilities,
     pub title: Option<String>,
     pub idempotent: Option<bool>,
     /// The input schema as listed to MCP hosts (with `confirm` for destructive tools).
@@ -42,7 +44,7 @@ struct RawManifest {
     #[serde(default)]
     name: Option<String>,
     description: String,
-    class: String,
+    class: Value,
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
@@ -91,17 +93,7 @@ impl Manifest {
                     .into(),
             ));
         }
-        let class = match raw.class.as_str() {
-            "read" => Class::Read,
-            "write" => Class::Write,
-            "destructive" => Class::Destructive,
-            "exec" => Class::Exec,
-            other => {
-                return Err(invalid(format!(
-                    "class '{other}' is not one of read, write, destructive, exec"
-                )));
-            }
-        };
+        let class = capabilities(&raw.class).map_err(invalid)?;
         let input_schema = input_schema(raw.params, class).map_err(invalid)?;
         let output_schema = match raw.output {
             None => None,
@@ -120,7 +112,21 @@ impl Manifest {
     }
 }
 
-fn input_schema(params: Option<Value>, class: Class) -> Result<Map<String, Value>, String> {
+/// `"write"` or `["write", "exec"]`.
+fn capabilities(v: &Value) -> Result<Capabilities, String> {
+    const KNOWN: &str = "read, write, destructive, exec, admin";
+    let one = |v: &Value| -> Result<Capability, String> {
+        let name = v.as_str().ok_or_else(|| format!("class names are strings, got {v}"))?;
+        Capability::parse(name).ok_or_else(|| format!("class '{name}' is not one of {KNOWN}"))
+    };
+    match v {
+        Value::Array(items) if items.is_empty() => Err(format!("class is an empty list; name one or more of {KNOWN}")),
+        Value::Array(items) => Ok(Capabilities::of(&items.iter().map(one).collect::<Result<Vec<_>, _>>()?)),
+        other => Ok(Capabilities::of(&[one(other)?])),
+    }
+}
+
+fn input_schema(params: Option<Value>, class: Capabilities) -> Result<Map<String, Value>, String> {
     let mut schema = match params {
         None => Map::new(),
         Some(Value::Object(o)) => o,
@@ -137,7 +143,7 @@ fn input_schema(params: Option<Value>, class: Class) -> Result<Map<String, Value
     let Value::Object(props) = props else {
         return Err("params.properties must be a map".into());
     };
-    if class == Class::Destructive {
+    if class.has(Capability::Destructive) {
         if props.contains_key("confirm") {
             return Err("'confirm' is reserved: the core adds it to every destructive tool".into());
         }
@@ -176,7 +182,7 @@ mod tests {
                    "params": {"type": "object", "properties": {"vmid": {"type": "integer"}}, "required": ["vmid"]}}),
         )
         .unwrap();
-        assert_eq!(m.class, Class::Destructive);
+        assert_eq!(m.class, Capabilities::of(&[Capability::Destructive]));
         assert_eq!(m.input_schema["properties"]["confirm"]["type"], "boolean");
         assert_eq!(m.input_schema["additionalProperties"], false);
     }
@@ -184,7 +190,12 @@ mod tests {
     #[test]
     fn rejects_bad_manifests() {
         let cases = [
-            (json!({"description": "x", "class": "admin"}), "class 'admin'"),
+            (json!({"description": "x", "class": "root"}), "class 'root'"),
+            (json!({"description": "x", "class": []}), "empty list"),
+            (
+                json!({"description": "x", "class": ["write", 1]}),
+                "class names are strings",
+            ),
             (json!({"description": " ", "class": "read"}), "description is empty"),
             (
                 json!({"description": "x", "class": "read", "name": "other"}),
@@ -216,5 +227,16 @@ mod tests {
             assert!(err.contains(want), "{value}: {err}");
         }
         assert!(Manifest::from_value("bad name", json!({"description": "x", "class": "read"})).is_err());
+    }
+
+    #[test]
+    fn classes_are_sets() {
+        let m = Manifest::from_value("t", json!({"description": "x", "class": ["write", "exec"]})).unwrap();
+        assert_eq!(m.class, Capabilities::of(&[Capability::Write, Capability::Exec]));
+        assert!(m.input_schema["properties"].get("confirm").is_none());
+        let m = Manifest::from_value("t", json!({"description": "x", "class": ["admin", "destructive"]})).unwrap();
+        assert_eq!(m.input_schema["properties"]["confirm"]["type"], "boolean");
+        let m = Manifest::from_value("t", json!({"description": "x", "class": "read"})).unwrap();
+        assert!(m.class.is_read());
     }
 }

@@ -4,19 +4,23 @@ use std::sync::Arc;
 
 use rmcp::model::{Tool, ToolAnnotations};
 
-use crate::gate::Class;
+use crate::gate::Capability;
 use crate::script::Manifest;
 
-/// Annotations come from the class: read tools are read-only; write tools say
-/// `destructiveHint: false` explicitly (MCP's default for a non-read-only tool is
-/// destructive); destructive and exec tools are destructive. All reach the outside world.
+/// Annotations follow the strongest capability: only a read tool is read-only; a tool that
+/// can destroy, exec or administer is destructive; a write tool says `destructiveHint: false`
+/// explicitly (MCP's default for a non-read-only tool is destructive). All reach the outside
+/// world.
 pub fn annotations(m: &Manifest) -> ToolAnnotations {
-    let mut a = match m.class {
-        Class::Read => ToolAnnotations::new().read_only(true),
-        Class::Write => ToolAnnotations::new().read_only(false).destructive(false),
-        Class::Destructive | Class::Exec => ToolAnnotations::new().read_only(false).destructive(true),
+    let strong = [Capability::Destructive, Capability::Exec, Capability::Admin];
+    let mut a = if m.class.is_read() {
+        ToolAnnotations::new().read_only(true)
+    } else if strong.iter().any(|c| m.class.has(*c)) {
+        ToolAnnotations::new().read_only(false).destructive(true)
+    } else {
+        ToolAnnotations::new().read_only(false).destructive(false)
     };
-    let idempotent = m.idempotent.or((m.class == Class::Read).then_some(true));
+    let idempotent = m.idempotent.or(m.class.is_read().then_some(true));
     if let Some(i) = idempotent {
         a = a.idempotent(i);
     }

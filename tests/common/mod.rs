@@ -306,3 +306,23 @@ pub const READ_TOOLS: [&str; 12] = [
     "pve_list_tasks",
     "pve_task_status",
 ];
+
+/// Send one request with the library's client. The client takes only the gate's permit, so
+/// this goes through a gate that allows everything the endpoint table allows.
+pub async fn pve_request(
+    c: &pve_mcp::pve::PveClient,
+    m: pve_mcp::gate::Method,
+    path: &pve_mcp::gate::ApiPath,
+    params: &Map<String, Value>,
+) -> Result<Value, pve_mcp::pve::PveError> {
+    use pve_mcp::gate::{CallMode, Capabilities, Capability::*, Gate, Verdict};
+    let gate = Gate::new(
+        pve_mcp::config::Mode::new(false, true, true),
+        Capabilities::of(&[Write, Destructive, Exec, Admin]),
+        CallMode::Run { confirmed: true },
+    );
+    match gate.check(m, path.clone(), params.clone()) {
+        Ok(Verdict::Send(permit)) => c.send(&permit).await,
+        other => panic!("the gate did not allow {m} {path}: {other:?}"),
+    }
+}
