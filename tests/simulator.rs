@@ -1191,3 +1191,37 @@ async fn the_wire_details() {
     assert_eq!(r.status(), 596);
     assert!(r.bytes().await.unwrap().is_empty());
 }
+
+/// The simulator reads `delete` as PVE does (pve-common `split_list` after joining repeated
+/// keys with NUL), so a tab or a NUL separates keys there too.
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_lists_are_split_as_pve_splits_them() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let config = |c: PveClient| async move { get(&c, "/nodes/pve1/qemu/101/config", json!({})).await.unwrap() };
+    put(&c, "/nodes/pve1/qemu/101/config", json!({"delete": "scsi1"}))
+        .await
+        .unwrap();
+    assert_eq!(config(c.clone()).await["unused0"], "local-lvm:vm-101-disk-1");
+    let (status, message, _) = raw(
+        &s,
+        "PUT",
+        "/nodes/pve1/qemu/101/config",
+        json!({"delete": "onboot\tunused0"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{message}");
+    let cfg = config(c.clone()).await;
+    assert!(cfg.get("unused0").is_none() && cfg.get("onboot").is_none(), "{cfg}");
+    // Repeated keys arrive joined with NUL: each is one key, whitespace and all.
+    let (status, _, _) = raw(
+        &s,
+        "PUT",
+        "/nodes/pve1/qemu/101/config",
+        json!({"delete": ["cores", "tags"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let cfg = config(c).await;
+    assert!(cfg.get("cores").is_none() && cfg.get("tags").is_none(), "{cfg}");
+}

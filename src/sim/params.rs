@@ -219,7 +219,7 @@ pub fn validate(
 
 /// A parameter's boolean value (already validated).
 pub fn flag(params: &Map<String, Value>, name: &str) -> bool {
-    crate::gate::policy::truthy(params.get(name))
+    crate::gate::truthy(params.get(name))
 }
 
 /// A parameter as a string, if present.
@@ -229,6 +229,12 @@ pub fn text(params: &Map<String, Value>, name: &str) -> Option<String> {
         Value::Array(items) => Some(items.iter().map(shown).collect::<Vec<_>>().join(",")),
         other => Some(other.to_string()),
     }
+}
+
+/// A list parameter's items, as PVE's API handlers see them: repeated keys joined with NUL,
+/// then pve-common's `split_list`.
+pub fn list(params: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
+    params.get(name).map(crate::pve::lists::items)
 }
 
 /// A parameter as an integer, if present and numeric.

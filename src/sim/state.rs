@@ -58,12 +58,7 @@ impl Guest {
         let tags = config
             .get("tags")
             .and_then(Value::as_str)
-            .map(|t| {
-                t.split([';', ',', ' '])
-                    .filter(|x| !x.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(crate::pve::lists::split_list)
             .unwrap_or_default();
         Guest {
             vmid,

@@ -47,11 +47,8 @@ pub fn vzdump(call: &mut Call<'_>) -> Reply {
             .map(|g| g.vmid)
             .collect()
     } else {
-        match params::text(&p, "vmid") {
-            Some(list) => list
-                .split([',', ';', ' '])
-                .filter_map(|v| v.trim().parse().ok())
-                .collect(),
+        match params::list(&p, "vmid") {
+            Some(list) => list.iter().filter_map(|v| v.trim().parse().ok()).collect(),
             None => return Reply::param_error("vmid", "property is missing and it is not optional"),
         }
     };

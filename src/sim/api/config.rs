@@ -99,8 +99,9 @@ fn next_unused(config: &Map<String, Value>) -> String {
 pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
     let kind = g.kind;
     let force = params::flag(params, "force");
-    if let Some(list) = params::text(params, "delete") {
-        for key in list.split([',', ';', ' ']).filter(|k| !k.is_empty()) {
+    if let Some(list) = params::list(params, "delete") {
+        for key in &list {
+            let key = key.as_str();
             let Some(old) = g.config.remove(key) else { continue };
             if is_disk_key(key) && !key.starts_with("unused") && !force {
                 let volume = old.as_str().unwrap_or("").split(',').next().unwrap_or("").to_string();
@@ -130,11 +131,7 @@ pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
         g.config.insert(k.clone(), stored_value(kind, k, v));
     }
     if let Some(tags) = g.config.get("tags").and_then(Value::as_str) {
-        g.tags = tags
-            .split([';', ',', ' '])
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect();
+        g.tags = crate::pve::lists::split_list(tags);
     }
     if let Some(t) = g.config.get("template") {
         g.template = t == 1;

@@ -47,8 +47,7 @@ pub fn config(call: &mut Call<'_>) -> Reply {
 pub fn status(call: &mut Call<'_>) -> Reply {
     let node = call.node().to_string();
     let p = &call.req.params;
-    let content: Option<Vec<String>> =
-        params::text(p, "content").map(|c| c.split([',', ';', ' ']).map(str::to_string).collect());
+    let content: Option<Vec<String>> = params::list(p, "content");
     let only = params::text(p, "storage");
     let rows: Vec<Value> = call
         .st

@@ -151,7 +151,7 @@ pub fn node_tasks(call: &mut Call<'_>) -> Reply {
         .filter(|t| {
             statusfilter
                 .as_ref()
-                .is_none_or(|f| f.split([',', ';', ' ']).any(|s| s == status_class(t)))
+                .is_none_or(|f| crate::pve::lists::split_list(f).iter().any(|s| s == status_class(t)))
         })
         .filter(|t| since.is_none_or(|s| t.starttime as i64 >= s) && until.is_none_or(|u| t.starttime as i64 <= u))
         .collect();
