@@ -211,19 +211,17 @@ async fn pve_errors_on_the_wire() {
         )
     );
     // Unknown parameter and bad type: 400 with the errors map.
-    let e = api_err(
-        post(
-            &c,
-            "/nodes/pve1/qemu/100/status/shutdown",
-            json!({"forceStop": "true", "bogus": 1}),
-        )
-        .await
-        .unwrap_err(),
-    );
-    assert_eq!(e.status, 400);
-    assert_eq!(e.errors["forceStop"], "type check ('boolean') failed - got 'true'");
+    let (status, _, errors) = raw(
+        &s,
+        "POST",
+        "/nodes/pve1/qemu/100/status/shutdown",
+        json!({"forceStop": "true", "bogus": "1"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(errors["forceStop"], "type check ('boolean') failed - got 'true'");
     assert_eq!(
-        e.errors["bogus"],
+        errors["bogus"],
         "property is not defined in schema and the schema does not allow additional properties"
     );
 }

@@ -47,6 +47,8 @@ const NAMES: &[&str] = &[
     "storage-create",
     "storage-update",
     "cluster-options",
+    "guest-power",
+    "guest-migrate",
 ];
 
 pub fn exists(name: &str) -> bool {
@@ -68,6 +70,8 @@ pub fn run(name: &str, r: &Request<'_>) -> Found {
         "replication-delete" => replication_delete(r),
         "storage-create" | "storage-update" => storage(r),
         "cluster-options" => cluster_options(r),
+        "guest-power" => guest_power(r),
+        "guest-migrate" => guest_migrate(r),
         other => Err(Deny::Forbidden(format!("no inspector named {other}"))),
     }
 }
@@ -159,6 +163,10 @@ enum Key {
     Write,
     /// Credentials or code that reach inside the guest.
     Exec,
+    /// Host behaviour or host networks: start order and delays, bridges and VLANs.
+    Admin,
+    /// QEMU random number source: never the host's hardware RNG.
+    Rng,
     /// Root-only in PVE, or hands host resources to the guest.
     Forbidden(&'static str),
     /// A disk or mount point: host paths are forbidden, another guest's volume is destructive.
@@ -225,7 +233,7 @@ const QEMU: &[(&str, Key)] = &[
     ("hotplug", Key::Write),
     ("hugepages", Key::Forbidden(ROOT_ONLY)),
     ("ide[n]", Key::Disk),
-    ("import-working-storage", Key::Forbidden(ROOT_ONLY)),
+    ("import-working-storage", Key::Write),
     ("intel-tdx", Key::Forbidden(ROOT_ONLY)),
     ("ipconfig[n]", Key::Write),
     ("ivshmem", Key::Forbidden(ROOT_ONLY)),
@@ -240,7 +248,7 @@ const QEMU: &[(&str, Key)] = &[
     ("migrate_speed", Key::Write),
     ("name", Key::Write),
     ("nameserver", Key::Write),
-    ("net[n]", Key::Write),
+    ("net[n]", Key::Admin),
     ("numa", Key::Write),
     ("numa[n]", Key::Write),
     ("onboot", Key::Write),
@@ -248,7 +256,7 @@ const QEMU: &[(&str, Key)] = &[
     ("parallel[n]", Key::Forbidden(HOST)),
     ("protection", Key::Protection),
     ("reboot", Key::Write),
-    ("rng[n]", Key::Write),
+    ("rng[n]", Key::Rng),
     ("sata[n]", Key::Disk),
     ("scsi[n]", Key::Disk),
     ("scsihw", Key::Write),
@@ -261,7 +269,7 @@ const QEMU: &[(&str, Key)] = &[
     ("spice_enhancements", Key::Forbidden(ROOT_ONLY)),
     ("sshkeys", Key::Exec),
     ("startdate", Key::Write),
-    ("startup", Key::Write),
+    ("startup", Key::Admin),
     ("tablet", Key::Write),
     ("tags", Key::Write),
     ("tdf", Key::Write),
@@ -298,13 +306,13 @@ const LXC: &[(&str, Key)] = &[
     ("memory", Key::Write),
     ("mp[n]", Key::Disk),
     ("nameserver", Key::Write),
-    ("net[n]", Key::Write),
+    ("net[n]", Key::Admin),
     ("onboot", Key::Write),
     ("ostype", Key::Write),
     ("protection", Key::Protection),
     ("rootfs", Key::Disk),
     ("searchdomain", Key::Write),
-    ("startup", Key::Write),
+    ("startup", Key::Admin),
     ("swap", Key::Write),
     ("tags", Key::Write),
     ("template", Key::Template),
@@ -332,7 +340,10 @@ const QEMU_CREATE: &[(&str, Key)] = &[
     ("ha-managed", Key::HaManaged),
     ("live-restore", Key::Write),
     ("node", Key::Meta),
-    ("pool", Key::Write),
+    (
+        "pool",
+        Key::Forbidden("adding a guest to a pool hands it to whoever holds rights on the pool"),
+    ),
     ("start", Key::Write),
     ("storage", Key::Write),
     ("unique", Key::Write),
@@ -347,7 +358,10 @@ const LXC_CREATE: &[(&str, Key)] = &[
     ("node", Key::Meta),
     ("ostemplate", Key::Archive),
     ("password", Key::Exec),
-    ("pool", Key::Write),
+    (
+        "pool",
+        Key::Forbidden("adding a guest to a pool hands it to whoever holds rights on the pool"),
+    ),
     ("restore", Key::Write),
     ("ssh-public-keys", Key::Exec),
     ("start", Key::Write),
@@ -376,10 +390,6 @@ fn guest(kind: Kind, scope: Scope, r: &Request<'_>) -> Found {
         Scope::Config => r.segments.get(3).cloned(),
         Scope::Create => p.get("vmid").map(text),
     };
-    let restore = match kind {
-        Kind::Qemu => p.contains_key("archive"),
-        Kind::Lxc => truthy(p.get("restore")),
-    };
     let mut caps = write();
     for (k, v) in p {
         let Some(key) = guest_key(kind, scope, k) else {
@@ -387,8 +397,9 @@ fn guest(kind: Kind, scope: Scope, r: &Request<'_>) -> Found {
         };
         caps = caps.union(guest_value(kind, key, k, v, vmid.as_deref())?);
     }
-    if kind == Kind::Lxc && scope == Scope::Create && !restore && !p.contains_key("unprivileged") {
-        // PVE's default is a privileged container.
+    if kind == Kind::Lxc && scope == Scope::Create && !p.contains_key("unprivileged") {
+        // PVE 8's default is a privileged container, and a restore keeps the archive's
+        // setting, which may be privileged: only an explicit unprivileged=1 is a write.
         caps = caps.union(privileged());
     }
     if scope == Scope::Config {
@@ -400,18 +411,29 @@ fn guest(kind: Kind, scope: Scope, r: &Request<'_>) -> Found {
                     } else {
                         item
                     };
-                    if guest_key(kind, Scope::Config, &item).is_none() {
+                    let Some(key) = guest_key(kind, Scope::Config, &item) else {
                         return Err(Deny::UnknownKey(format!("{list}={item}")));
-                    }
-                    if list == "delete" && (key_matches("unused[n]", &item) || item == "protection") {
-                        // Deleting `unusedN` destroys the volume; `protection` lifts the guard.
-                        caps = caps.with(Capability::Destructive);
-                    }
+                    };
+                    caps = caps.union(listed_key(list, &item, key)?);
                 }
             }
         }
     }
     Ok(caps)
+}
+
+/// What removing (`delete`) or reverting (`revert`) a key needs: the same as setting it,
+/// except that deleting `unusedN` destroys the volume and deleting `protection` lifts it.
+fn listed_key(list: &str, item: &str, key: Key) -> Found {
+    if list == "delete" && (key_matches("unused[n]", item) || item == "protection") {
+        return Ok(needs(Capability::Destructive));
+    }
+    match key {
+        Key::Forbidden(why) => Err(Deny::Forbidden(format!("{list} '{item}': {why}"))),
+        Key::Exec => Ok(needs(Capability::Exec)),
+        Key::Admin => Ok(needs(Capability::Admin)),
+        _ => Ok(write()),
+    }
 }
 
 fn privileged() -> Capabilities {
@@ -422,7 +444,21 @@ fn guest_value(kind: Kind, key: Key, k: &str, v: &Value, vmid: Option<&str>) -> 
     match key {
         Key::Write | Key::Meta | Key::List => Ok(write()),
         Key::Exec => Ok(needs(Capability::Exec)),
+        Key::Admin => Ok(needs(Capability::Admin)),
         Key::Forbidden(why) => Err(Deny::Forbidden(format!("'{k}': {why}"))),
+        Key::Rng => {
+            plain(k, v)?;
+            let props = PropertyString::parse(&text(v), "source", &[]).map_err(|why| Deny::Malformed {
+                key: k.to_string(),
+                why,
+            })?;
+            match props.get("source") {
+                Some("/dev/urandom" | "/dev/random") => Ok(write()),
+                _ => Err(Deny::Forbidden(format!(
+                    "'{k}': only /dev/urandom or /dev/random; {HOST}"
+                ))),
+            }
+        }
         Key::Force => Ok(if truthy(Some(v)) {
             needs(Capability::Destructive)
         } else {
@@ -464,7 +500,10 @@ fn guest_value(kind: Kind, key: Key, k: &str, v: &Value, vmid: Option<&str>) -> 
         }
         Key::Usb => {
             plain(k, v)?;
-            let props = PropertyString::parse(&text(v), "host");
+            let props = PropertyString::parse(&text(v), "host", &[]).map_err(|why| Deny::Malformed {
+                key: k.to_string(),
+                why,
+            })?;
             if props.get("host").is_some_and(|h| h.eq_ignore_ascii_case("spice")) && props.get("mapping").is_none() {
                 Ok(write())
             } else {
@@ -473,7 +512,10 @@ fn guest_value(kind: Kind, key: Key, k: &str, v: &Value, vmid: Option<&str>) -> 
         }
         Key::Features => {
             plain(k, v)?;
-            let props = PropertyString::parse(&text(v), "");
+            let props = PropertyString::parse(&text(v), "", &[]).map_err(|why| Deny::Malformed {
+                key: k.to_string(),
+                why,
+            })?;
             if props.pairs.iter().all(|(name, _)| name == "nesting") {
                 Ok(write())
             } else {
@@ -487,21 +529,31 @@ fn guest_value(kind: Kind, key: Key, k: &str, v: &Value, vmid: Option<&str>) -> 
 }
 
 /// A PVE property string: `value,key=value,…`, the first bare value under `default_key`.
+/// `aliases` name keys PVE reads as another (`volume` is `file` for a QEMU drive). A key
+/// given twice, after aliases, is refused: PVE 8's parser lets the second win, so the gate
+/// could read one and PVE act on the other. So is whitespace, which no value needs.
 struct PropertyString {
     pairs: Vec<(String, String)>,
 }
 
 impl PropertyString {
-    fn parse(s: &str, default_key: &str) -> PropertyString {
-        let pairs = s
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
-                None => (default_key.to_string(), p.trim().to_string()),
-            })
-            .collect();
-        PropertyString { pairs }
+    fn parse(s: &str, default_key: &str, aliases: &[(&str, &str)]) -> Result<PropertyString, String> {
+        if s.chars().any(char::is_whitespace) {
+            return Err("holds whitespace".into());
+        }
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for p in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = match p.split_once('=') {
+                Some((k, v)) => (k, v),
+                None => (default_key, p),
+            };
+            let k = aliases.iter().find(|(a, _)| *a == k).map_or(k, |(_, to)| *to);
+            if pairs.iter().any(|(seen, _)| seen == k) {
+                return Err(format!("gives '{k}' twice"));
+            }
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        Ok(PropertyString { pairs })
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -516,7 +568,14 @@ fn disk(kind: Kind, k: &str, v: &Value, vmid: Option<&str>) -> Found {
         Kind::Qemu => "file",
         Kind::Lxc => "volume",
     };
-    let props = PropertyString::parse(&text(v), default_key);
+    let aliases: &[(&str, &str)] = match kind {
+        Kind::Qemu => &[("volume", "file")],
+        Kind::Lxc => &[],
+    };
+    let props = PropertyString::parse(&text(v), default_key, aliases).map_err(|why| Deny::Malformed {
+        key: k.to_string(),
+        why,
+    })?;
     let mut caps = write();
     for source in [default_key, "import-from"] {
         let Some(vol) = props.get(source) else { continue };
@@ -532,8 +591,13 @@ fn disk(kind: Kind, k: &str, v: &Value, vmid: Option<&str>) -> Found {
 }
 
 fn volume_use(k: &str, what: &str, vol: &str, vmid: Option<&str>) -> Found {
-    if matches!(vol, "none" | "cdrom") {
+    if vol == "none" {
         return Ok(write());
+    }
+    if vol == "cdrom" {
+        return Err(Deny::Forbidden(format!(
+            "'{k}': 'cdrom' is the host's physical drive; {HOST}"
+        )));
     }
     if vol.starts_with('/') {
         return Err(Deny::Forbidden(format!(
@@ -557,13 +621,18 @@ fn volume_use(k: &str, what: &str, vol: &str, vmid: Option<&str>) -> Found {
             why: format!("{what} '{vol}' is not a volume id"),
         });
     }
-    if is_size(volname) {
+    if is_size(volname) || volname == "cloudinit" {
         return Ok(write());
     }
     match (volume_owner(volname), vmid) {
         (Some(owner), Some(me)) if owner != me => Ok(needs(Capability::Destructive)),
         (Some(_), None) => Ok(needs(Capability::Destructive)),
-        _ => Ok(write()),
+        (Some(_), Some(_)) => Ok(write()),
+        // ISO images and import sources belong to no guest and are read, not written.
+        (None, _) if volname.starts_with("iso/") || volname.starts_with("import/") => Ok(write()),
+        (None, _) => Err(Deny::Forbidden(format!(
+            "'{k}': {what} '{vol}' belongs to no guest (a raw LUN or device, often under other guests' disks); {HOST}"
+        ))),
     }
 }
 
@@ -580,6 +649,16 @@ fn is_size(s: &str) -> bool {
 /// `vm-N-`, `base-N-`, `subvol-N-` or `basevol-N-` (a linked clone `base-1-disk-0/vm-2-disk-0`
 /// belongs to 2), else a directory storage's `images/N/` or `N/`.
 pub fn volume_owner(volname: &str) -> Option<String> {
+    // Directory storages: `N/file` or `images/N/file`, and linked clones
+    // `BASE/base-file/N/file`; the last folder named by a number owns the file.
+    let parts: Vec<&str> = volname.split('/').collect();
+    let folder = parts[..parts.len().saturating_sub(1)]
+        .iter()
+        .rev()
+        .find(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(n) = folder {
+        return Some((*n).to_string());
+    }
     let mut owner = None;
     for part in volname.split('/') {
         for prefix in ["vm-", "base-", "subvol-", "basevol-"] {
@@ -591,13 +670,7 @@ pub fn volume_owner(volname: &str) -> Option<String> {
             }
         }
     }
-    if owner.is_some() {
-        return owner;
-    }
-    let mut parts = volname.split('/');
-    let first = parts.next()?;
-    let dir = if first == "images" { parts.next()? } else { first };
-    (!dir.is_empty() && dir.bytes().all(|b| b.is_ascii_digit()) && volname.contains('/')).then(|| dir.to_string())
+    owner
 }
 
 // ---------------------------------------------------------------------------------------
@@ -611,6 +684,11 @@ fn allow_keys(r: &Request<'_>, keys: &[&str]) -> Result<(), Deny> {
 }
 
 fn clone(r: &Request<'_>) -> Found {
+    if r.params.contains_key("pool") {
+        return Err(Deny::Forbidden(
+            "'pool': adding a guest to a pool hands it to whoever holds rights on the pool".into(),
+        ));
+    }
     allow_keys(
         r,
         &[
@@ -685,20 +763,79 @@ fn replication_update(r: &Request<'_>) -> Found {
     if let Some(v) = r.params.get("delete") {
         list_items("delete", v)?;
     }
-    if r.params.contains_key("remove_job") {
+    // Removing or pausing a job leaves the replica stale: HA would start an old copy.
+    if r.params.contains_key("remove_job") || truthy(r.params.get("disable")) {
         Ok(needs(Capability::Destructive))
     } else {
         Ok(write())
     }
 }
 
+/// Ending replication leaves a stale replica (and without `keep` removes it): destructive.
 fn replication_delete(r: &Request<'_>) -> Found {
     allow_keys(r, &["force", "id", "keep"])?;
-    if truthy(r.params.get("keep")) && !truthy(r.params.get("force")) {
-        Ok(write())
-    } else {
-        Ok(needs(Capability::Destructive))
+    Ok(needs(Capability::Destructive))
+}
+
+// ---------------------------------------------------------------------------------------
+// Power and migration: PVE's own migration-internal and root-only parameters are forbidden.
+
+const INTERNAL: &str = "migration-internal or root-only in PVE";
+
+fn guest_power(r: &Request<'_>) -> Found {
+    let forbidden = [
+        "force-cpu",
+        "keepActive",
+        "machine",
+        "migratedfrom",
+        "migration_network",
+        "migration_type",
+        "nets-host-mtu",
+        "nocheck",
+        "stateuri",
+        "targetstorage",
+        "with-conntrack-state",
+    ];
+    if let Some(k) = r.params.keys().find(|k| forbidden.contains(&k.as_str())) {
+        return Err(Deny::Forbidden(format!("'{k}': {INTERNAL}")));
     }
+    allow_keys(
+        r,
+        &[
+            "debug",
+            "forceStop",
+            "node",
+            "overrule-shutdown",
+            "statestorage",
+            "timeout",
+            "todisk",
+            "vmid",
+        ],
+    )?;
+    Ok(write())
+}
+
+fn guest_migrate(r: &Request<'_>) -> Found {
+    let forbidden = ["force", "migration_network", "migration_type", "with-conntrack-state"];
+    if let Some(k) = r.params.keys().find(|k| forbidden.contains(&k.as_str())) {
+        return Err(Deny::Forbidden(format!("'{k}': {INTERNAL}")));
+    }
+    allow_keys(
+        r,
+        &[
+            "bwlimit",
+            "node",
+            "online",
+            "restart",
+            "target",
+            "target-storage",
+            "targetstorage",
+            "timeout",
+            "vmid",
+            "with-local-disks",
+        ],
+    )?;
+    Ok(write())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -707,9 +844,11 @@ fn replication_delete(r: &Request<'_>) -> Found {
 #[derive(Clone, Copy)]
 enum Dump {
     Write,
+    /// Host-wide tuning or outgoing mail: PVE wants Sys.Modify on /.
+    Admin,
     /// Sets a retention: pruning deletes older backups.
     Retention,
-    /// `stop=1` aborts running backups on the host.
+    /// `stop=1` aborts every running backup on the host.
     Stop,
     Forbidden(&'static str),
     /// Job selection or state: on an existing job, a change can leave guests without backups.
@@ -719,32 +858,32 @@ enum Dump {
 
 const VZDUMP: &[(&str, Dump)] = &[
     ("all", Dump::Selection),
-    ("bwlimit", Dump::Write),
+    ("bwlimit", Dump::Admin),
     ("comment", Dump::Write),
     ("compress", Dump::Write),
     ("delete", Dump::List),
     ("digest", Dump::Write),
-    ("dow", Dump::Write),
+    ("dow", Dump::Selection),
     ("dumpdir", Dump::Forbidden("a host directory; only root@pam may set it")),
     ("enabled", Dump::Selection),
     ("exclude", Dump::Selection),
-    ("exclude-path", Dump::Write),
+    ("exclude-path", Dump::Selection),
     ("fleecing", Dump::Write),
     ("id", Dump::Write),
-    ("ionice", Dump::Write),
-    ("job-id", Dump::Write),
+    ("ionice", Dump::Admin),
+    ("job-id", Dump::Forbidden("only root@pam may set it")),
     ("lockwait", Dump::Write),
-    ("mailnotification", Dump::Write),
-    ("mailto", Dump::Write),
+    ("mailnotification", Dump::Selection),
+    ("mailto", Dump::Admin),
     ("maxfiles", Dump::Retention),
     ("mode", Dump::Write),
     ("node", Dump::Selection),
     ("notes-template", Dump::Write),
-    ("notification-mode", Dump::Write),
-    ("notification-policy", Dump::Write),
-    ("notification-target", Dump::Write),
+    ("notification-mode", Dump::Selection),
+    ("notification-policy", Dump::Selection),
+    ("notification-target", Dump::Selection),
     ("pbs-change-detection-mode", Dump::Write),
-    ("performance", Dump::Write),
+    ("performance", Dump::Admin),
     ("pigz", Dump::Write),
     ("pool", Dump::Selection),
     ("protected", Dump::Write),
@@ -754,7 +893,7 @@ const VZDUMP: &[(&str, Dump)] = &[
     ("repeat-missed", Dump::Write),
     ("schedule", Dump::Selection),
     ("script", Dump::Forbidden("a hook script runs on the host as root")),
-    ("starttime", Dump::Write),
+    ("starttime", Dump::Selection),
     ("stdexcludes", Dump::Write),
     (
         "stdout",
@@ -783,7 +922,8 @@ const JOB_ONLY: &[&str] = &[
 /// `job`: a backup job (`/cluster/backup`), created (POST) or changed (PUT, with an id in the path).
 fn vzdump(r: &Request<'_>, job: bool) -> Found {
     let existing = job && r.segments.len() > 2;
-    let mut caps = write();
+    // Backup jobs are datacenter configuration: PVE wants Sys.Modify on /.
+    let mut caps = if job { write().with(Capability::Admin) } else { write() };
     for (k, v) in r.params {
         let Some(d) = lookup(VZDUMP, k) else {
             return Err(Deny::UnknownKey(k.clone()));
@@ -793,8 +933,9 @@ fn vzdump(r: &Request<'_>, job: bool) -> Found {
         }
         match d {
             Dump::Write => {}
+            Dump::Admin => caps = caps.with(Capability::Admin),
             Dump::Retention => caps = caps.with(Capability::Destructive),
-            Dump::Stop if truthy(Some(v)) => caps = caps.with(Capability::Destructive),
+            Dump::Stop if truthy(Some(v)) => caps = caps.with(Capability::Destructive).with(Capability::Admin),
             Dump::Stop => {}
             Dump::Forbidden(why) => return Err(Deny::Forbidden(format!("'{k}': {why}"))),
             Dump::Selection if k == "enabled" && !truthy(Some(v)) => caps = caps.with(Capability::Destructive),
@@ -991,6 +1132,12 @@ mod tests {
     fn caps(c: &[Capability]) -> Found {
         Ok(Capabilities::of(c))
     }
+    fn forbidden(f: Found) -> bool {
+        matches!(f, Err(Deny::Forbidden(_)))
+    }
+    fn malformed(f: Found) -> bool {
+        matches!(f, Err(Deny::Malformed { .. }))
+    }
     use Capability::*;
 
     #[test]
@@ -1005,28 +1152,27 @@ mod tests {
     #[test]
     fn qemu_config_keys() {
         let cfg = |p: Value| run_on("qemu-config", "/nodes/n/qemu/100/config", p);
-        assert_eq!(
-            cfg(json!({"cores": 2, "memory": 2048, "net0": "virtio,bridge=vmbr0"})),
-            caps(&[Write])
-        );
+        assert_eq!(cfg(json!({"cores": 2, "memory": 2048, "name": "web"})), caps(&[Write]));
+        // A bridge or VLAN is network administration; so is the host's start order.
+        assert_eq!(cfg(json!({"net0": "virtio,bridge=vmbr0,tag=1"})), caps(&[Write, Admin]));
+        assert_eq!(cfg(json!({"startup": "order=1,up=86400"})), caps(&[Write, Admin]));
+        assert_eq!(cfg(json!({"rng0": "source=/dev/urandom"})), caps(&[Write]));
+        assert!(forbidden(cfg(json!({"rng0": "source=/dev/hwrng"}))));
+        assert_eq!(cfg(json!({"import-working-storage": "local-lvm"})), caps(&[Write]));
         assert_eq!(cfg(json!({"cipassword": "x"})), caps(&[Write, Exec]));
         assert_eq!(cfg(json!({"sshkeys": "ssh-ed25519 AAAA"})), caps(&[Write, Exec]));
-        assert!(matches!(cfg(json!({"args": "-x"})), Err(Deny::Forbidden(_))));
-        assert!(matches!(
-            cfg(json!({"hookscript": "local:snippets/h.sh"})),
-            Err(Deny::Forbidden(_))
-        ));
-        assert!(matches!(
-            cfg(json!({"hostpci0": "mapping=gpu"})),
-            Err(Deny::Forbidden(_))
-        ));
-        assert!(matches!(
-            cfg(json!({"virtiofs0": "dirid=etc"})),
-            Err(Deny::Forbidden(_))
-        ));
-        assert!(matches!(cfg(json!({"usb0": "mapping=key"})), Err(Deny::Forbidden(_))));
+        for bad in [
+            json!({"args": "-x"}),
+            json!({"hookscript": "local:snippets/h.sh"}),
+            json!({"hostpci0": "mapping=gpu"}),
+            json!({"virtiofs0": "dirid=etc"}),
+            json!({"usb0": "mapping=key"}),
+            json!({"usb0": "spice,mapping=key"}),
+            json!({"serial0": "/dev/ttyS0"}),
+        ] {
+            assert!(forbidden(cfg(bad.clone())), "{bad}");
+        }
         assert_eq!(cfg(json!({"usb0": "spice"})), caps(&[Write]));
-        assert!(matches!(cfg(json!({"serial0": "/dev/ttyS0"})), Err(Deny::Forbidden(_))));
         assert_eq!(cfg(json!({"serial0": "socket"})), caps(&[Write]));
         assert_eq!(
             cfg(json!({"brand-new-key": 1})),
@@ -1043,6 +1189,8 @@ mod tests {
         assert_eq!(cfg(json!({"scsi1": "local-lvm:vm-100-disk-3,size=4G"})), caps(&[Write]));
         assert_eq!(cfg(json!({"ide2": "local:iso/debian.iso,media=cdrom"})), caps(&[Write]));
         assert_eq!(cfg(json!({"ide2": "none,media=cdrom"})), caps(&[Write]));
+        assert_eq!(cfg(json!({"ide2": "local-lvm:cloudinit"})), caps(&[Write]));
+        assert!(forbidden(cfg(json!({"ide2": "cdrom,media=cdrom"}))));
         assert_eq!(
             cfg(json!({"scsi1": "local-lvm:vm-101-disk-0"})),
             caps(&[Write, Destructive])
@@ -1055,15 +1203,37 @@ mod tests {
             cfg(json!({"scsi1": "local-lvm:0,import-from=local-lvm:vm-101-disk-0"})),
             caps(&[Write, Destructive])
         );
-        assert!(matches!(cfg(json!({"scsi1": "/dev/sda"})), Err(Deny::Forbidden(_))));
-        assert!(matches!(
-            cfg(json!({"scsi1": "local-lvm:0,import-from=/etc/pve/priv/authkey.key"})),
-            Err(Deny::Forbidden(_))
-        ));
-        assert!(matches!(
-            cfg(json!({"scsi1": "local-lvm:vm-100-disk-0\n"})),
-            Err(Deny::Malformed { .. })
-        ));
+        assert!(forbidden(cfg(json!({"scsi1": "/dev/sda"}))));
+        assert!(forbidden(cfg(
+            json!({"scsi1": "local-lvm:0,import-from=/etc/pve/priv/authkey.key"})
+        )));
+        assert!(malformed(cfg(json!({"scsi1": "local-lvm:vm-100-disk-0\n"}))));
+        // `volume` is PVE's alias of `file`: a second name for the disk is refused.
+        assert!(malformed(cfg(
+            json!({"scsi1": "local-lvm:vm-100-disk-9,volume=local-lvm:vm-101-disk-0"})
+        )));
+        assert_eq!(
+            cfg(json!({"scsi1": "volume=local-lvm:vm-101-disk-0"})),
+            caps(&[Write, Destructive])
+        );
+        assert!(malformed(cfg(json!({"scsi1": "local-lvm:vm-100-disk-9, size=4G"}))));
+        assert!(malformed(cfg(
+            json!({"scsi1": "local-lvm:vm-100-disk-9,size=4G,size=8G"})
+        )));
+        // A volume that belongs to no guest: a raw LUN, possibly under other guests' disks.
+        assert!(forbidden(cfg(json!({"scsi1": "iscsi:0.0.1.scsi-36001405"}))));
+        assert!(forbidden(cfg(
+            json!({"scsi1": "local-lvm:0,import-from=iscsi:0.0.1.scsi-36001405"})
+        )));
+        assert_eq!(
+            cfg(json!({"scsi1": "local:0,import-from=local:import/disk.vmdk"})),
+            caps(&[Write])
+        );
+        // On a directory storage the folder decides whose file it is.
+        assert_eq!(
+            cfg(json!({"scsi1": "local:101/vm-100-disk-7.qcow2"})),
+            caps(&[Write, Destructive])
+        );
     }
 
     #[test]
@@ -1081,7 +1251,7 @@ mod tests {
                 "{hidden}"
             );
         }
-        for malformed in [
+        for bad in [
             json!("onboot\tunused0"),
             json!("unused0\n"),
             json!("\tunused0"),
@@ -1089,10 +1259,7 @@ mod tests {
             json!(["onboot", "unused0\r"]),
             json!("onboot\u{a0}unused0"),
         ] {
-            assert!(
-                matches!(cfg(json!({"delete": malformed.clone()})), Err(Deny::Malformed { .. })),
-                "{malformed:?}"
-            );
+            assert!(malformed(cfg(json!({"delete": bad.clone()}))), "{bad:?}");
         }
         assert_eq!(cfg(json!({"delete": "onboot,scsi1"})), caps(&[Write]));
         assert_eq!(cfg(json!({"delete": "scsi1", "force": 1})), caps(&[Write, Destructive]));
@@ -1101,30 +1268,30 @@ mod tests {
             cfg(json!({"delete": "nosuchkey"})),
             Err(Deny::UnknownKey("delete=nosuchkey".into()))
         );
+        // Deleting or reverting a key needs what setting it needs.
+        assert!(forbidden(cfg(json!({"delete": "hookscript"}))));
+        assert!(forbidden(cfg(json!({"revert": "args"}))));
+        assert_eq!(cfg(json!({"delete": "sshkeys"})), caps(&[Write, Exec]));
+        assert_eq!(cfg(json!({"revert": "net0"})), caps(&[Write, Admin]));
     }
 
     #[test]
     fn containers() {
         let cfg = |p: Value| run_on("lxc-config", "/nodes/n/lxc/200/config", p);
         assert_eq!(cfg(json!({"cores": 2, "hostname": "ct"})), caps(&[Write]));
-        assert!(matches!(
-            cfg(json!({"mp0": "/srv,mp=/mnt/srv"})),
-            Err(Deny::Forbidden(_))
-        ));
-        assert!(matches!(cfg(json!({"dev0": "/dev/kvm"})), Err(Deny::Forbidden(_))));
+        assert!(forbidden(cfg(json!({"mp0": "/srv,mp=/mnt/srv"}))));
+        assert!(forbidden(cfg(json!({"dev0": "/dev/kvm"}))));
         assert_eq!(
             cfg(json!({"mp0": "local-lvm:vm-201-disk-0,mp=/x"})),
             caps(&[Write, Destructive])
         );
         assert_eq!(cfg(json!({"features": "nesting=1"})), caps(&[Write]));
-        assert!(matches!(
-            cfg(json!({"features": "nesting=1,mount=nfs"})),
-            Err(Deny::Forbidden(_))
-        ));
+        assert!(forbidden(cfg(json!({"features": "nesting=1,mount=nfs"}))));
+        assert!(forbidden(cfg(json!({"delete": "features,dev0"}))));
         assert_eq!(cfg(json!({"unprivileged": 0})), caps(&[Write, Admin, Destructive]));
         let create = |p: Value| run_on("lxc-create", "/nodes/n/lxc", p);
         let base = json!({"vmid": 300, "ostemplate": "local:vztmpl/debian.tar.zst", "unprivileged": 1});
-        assert_eq!(create(base.clone()), caps(&[Write]));
+        assert_eq!(create(base), caps(&[Write]));
         assert_eq!(
             create(json!({"vmid": 300, "ostemplate": "local:vztmpl/d.tar.zst"})),
             caps(&[Write, Admin, Destructive])
@@ -1135,16 +1302,28 @@ mod tests {
             ),
             caps(&[Write, Exec])
         );
-        assert!(matches!(
-            create(json!({"vmid": 300, "ostemplate": "/tmp/x.tar", "unprivileged": 1})),
-            Err(Deny::Forbidden(_))
-        ));
-        let restore = json!({"vmid": 300, "ostemplate": "pbs:backup/ct/300/2024", "restore": 1});
+        assert!(forbidden(create(
+            json!({"vmid": 300, "ostemplate": "/tmp/x.tar", "unprivileged": 1})
+        )));
+        let restore = json!({"vmid": 300, "ostemplate": "pbs:backup/ct/300/2024", "restore": 1, "unprivileged": 1});
         assert_eq!(create(restore), caps(&[Write]));
+        // A restore keeps the archive's setting, which may be privileged.
         assert_eq!(
-            create(json!({"vmid": 300, "ostemplate": "pbs:backup/x", "restore": 1, "force": 1})),
+            create(json!({"vmid": 300, "ostemplate": "pbs:backup/ct/300/2024", "restore": 1})),
+            caps(&[Write, Admin, Destructive])
+        );
+        assert_eq!(
+            create(json!({"vmid": 300, "ostemplate": "pbs:backup/x", "restore": 1, "force": 1, "unprivileged": 1})),
             caps(&[Write, Destructive])
         );
+        assert!(forbidden(create(
+            json!({"vmid": 300, "ostemplate": "pbs:backup/x", "restore": 1, "unprivileged": 1, "pool": "p"})
+        )));
+        assert!(forbidden(run_on(
+            "clone",
+            "/nodes/n/qemu/100/clone",
+            json!({"newid": 999, "pool": "outsiders"})
+        )));
     }
 
     #[test]
@@ -1158,37 +1337,57 @@ mod tests {
             dump(json!({"vmid": "100", "prune-backups": "keep-last=1"})),
             caps(&[Write, Destructive])
         );
-        assert_eq!(dump(json!({"stop": 1})), caps(&[Write, Destructive]));
-        assert!(matches!(
-            dump(json!({"vmid": "100", "script": "/tmp/x"})),
-            Err(Deny::Forbidden(_))
-        ));
+        assert_eq!(dump(json!({"stop": 1})), caps(&[Destructive, Admin]));
+        assert_eq!(dump(json!({"vmid": "100", "bwlimit": 0})), caps(&[Write, Admin]));
+        assert!(forbidden(dump(json!({"vmid": "100", "job-id": "x"}))));
+        assert!(forbidden(dump(json!({"vmid": "100", "script": "/tmp/x"}))));
         assert_eq!(dump(json!({"enabled": 1})), Err(Deny::UnknownKey("enabled".into())));
         let job = |p: Value| run_on("backup-job", "/cluster/backup/job1", p);
-        assert_eq!(job(json!({"enabled": 0})), caps(&[Write, Destructive]));
-        assert_eq!(job(json!({"comment": "x"})), caps(&[Write]));
-        assert_eq!(job(json!({"vmid": "100"})), caps(&[Write, Destructive]));
+        assert_eq!(job(json!({"enabled": 0})), caps(&[Destructive, Admin]));
+        assert_eq!(job(json!({"comment": "x"})), caps(&[Write, Admin]));
+        assert_eq!(job(json!({"vmid": "100"})), caps(&[Destructive, Admin]));
+        assert_eq!(job(json!({"dow": "sun"})), caps(&[Destructive, Admin]));
+        assert_eq!(job(json!({"exclude-path": "/**"})), caps(&[Destructive, Admin]));
         let st = |p: Value| run_on("storage-update", "/storage/pbs", p);
         assert_eq!(st(json!({"delete": "encryption-key"})), caps(&[Admin, Destructive]));
         assert_eq!(st(json!({"disable": 1})), caps(&[Admin]));
         let create = |p: Value| run_on("storage-create", "/storage", p);
-        assert!(matches!(
-            create(json!({"storage": "x", "type": "dir", "path": "/etc/pve"})),
-            Err(Deny::Forbidden(_))
-        ));
+        assert!(forbidden(create(
+            json!({"storage": "x", "type": "dir", "path": "/etc/pve"})
+        )));
         let opts = |p: Value| run_on("cluster-options", "/cluster/options", p);
-        assert!(matches!(
-            opts(json!({"http_proxy": "http://x"})),
-            Err(Deny::Forbidden(_))
-        ));
-        assert!(matches!(opts(json!({"delete": "webauthn"})), Err(Deny::Forbidden(_))));
+        assert!(forbidden(opts(json!({"http_proxy": "http://x"}))));
+        assert!(forbidden(opts(json!({"delete": "webauthn"}))));
         assert_eq!(opts(json!({"keyboard": "de"})), caps(&[Admin]));
         let vol = |p: Value| run_on("volume-attributes", "/nodes/n/storage/s/content/s:backup/x", p);
         assert_eq!(vol(json!({"protected": 0})), caps(&[Write, Destructive]));
         assert_eq!(vol(json!({"notes": "x"})), caps(&[Write]));
         let rep = |p: Value| run_on("replication-delete", "/cluster/replication/100-0", p);
         assert_eq!(rep(json!({})), caps(&[Destructive]));
-        assert_eq!(rep(json!({"keep": 1})), caps(&[Write]));
+        assert_eq!(rep(json!({"keep": 1})), caps(&[Destructive]));
+        let upd = |p: Value| run_on("replication-update", "/cluster/replication/100-0", p);
+        assert_eq!(upd(json!({"disable": 1})), caps(&[Destructive]));
+        assert_eq!(upd(json!({"rate": 10})), caps(&[Write]));
+    }
+
+    #[test]
+    fn power_and_migration() {
+        let power = |p: Value| run_on("guest-power", "/nodes/n/qemu/100/status/start", p);
+        assert_eq!(power(json!({"timeout": 30})), caps(&[Write]));
+        assert_eq!(power(json!({})), caps(&[Write]));
+        assert!(forbidden(power(json!({"stateuri": "tcp"}))));
+        assert!(forbidden(power(json!({"keepActive": 1}))));
+        assert_eq!(
+            power(json!({"brand-new": 1})),
+            Err(Deny::UnknownKey("brand-new".into()))
+        );
+        let migrate = |p: Value| run_on("guest-migrate", "/nodes/n/qemu/100/migrate", p);
+        assert_eq!(
+            migrate(json!({"target": "b", "online": 1, "with-local-disks": 1})),
+            caps(&[Write])
+        );
+        assert!(forbidden(migrate(json!({"target": "b", "migration_type": "insecure"}))));
+        assert!(forbidden(migrate(json!({"target": "b", "force": 1}))));
     }
 
     #[test]
@@ -1197,7 +1396,13 @@ mod tests {
         assert_eq!(volume_owner("base-100-disk-0/vm-101-disk-0").as_deref(), Some("101"));
         assert_eq!(volume_owner("images/102/vm-102-disk-0.qcow2").as_deref(), Some("102"));
         assert_eq!(volume_owner("103/x.raw").as_deref(), Some("103"));
+        assert_eq!(volume_owner("101/vm-100-disk-0.qcow2").as_deref(), Some("101"));
+        assert_eq!(
+            volume_owner("100/base-100-disk-0.qcow2/101/vm-101-disk-0.qcow2").as_deref(),
+            Some("101")
+        );
         assert_eq!(volume_owner("iso/debian.iso"), None);
+        assert_eq!(volume_owner("0.0.1.scsi-36001405"), None);
         assert_eq!(volume_owner("subvol-104-disk-0").as_deref(), Some("104"));
     }
 }

@@ -144,7 +144,7 @@ mod tests {
             ),
             of(&[Destructive])
         );
-        assert_eq!(caps(D, "/nodes/pve1/tasks/UPID:x", e()), of(&[Write]));
+        assert_eq!(caps(D, "/nodes/pve1/tasks/UPID:x", e()), of(&[Destructive]));
     }
 
     #[test]
@@ -177,7 +177,11 @@ mod tests {
             Classification::BadParam { .. }
         ));
         assert_eq!(
-            caps(U, "/cluster/backup/j", json!({"prune-backups": "keep-last=1"})),
+            caps(
+                P,
+                "/nodes/n/vzdump",
+                json!({"vmid": "100", "prune-backups": "keep-last=1"})
+            ),
             of(&[Write, Destructive])
         );
     }
