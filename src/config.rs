@@ -103,13 +103,31 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
     }
 }
 
-/// Load `.env` from the working directory (variables already set win), if there is one.
+/// Load `.env` from the working directory or the nearest parent that has one (variables
+/// already set win), if there is one. It holds the token secret, so no message ever shows
+/// its content: a malformed line is named by its number only.
 pub fn load_dotenv() {
-    match dotenvy::dotenv() {
-        Ok(path) => tracing::debug!("loaded {}", path.display()),
-        Err(e) if e.not_found() => {}
-        Err(e) => tracing::warn!("ignoring .env: {e}"),
+    let Some(path) = find_dotenv() else { return };
+    match dotenvy::from_path(&path) {
+        Ok(()) => tracing::debug!("loaded {}", path.display()),
+        Err(dotenvy::Error::LineParse(text, _)) => {
+            let at = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|all| all.find(&text).map(|i| all[..i].matches('\n').count() + 1))
+                .map_or_else(|| "a line".to_string(), |n| format!("line {n}"));
+            tracing::warn!(
+                "{}: {at} is malformed (an unclosed quote?); it and the lines after it were not loaded. Fix that line; its content is not shown because it may hold the token secret",
+                path.display()
+            );
+        }
+        Err(dotenvy::Error::Io(e)) => tracing::warn!("ignoring {}: {e}", path.display()),
+        Err(_) => tracing::warn!("ignoring {}: it could not be loaded", path.display()),
     }
+}
+
+fn find_dotenv() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors().map(|d| d.join(".env")).find(|p| p.is_file())
 }
 
 impl Config {
