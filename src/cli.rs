@@ -255,11 +255,15 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
         mode.exec_enabled,
         mode.admin_enabled
     );
-    let service = server
-        .clone()
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| fail(1, format!("MCP handshake failed: {e}")))?;
+    let input = crate::server::input::WatchedInput::new(tokio::io::stdin(), server.shutdown_token());
+    let service = match server.clone().serve((input, tokio::io::stdout())).await {
+        Ok(service) => service,
+        Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
+            tracing::info!("the client closed stdin before initializing; exiting");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(fail(1, format!("MCP handshake failed: {e}"))),
+    };
     server.spawn_legacy_notifier(service.peer().clone());
     let reason = service.waiting().await;
     tracing::info!("client disconnected ({reason:?}); exiting");

@@ -95,7 +95,20 @@ pub struct Settings {
     pub script_dirs: Vec<PathBuf>,
     /// True when the directories came from `PVE_MCP_SCRIPTS` (a missing one is then worth a warning).
     pub script_dirs_explicit: bool,
+    /// Tool calls that may run at once (`PVE_MCP_MAX_CALLS`); more wait briefly, then are answered "busy".
+    pub max_calls: usize,
+    /// Largest result a call may return, in bytes of JSON (`PVE_MCP_MAX_RESULT_BYTES`).
+    pub max_result_bytes: usize,
+    /// Memory one call's script may hold, in bytes (`PVE_MCP_SCRIPT_MEMORY`, given in MiB).
+    pub script_memory: usize,
 }
+
+/// Default of `PVE_MCP_MAX_CALLS`.
+pub const DEFAULT_MAX_CALLS: usize = 64;
+/// Default of `PVE_MCP_MAX_RESULT_BYTES`: 16 MiB (10,000 guests list in about 5 MiB).
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+/// Default of `PVE_MCP_SCRIPT_MEMORY`, in MiB.
+pub const DEFAULT_SCRIPT_MEMORY_MIB: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -123,13 +136,31 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
     }
 }
 
-/// Load `.env` from the working directory (variables already set win), if there is one.
+/// Load `.env` from the working directory or the nearest parent that has one (variables
+/// already set win), if there is one. It holds the token secret, so no message ever shows
+/// its content: a malformed line is named by its number only.
 pub fn load_dotenv() {
-    match dotenvy::dotenv() {
-        Ok(path) => tracing::debug!("loaded {}", path.display()),
-        Err(e) if e.not_found() => {}
-        Err(e) => tracing::warn!("ignoring .env: {e}"),
+    let Some(path) = find_dotenv() else { return };
+    match dotenvy::from_path(&path) {
+        Ok(()) => tracing::debug!("loaded {}", path.display()),
+        Err(dotenvy::Error::LineParse(text, _)) => {
+            let at = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|all| all.find(&text).map(|i| all[..i].matches('\n').count() + 1))
+                .map_or_else(|| "a line".to_string(), |n| format!("line {n}"));
+            tracing::warn!(
+                "{}: {at} is malformed (an unclosed quote?); it and the lines after it were not loaded. Fix that line; its content is not shown because it may hold the token secret",
+                path.display()
+            );
+        }
+        Err(dotenvy::Error::Io(e)) => tracing::warn!("ignoring {}: {e}", path.display()),
+        Err(_) => tracing::warn!("ignoring {}: it could not be loaded", path.display()),
     }
+}
+
+fn find_dotenv() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors().map(|d| d.join(".env")).find(|p| p.is_file())
 }
 
 impl Config {
@@ -179,12 +210,24 @@ impl Settings {
             ),
             None => (default_script_dir(env).into_iter().collect(), false),
         };
+        let max_calls = count(env, "PVE_MCP_MAX_CALLS", DEFAULT_MAX_CALLS, 1, 4_096)?;
+        let max_result_bytes = count(
+            env,
+            "PVE_MCP_MAX_RESULT_BYTES",
+            DEFAULT_MAX_RESULT_BYTES,
+            1_024,
+            1 << 30,
+        )?;
+        let script_memory = count(env, "PVE_MCP_SCRIPT_MEMORY", DEFAULT_SCRIPT_MEMORY_MIB, 8, 65_536)? * 1024 * 1024;
         Ok(Settings {
             mode: Mode::new(read_only, exec, admin),
             task_wait,
             script_timeout,
             script_dirs,
             script_dirs_explicit,
+            max_calls,
+            max_result_bytes,
+            script_memory,
         })
     }
 }
@@ -205,6 +248,7 @@ const SECRET_EXPECTED: &str =
     "the API token secret PVE showed when the token was created (a UUID such as 0b8f1c2e-....)";
 const BOOL_EXPECTED: &str = "true/false, 1/0 or yes/no";
 const SECONDS_EXPECTED: &str = "a number of seconds, e.g. 30";
+const COUNT_EXPECTED: &str = "a whole number, e.g. 64";
 
 fn required(env: &dyn Env, var: &'static str, expected: &'static str) -> Result<String, ConfigError> {
     match env.get(var).map(|v| v.trim().to_string()) {
@@ -327,6 +371,28 @@ fn boolean(env: &dyn Env, var: &'static str, default: bool) -> Result<bool, Conf
             expected: BOOL_EXPECTED,
         }),
     }
+}
+
+/// A whole number within `min..=max`.
+fn count(env: &dyn Env, var: &'static str, default: usize, min: usize, max: usize) -> Result<usize, ConfigError> {
+    let raw = match env.get(var) {
+        None => return Ok(default),
+        Some(v) if v.trim().is_empty() => return Ok(default),
+        Some(v) => v,
+    };
+    let malformed = |why: String| ConfigError::Malformed {
+        var,
+        why,
+        expected: COUNT_EXPECTED,
+    };
+    let value: usize = raw
+        .trim()
+        .parse()
+        .map_err(|_| malformed(format!("got '{}'", raw.trim())))?;
+    if !(min..=max).contains(&value) {
+        return Err(malformed(format!("{value} is outside {min} to {max}")));
+    }
+    Ok(value)
 }
 
 fn seconds(env: &dyn Env, var: &'static str, default: f64, zero_ok: bool) -> Result<Duration, ConfigError> {
@@ -475,6 +541,39 @@ mod tests {
         assert_eq!(c.connection.timeout, Duration::from_millis(2500));
         let c = Config::from_env(&env(&[base(), vec![("PVE_MCP_TASK_WAIT", "600")]].concat())).unwrap();
         assert_eq!(c.settings.script_timeout, Duration::from_secs(1260));
+    }
+
+    #[test]
+    fn limits() {
+        let s = Settings::from_env(&env(&base())).unwrap();
+        assert_eq!(s.max_calls, DEFAULT_MAX_CALLS);
+        assert_eq!(s.max_result_bytes, DEFAULT_MAX_RESULT_BYTES);
+        assert_eq!(s.script_memory, DEFAULT_SCRIPT_MEMORY_MIB << 20);
+        let e = [
+            base(),
+            vec![
+                ("PVE_MCP_MAX_CALLS", "8"),
+                ("PVE_MCP_MAX_RESULT_BYTES", "65536"),
+                ("PVE_MCP_SCRIPT_MEMORY", "32"),
+            ],
+        ]
+        .concat();
+        let s = Settings::from_env(&env(&e)).unwrap();
+        assert_eq!(
+            (s.max_calls, s.max_result_bytes, s.script_memory),
+            (8, 65_536, 32 << 20)
+        );
+        for (var, bad) in [
+            ("PVE_MCP_MAX_CALLS", "0"),
+            ("PVE_MCP_MAX_CALLS", "many"),
+            ("PVE_MCP_MAX_RESULT_BYTES", "10"),
+            ("PVE_MCP_SCRIPT_MEMORY", "-1"),
+        ] {
+            let err = Settings::from_env(&env(&[base(), vec![(var, bad)]].concat()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("{var} is malformed")), "{err}");
+        }
     }
 
     #[test]

@@ -2,6 +2,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pve_mcp::cli::{Cli, run};
+use pve_mcp::script::budget::CountingAllocator;
+
+/// Counts each thread's allocations, for the scripts' memory budgets.
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -431,3 +431,21 @@ async fn simulate_call_works_for_every_tool() {
         assert!(v.is_object(), "{tool}");
     }
 }
+
+#[tokio::test]
+async fn a_malformed_dotenv_line_is_named_not_shown() {
+    let home = tempfile::tempdir().unwrap();
+    let secret = "5b0e7f3c-2d1a-4c8b-9e6f-7a8b9c0d1e2f";
+    std::fs::write(
+        home.path().join(".env"),
+        format!("PVE_MCP_READ_ONLY=yes\nPVE_TOKEN_SECRET=\"{secret}\nPVE_VERIFY_SSL=false\n"),
+    )
+    .unwrap();
+    let mut cmd = command("http://127.0.0.1:9", home.path(), home.path(), &[]);
+    cmd.arg("tools");
+    let o = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains(secret), "the secret was logged: {stderr}");
+    assert!(!stderr.contains("5b0e7f3c"), "part of the secret was logged: {stderr}");
+    assert!(stderr.contains(".env") && stderr.contains("line 2"), "{stderr}");
+}

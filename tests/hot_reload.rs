@@ -183,3 +183,29 @@ async fn a_script_directory_created_later_is_picked_up() {
     );
     assert!(names(&client).await.contains(&"hello".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_does_not_trigger_the_next_one() {
+    let pve = fake_pve().await;
+    let s = start(
+        &pve.uri(),
+        tempfile::tempdir().unwrap(),
+        &[("PVE_MCP_LOG", "info,pve_mcp::registry::watch=debug")],
+    )
+    .await;
+    let reloads = |s: &Server| s.stderr_text().matches("script files changed; reloading").count();
+    std::fs::write(s.scripts.path().join("hello.rhai"), HELLO).unwrap();
+    s.wait_for("list_changed after adding", |e| e.list_changed >= 1).await;
+    // Reading the scripts (which every reload does) is not a change: once the edit is
+    // handled, the watcher stays quiet.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let settled = reloads(&s);
+    assert!(settled >= 1, "the edit was reloaded");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        reloads(&s),
+        settled,
+        "reloads went on without edits:\n{}",
+        s.stderr_text()
+    );
+}

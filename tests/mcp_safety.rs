@@ -220,7 +220,12 @@ async fn paths_forbidden_endpoints_and_self_confirmation_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn runaway_scripts_are_stopped_and_the_server_keeps_answering() {
     let pve = fake_pve().await;
-    let s = start(&pve.uri(), hostile(&["spin", "recurse", "bigstring", "printspam"]), &[]).await;
+    let s = start(
+        &pve.uri(),
+        hostile(&["spin", "recurse", "bigstring", "printspam"]),
+        &[("PVE_MCP_SCRIPT_MEMORY", "64")],
+    )
+    .await;
 
     let r = s.call("spin", json!({})).await;
     assert!(is_error(&r) && text(&r).contains("Too many operations"), "{}", text(&r));
@@ -231,7 +236,11 @@ async fn runaway_scripts_are_stopped_and_the_server_keeps_answering() {
         text(&r)
     );
     let r = s.call("bigstring", json!({})).await;
-    assert!(is_error(&r) && text(&r).contains("Length of string"), "{}", text(&r));
+    assert!(
+        is_error(&r) && text(&r).contains("PVE_MCP_SCRIPT_MEMORY"),
+        "{}",
+        text(&r)
+    );
 
     // Print spam goes to the log, bounded; stdout (the protocol) stays intact.
     let r = s.call("printspam", json!({})).await;

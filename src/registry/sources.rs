@@ -95,24 +95,62 @@ fn collect(
             continue;
         }
         let origin = path.display().to_string();
-        if meta.len() > MAX_SCRIPT_BYTES {
-            problems.push(ReadProblem {
-                origin,
-                message: format!("larger than {MAX_SCRIPT_BYTES} bytes; skipped"),
-            });
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
+        match read_script(&path, &meta) {
             Ok(text) => files.push(SourceFile {
                 rel,
                 origin,
                 text: Arc::from(text),
             }),
-            Err(e) => problems.push(ReadProblem {
-                origin,
-                message: format!("cannot be read: {e}"),
-            }),
+            Err(message) => problems.push(ReadProblem { origin, message }),
         }
     }
     Ok(())
+}
+
+/// Read one script: a regular file (a symlink counts if it leads to one), at most
+/// [`MAX_SCRIPT_BYTES`]. A FIFO, a device or a socket is never opened: opening a FIFO would
+/// block until a writer came, and a device like `/dev/zero` never ends.
+fn read_script(path: &Path, meta: &std::fs::Metadata) -> Result<String, String> {
+    use std::io::Read;
+    if !meta.is_file() {
+        return Err("is not a regular file (a FIFO, device or socket?); skipped".into());
+    }
+    if meta.len() > MAX_SCRIPT_BYTES {
+        return Err(format!("is larger than {MAX_SCRIPT_BYTES} bytes; skipped"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    // It may have been replaced since it was looked at.
+    let now = file.metadata().map_err(|e| format!("cannot be read: {e}"))?;
+    if !now.is_file() {
+        return Err("is not a regular file; skipped".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SCRIPT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_SCRIPT_BYTES {
+        return Err(format!("is larger than {MAX_SCRIPT_BYTES} bytes; skipped"));
+    }
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text; skipped".into())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ok.rhai"), "fn run(a) { 1 }").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.rhai")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("ok.rhai"), dir.path().join("link.rhai")).unwrap();
+        std::fs::write(dir.path().join("big.rhai"), vec![b' '; MAX_SCRIPT_BYTES as usize + 1]).unwrap();
+        let (files, problems) = read_dir(dir.path()).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(names, ["link.rhai", "ok.rhai"]);
+        let mut bad: Vec<String> = problems.iter().map(|p| format!("{} {}", p.origin, p.message)).collect();
+        bad.sort();
+        assert!(bad[0].contains("big.rhai is larger than"), "{bad:?}");
+        assert!(bad[1].contains("zero.rhai is not a regular file"), "{bad:?}");
+    }
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use super::{Registry, ReloadReport};
@@ -69,6 +70,18 @@ impl Watches {
     }
 }
 
+/// Can this event change what a reload reads? Opening, reading and closing a file (which
+/// every reload does) and metadata-only changes cannot; a reload on them would trigger the
+/// next one, forever.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Other => true,
+    }
+}
+
 fn nearest_existing(dir: &Path) -> Option<PathBuf> {
     dir.ancestors().skip(1).find(|a| a.is_dir()).map(Path::to_path_buf)
 }
@@ -99,9 +112,10 @@ pub fn spawn(
     let debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| match res {
         Ok(events) => {
             let relevant = events.iter().any(|e| {
-                e.paths
-                    .iter()
-                    .any(|p| p.extension().is_some_and(|x| x == "rhai") || p.extension().is_none())
+                changes_content(&e.kind)
+                    && e.paths
+                        .iter()
+                        .any(|p| p.extension().is_some_and(|x| x == "rhai") || p.extension().is_none())
             });
             if relevant {
                 let _ = tx.send(());
@@ -126,6 +140,7 @@ pub fn spawn(
             while rx.try_recv().is_ok() {}
             // A directory being awaited may have appeared (or come a level closer).
             task_watches.lock().unwrap_or_else(|p| p.into_inner()).refresh(&wanted);
+            tracing::debug!("script files changed; reloading");
             let reg = registry.clone();
             match tokio::task::spawn_blocking(move || reg.reload()).await {
                 Ok(report) => {
@@ -139,4 +154,31 @@ pub fn spawn(
         }
     });
     Ok(Some(WatchGuard { _watches: watches }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn only_content_changes_reload() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(changes_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        ] {
+            assert!(!changes_content(&kind), "{kind:?}");
+        }
+    }
 }

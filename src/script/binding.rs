@@ -199,7 +199,7 @@ fn to_params(n: &NativeCallContext, params: &Dynamic) -> Result<Map<String, Valu
             ),
         ));
     }
-    match rhai::serde::from_dynamic::<Value>(params) {
+    match super::convert::to_json(params, super::convert::MAX_PARAMS_BYTES) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(usage(n, "request parameters must be an object map".into())),
         Err(e) => Err(usage(n, format!("request parameters cannot be sent: {e}"))),
@@ -235,7 +235,7 @@ fn api(cx: &CallContext, n: &NativeCallContext, method: Method, path: Dynamic, p
 }
 
 fn to_dynamic(n: &NativeCallContext, v: Value) -> R {
-    rhai::serde::to_dynamic(v).map_err(|e| usage(n, format!("PVE's answer could not be converted: {e}")))
+    super::convert::to_dynamic(v).map_err(|e| usage(n, format!("PVE's answer could not be converted: {e}")))
 }
 
 /// A PVE error as a catchable map whose `message` is the actionable sentence.

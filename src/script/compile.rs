@@ -2,10 +2,12 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use rhai::{AST, EvalAltResult, Position, Scope};
+use rhai::{AST, Engine, EvalAltResult, Position, Scope};
 use serde_json::Value;
 
+use super::budget;
 use super::error::ScriptError;
 use super::libs::Libs;
 use super::manifest::Manifest;
@@ -36,12 +38,42 @@ impl std::fmt::Debug for CompiledTool {
 
 pub const ENTRY: &str = "run";
 
+/// Wall-clock limit for the top-level code of the libraries one compilation evaluates.
+pub const LIB_DEADLINE: Duration = Duration::from_secs(2);
+/// Memory the libraries' top-level code may hold during one compilation.
+pub const LIB_MEMORY: usize = 64 * 1024 * 1024;
+
+/// An engine for compiling, whose evaluation of library top-level code stops at
+/// [`LIB_DEADLINE`] or over [`LIB_MEMORY`] (besides the operations limit).
+fn compile_engine(log: sandbox::LogFn, libs: &Libs) -> Engine {
+    let mut engine = sandbox::engine(log);
+    engine.set_module_resolver(libs.clone());
+    let deadline = Instant::now() + LIB_DEADLINE;
+    engine.on_progress(move |ops| {
+        if budget::exceeded() {
+            return Some(format!("library top-level code held more than {} MiB", LIB_MEMORY >> 20).into());
+        }
+        if ops % 256 == 0 && Instant::now() >= deadline {
+            return Some(
+                format!(
+                    "library top-level code ran for more than {}s; keep only const, fn and import at a library's top level",
+                    LIB_DEADLINE.as_secs()
+                )
+                .into(),
+            );
+        }
+        None
+    });
+    engine
+}
+
 pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result<CompiledTool, ScriptError> {
     let log_origin = origin.to_string();
-    let mut engine = sandbox::engine(Arc::new(
-        move |s| tracing::info!(target: "script", "{log_origin} (top level): {s}"),
-    ));
-    engine.set_module_resolver(libs.clone());
+    let _budget = budget::enter(LIB_MEMORY);
+    let engine = compile_engine(
+        Arc::new(move |s| tracing::info!(target: "script", "{log_origin} (top level): {s}")),
+        libs,
+    );
     let mut ast = engine
         .compile_into_self_contained(&Scope::new(), text)
         .map_err(|e| ScriptError::from_eval(origin, &e))?;
@@ -83,8 +115,8 @@ pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result
 
 /// Compile a library module on its own, to report its errors by its own file.
 pub fn check_lib(origin: &str, text: &str, libs: &Libs) -> Result<(), ScriptError> {
-    let mut engine = sandbox::engine(Arc::new(|_| {}));
-    engine.set_module_resolver(libs.clone());
+    let _budget = budget::enter(LIB_MEMORY);
+    let engine = compile_engine(Arc::new(|_| {}), libs);
     let mut ast = engine
         .compile_into_self_contained(&Scope::new(), text)
         .map_err(|e| ScriptError::from_eval(origin, &e))?;

@@ -180,7 +180,15 @@ impl CallContext {
             };
             let _ = tx.send(out);
         });
-        let result = rx.recv().unwrap_or(Err(Interrupt::Cancelled));
+        // The task ends at the deadline itself; this wait ends then too, whatever the
+        // runtime's state, so a call can never hang on an answer that does not come.
+        let grace = Duration::from_secs(1);
+        let wait = self.deadline.saturating_duration_since(Instant::now()) + grace;
+        let result = match rx.recv_timeout(wait) {
+            Ok(out) => out,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Interrupt::TimedOut),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Interrupt::Cancelled),
+        };
         if let Err(i) = result {
             self.set_interrupt(i);
         }

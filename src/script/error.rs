@@ -54,6 +54,8 @@ impl ScriptError {
         }
         let mut message = match e {
             EvalAltResult::ErrorRuntime(value, _) => runtime_message(value),
+            // Stopped by the host, which said why.
+            EvalAltResult::ErrorTerminated(why, _) if why.is_string() => why.to_string(),
             other => super::compile::bare_message(other),
         };
         let calls: Vec<_> = calls.into_iter().filter(|c| c != super::compile::ENTRY).collect();
@@ -64,12 +66,27 @@ impl ScriptError {
     }
 }
 
-/// A thrown value: a PVE error map says `message`; anything else is shown as it is.
+/// Characters kept of a thrown value's text.
+pub const MAX_THROWN_CHARS: usize = 2_000;
+
+/// A thrown value: a PVE error map says `message`; anything else is shown as it is, shortened.
 fn runtime_message(value: &rhai::Dynamic) -> String {
-    if let Some(map) = value.read_lock::<rhai::Map>()
-        && let Some(msg) = map.get("message")
-    {
-        return msg.to_string();
+    if super::convert::check_depth(value).is_err() {
+        return format!(
+            "the script threw a value nested more than {} levels deep",
+            super::convert::MAX_DEPTH
+        );
     }
-    value.to_string()
+    let text = match value.read_lock::<rhai::Map>() {
+        Some(map) if map.contains_key("message") => map.get("message").map(|m| m.to_string()).unwrap_or_default(),
+        _ => value.to_string(),
+    };
+    shorten(text)
+}
+
+fn shorten(text: String) -> String {
+    match text.char_indices().nth(MAX_THROWN_CHARS) {
+        Some((cut, _)) => format!("{}… (shortened)", &text[..cut]),
+        None => text,
+    }
 }

@@ -1,4 +1,4 @@
-//! Run one tool call: validate the arguments, run the script on a blocking thread under
+//! Run one tool call: validate the arguments, run the script on its own thread under
 //! its gate, and turn what happened into an [`Outcome`].
 //!
 //! A destructive tool called without `confirm=true` first runs as a plan: reads are sent,
@@ -6,6 +6,7 @@
 //! otherwise (e.g. a restore to a new vmid) the tool runs again for real.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rhai::{Dynamic, Scope};
@@ -15,10 +16,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::binding;
+use super::budget;
 use super::compile::{CompiledTool, ENTRY};
 use super::context::{CallContext, CallParts, Interrupt, MAX_REQUESTS, ProgressFn};
+use super::convert::{self, ConvertError};
 use super::error::ScriptError;
-use super::sandbox;
+use super::{sandbox, thread};
 use crate::config::Settings;
 use crate::gate::{CallMode, Capability, Gate, PlannedRequest, Violation};
 use crate::pve::PveClient;
@@ -55,6 +58,15 @@ pub enum CallError {
     Cancelled,
     #[error("the script made more than {MAX_REQUESTS} PVE requests and was stopped")]
     TooManyRequests,
+    #[error(
+        "the script held more than {} MiB and was stopped (PVE_MCP_SCRIPT_MEMORY); ask for less at once, e.g. one node or one guest",
+        .0 >> 20
+    )]
+    OutOfMemory(usize),
+    #[error(
+        "the result is larger than {0} bytes of JSON (PVE_MCP_MAX_RESULT_BYTES); narrow the request (one node, one guest, fewer items or fields) or raise PVE_MCP_MAX_RESULT_BYTES"
+    )]
+    ResultTooLarge(usize),
     #[error("the script's result does not match its declared output schema: {0}")]
     BadOutput(String),
     #[error("internal error while running the script: {0}")]
@@ -79,6 +91,8 @@ impl CallError {
             CallError::TimedOut(_) => "timeout",
             CallError::Cancelled => "cancelled",
             CallError::TooManyRequests => "too_many_requests",
+            CallError::OutOfMemory(_) => "out_of_memory",
+            CallError::ResultTooLarge(_) => "result_too_large",
             CallError::BadOutput(_) => "bad_output",
             CallError::Internal(_) => "internal",
         }
@@ -187,15 +201,15 @@ async fn run_once(
         progress,
         rt: tokio::runtime::Handle::current(),
     }));
-    // The script blocks on PVE requests. On the multi-thread runtime it runs in place (the
-    // request has its own task, so this only moves other tasks off this worker); otherwise
-    // on the blocking pool.
-    let joined = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-        Ok(tokio::task::block_in_place(|| run_script(&cx, &tool, args)))
-    } else {
-        let (cx2, tool2) = (cx.clone(), tool.clone());
-        tokio::task::spawn_blocking(move || run_script(&cx2, &tool2, args)).await
+    // The script blocks on PVE requests, so it runs on a thread of its own while the
+    // runtime's workers drive the requests. Its value becomes JSON on that thread too: it is
+    // measured, converted and dropped where it was made, on the script's stack.
+    let limits = Limits {
+        memory: rt.settings.script_memory,
+        result_bytes: rt.settings.max_result_bytes,
     };
+    let (cx2, tool2) = (cx.clone(), tool.clone());
+    let joined = thread::run(move || run_script(&cx2, &tool2, args, limits)).await;
     // The gate and the interrupt decide first: a script cannot hide them by catching errors.
     if let Some(v) = cx.violation() {
         return Err(CallError::Refused(v));
@@ -206,30 +220,36 @@ async fn run_once(
         Some(Interrupt::TooManyRequests) => return Err(CallError::TooManyRequests),
         None => {}
     }
-    let result = joined.map_err(|e| CallError::Internal(e.to_string()))?;
-    let value = result.map_err(|e| CallError::Script(ScriptError::from_eval(&tool.origin, &e)))?;
-    let json: Value = rhai::serde::from_dynamic(&value).map_err(|e| {
-        CallError::Script(ScriptError {
-            origin: tool.origin.clone(),
-            line: None,
-            col: None,
-            message: format!("fn {ENTRY} returned a value that is not JSON: {e}"),
-        })
-    })?;
+    let json = joined.map_err(|e| CallError::Internal(e.to_string()))??;
     Ok((json, cx.planned()))
+}
+
+/// What one script run may use.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    memory: usize,
+    result_bytes: usize,
 }
 
 fn run_script(
     cx: &Arc<CallContext>,
     tool: &CompiledTool,
     args: Map<String, Value>,
-) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+    limits: Limits,
+) -> Result<Value, CallError> {
+    let _budget = budget::enter(limits.memory);
+    let over_budget = Arc::new(AtomicBool::new(false));
     let log_cx = cx.clone();
     let mut engine = sandbox::engine(Arc::new(move |s| log_cx.log(s)));
     engine.register_static_module("pve", binding::module());
     engine.set_default_tag(binding::tag(cx.clone()));
     let stop_cx = cx.clone();
+    let flag = over_budget.clone();
     engine.on_progress(move |ops| {
+        if budget::exceeded() {
+            flag.store(true, Ordering::Relaxed);
+            return Some("memory".into());
+        }
         if ops % 512 != 0 {
             return None;
         }
@@ -238,6 +258,20 @@ fn run_script(
         }
         stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
     });
-    let args = rhai::serde::to_dynamic(Value::Object(args))?;
-    engine.call_fn::<Dynamic>(&mut Scope::new(), &tool.ast, ENTRY, (args,))
+    let args =
+        convert::to_dynamic(Value::Object(args)).map_err(|e| CallError::InvalidArguments(vec![e.to_string()]))?;
+    let result = engine.call_fn::<Dynamic>(&mut Scope::new(), &tool.ast, ENTRY, (args,));
+    if over_budget.load(Ordering::Relaxed) {
+        return Err(CallError::OutOfMemory(limits.memory));
+    }
+    let value = result.map_err(|e| CallError::Script(ScriptError::from_eval(&tool.origin, &e)))?;
+    convert::to_json(&value, limits.result_bytes).map_err(|e| match e {
+        ConvertError::TooLarge { limit } => CallError::ResultTooLarge(limit),
+        other => CallError::Script(ScriptError {
+            origin: tool.origin.clone(),
+            line: None,
+            col: None,
+            message: format!("fn {ENTRY} returned a value that cannot be sent as JSON: {other}"),
+        }),
+    })
 }

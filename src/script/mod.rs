@@ -2,13 +2,16 @@
 //! and the runner for one call.
 
 pub mod binding;
+pub mod budget;
 pub mod compile;
 pub mod context;
+pub mod convert;
 pub mod error;
 pub mod invoke;
 pub mod libs;
 pub mod manifest;
 pub mod sandbox;
+pub mod thread;
 
 pub use compile::{CompiledTool, compile_tool};
 pub use error::ScriptError;

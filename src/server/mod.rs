@@ -1,10 +1,12 @@
 //! The MCP edge: rmcp over stdio, tools from the registry snapshot, calls through the
 //! script runner, `tools/list_changed` after reloads for both protocol eras.
 
+pub mod input;
 pub mod listing;
 pub mod result;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, PaginatedRequestParams,
@@ -12,7 +14,8 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
 use crate::script::context::ProgressFn;
@@ -25,23 +28,41 @@ pub struct PveMcpServer {
     inner: Arc<Inner>,
 }
 
+/// How long a call waits for a free slot before it is answered "busy".
+pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Characters of an unknown tool name echoed back in the error.
+pub const MAX_NAME_SHOWN: usize = 100;
+
 struct Inner {
     registry: Arc<Registry>,
     runtime: Runtime,
     /// Bumped after every reload that changed the listing.
     generation: watch::Sender<u64>,
+    /// One permit per call that may run at once (`PVE_MCP_MAX_CALLS`).
+    calls: Arc<Semaphore>,
+    /// Cancelled when the client goes away: every call in flight stops.
+    shutdown: CancellationToken,
 }
 
 impl PveMcpServer {
     pub fn new(registry: Arc<Registry>, runtime: Runtime) -> PveMcpServer {
         let (generation, _) = watch::channel(0);
+        let calls = Arc::new(Semaphore::new(runtime.settings.max_calls));
         PveMcpServer {
             inner: Arc::new(Inner {
                 registry,
                 runtime,
                 generation,
+                calls,
+                shutdown: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Cancelling this token stops every call in flight (the client closed stdin).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
     }
 
     /// Tell connected hosts that the tool list changed.
@@ -104,9 +125,29 @@ impl ServerHandler for PveMcpServer {
                 "does not exist"
             };
             return Err(ErrorData::invalid_params(
-                format!("tool '{}' {why}", request.name),
+                format!("tool '{}' {why}", shorten(&request.name, MAX_NAME_SHOWN)),
                 None,
             ));
+        };
+        // A call in flight stops when its request is cancelled or the client goes away.
+        let call_ct = self.inner.shutdown.child_token();
+        let link = {
+            let (request_ct, call_ct) = (cx.ct.clone(), call_ct.clone());
+            tokio::spawn(async move {
+                request_ct.cancelled().await;
+                call_ct.cancel();
+            })
+        };
+        let _unlink = AbortOnDrop(link);
+        let name = tool.manifest.name.clone();
+        let max = self.inner.runtime.settings.max_calls;
+        let permit = tokio::select! {
+            p = tokio::time::timeout(QUEUE_WAIT, self.inner.calls.clone().acquire_owned()) => p,
+            _ = call_ct.cancelled() => return Ok(result::to_result(&name, crate::script::Outcome::Failed(crate::script::CallError::Cancelled)).into()),
+        };
+        let Ok(Ok(_permit)) = permit else {
+            tracing::debug!("{name}: busy, {max} calls running");
+            return Ok(result::busy(&name, max).into());
         };
         let progress = cx.meta.get_progress_token().map(|token| {
             let peer = cx.peer.clone();
@@ -124,8 +165,7 @@ impl ServerHandler for PveMcpServer {
             f
         });
         let args = request.arguments.unwrap_or_default();
-        let name = tool.manifest.name.clone();
-        let outcome = invoke(&self.inner.runtime, tool, args, cx.ct.clone(), progress).await;
+        let outcome = invoke(&self.inner.runtime, tool, args, call_ct, progress).await;
         if let crate::script::Outcome::Failed(e) = &outcome {
             tracing::info!("{name} failed: {e}");
         }
@@ -151,5 +191,21 @@ impl ServerHandler for PveMcpServer {
                 }
             }
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// At most `max` characters of `s`, marked when shortened.
+pub fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &s[..cut], s.len()),
+        None => s.to_string(),
     }
 }

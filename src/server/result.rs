@@ -44,3 +44,13 @@ pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
         }
     }
 }
+
+/// The answer to a call that found every slot taken.
+pub fn busy(tool: &str, running: usize) -> CallToolResult {
+    let message = format!(
+        "{tool}: the server is already running {running} tool calls, its limit; retry in a few seconds, or raise PVE_MCP_MAX_CALLS"
+    );
+    let mut r = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
+    r.structured_content = Some(json!({ "error": "busy", "tool": tool, "message": message }));
+    r
+}

@@ -1,0 +1,185 @@
+//! Script values to JSON and back, bounded in depth and size.
+//!
+//! Every value that crosses between a script and the outside goes through here: tool
+//! arguments and PVE answers into the script ([`to_dynamic`]), request parameters and
+//! results out of it ([`to_json`]). A value nested deeper than [`MAX_DEPTH`] is refused
+//! before anything recursive touches it, so no value can exhaust a thread's stack here, and
+//! a value larger than the caller's byte limit is refused before it is copied.
+
+use rhai::{Array, Blob, Dynamic, ImmutableString, Map as RMap};
+use serde_json::{Map, Number, Value};
+use thiserror::Error;
+
+/// Levels of arrays and maps a value may have (serde_json parses at most 128, too).
+pub const MAX_DEPTH: usize = 128;
+
+/// Largest parameters of one PVE request, in bytes of JSON.
+pub const MAX_PARAMS_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConvertError {
+    #[error("the value is nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+    #[error("the value is larger than {limit} bytes as JSON")]
+    TooLarge { limit: usize },
+    #[error("a value of type {0} has no JSON form")]
+    NotJson(String),
+}
+
+/// A script value as JSON. `max_bytes` bounds the size of the JSON text (strings are counted
+/// unescaped, so the bound is approximate by a few bytes per escaped character).
+pub fn to_json(value: &Dynamic, max_bytes: usize) -> Result<Value, ConvertError> {
+    let mut out = Out { size: 0, max_bytes };
+    out.value(value, 0)
+}
+
+struct Out {
+    size: usize,
+    max_bytes: usize,
+}
+
+impl Out {
+    fn take(&mut self, bytes: usize) -> Result<(), ConvertError> {
+        self.size = self.size.saturating_add(bytes);
+        if self.size > self.max_bytes {
+            return Err(ConvertError::TooLarge { limit: self.max_bytes });
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, d: &Dynamic, depth: usize) -> Result<Value, ConvertError> {
+        if d.is_unit() {
+            self.take(4)?;
+            return Ok(Value::Null);
+        }
+        if let Ok(b) = d.as_bool() {
+            self.take(5)?;
+            return Ok(Value::Bool(b));
+        }
+        if let Ok(i) = d.as_int() {
+            self.take(20)?;
+            return Ok(Value::Number(i.into()));
+        }
+        if let Ok(f) = d.as_float() {
+            self.take(24)?;
+            return Ok(Number::from_f64(f).map_or(Value::Null, Value::Number));
+        }
+        if let Ok(c) = d.as_char() {
+            self.take(6)?;
+            return Ok(Value::String(c.to_string()));
+        }
+        if let Some(s) = d.read_lock::<ImmutableString>() {
+            self.take(s.len() + 2)?;
+            return Ok(Value::String(s.to_string()));
+        }
+        if depth >= MAX_DEPTH && (d.is_array() || d.is_map() || d.is_blob()) {
+            return Err(ConvertError::TooDeep);
+        }
+        if let Some(a) = d.read_lock::<Array>() {
+            self.take(2)?;
+            let mut items = Vec::with_capacity(a.len().min(1024));
+            for item in a.iter() {
+                self.take(1)?;
+                items.push(self.value(item, depth + 1)?);
+            }
+            return Ok(Value::Array(items));
+        }
+        if let Some(b) = d.read_lock::<Blob>() {
+            self.take(2 + 4 * b.len())?;
+            return Ok(Value::Array(b.iter().map(|x| Value::from(*x)).collect()));
+        }
+        if let Some(m) = d.read_lock::<RMap>() {
+            self.take(2)?;
+            let mut map = Map::new();
+            for (k, v) in m.iter() {
+                self.take(k.len() + 4)?;
+                let v = self.value(v, depth + 1)?;
+                map.insert(k.to_string(), v);
+            }
+            return Ok(Value::Object(map));
+        }
+        Err(ConvertError::NotJson(d.type_name().to_string()))
+    }
+}
+
+/// Is a script value nested at most [`MAX_DEPTH`] levels? Nothing is copied.
+pub fn check_depth(d: &Dynamic) -> Result<(), ConvertError> {
+    fn at(d: &Dynamic, depth: usize) -> bool {
+        if let Some(a) = d.read_lock::<Array>() {
+            depth < MAX_DEPTH && a.iter().all(|x| at(x, depth + 1))
+        } else if let Some(m) = d.read_lock::<RMap>() {
+            depth < MAX_DEPTH && m.values().all(|x| at(x, depth + 1))
+        } else {
+            true
+        }
+    }
+    if at(d, 0) { Ok(()) } else { Err(ConvertError::TooDeep) }
+}
+
+/// Is a JSON value nested at most [`MAX_DEPTH`] levels?
+pub fn check_json_depth(v: &Value) -> Result<(), ConvertError> {
+    fn at(v: &Value, depth: usize) -> bool {
+        match v {
+            Value::Array(a) => depth < MAX_DEPTH && a.iter().all(|x| at(x, depth + 1)),
+            Value::Object(m) => depth < MAX_DEPTH && m.values().all(|x| at(x, depth + 1)),
+            _ => true,
+        }
+    }
+    if at(v, 0) { Ok(()) } else { Err(ConvertError::TooDeep) }
+}
+
+/// A JSON value as a script value. The JSON was made on another thread (a PVE answer, the
+/// tool's arguments), so it is dropped without crediting the script's memory budget.
+pub fn to_dynamic(v: Value) -> Result<Dynamic, ConvertError> {
+    check_json_depth(&v)?;
+    let out = rhai::serde::to_dynamic(&v).map_err(|e| ConvertError::NotJson(e.to_string()));
+    super::budget::drop_foreign(v);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(script: &str) -> Dynamic {
+        crate::script::sandbox::engine(std::sync::Arc::new(|_| {}))
+            .eval::<Dynamic>(script)
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let v = json!({"a": [1, 2.5, "x", true, null, {"b": []}], "c": {}});
+        let d = to_dynamic(v.clone()).unwrap();
+        assert_eq!(to_json(&d, 1 << 20).unwrap(), v);
+        assert_eq!(to_json(&eval("'c'"), 100).unwrap(), json!("c"));
+    }
+
+    #[test]
+    fn depth_is_bounded_both_ways() {
+        let deep = eval("let a = []; for i in 0..1000 { a = [a]; } a");
+        assert_eq!(to_json(&deep, usize::MAX), Err(ConvertError::TooDeep));
+        let ok = eval(&format!("let a = []; for i in 0..{} {{ a = [a]; }} a", MAX_DEPTH - 1));
+        assert!(to_json(&ok, usize::MAX).is_ok());
+        let mut v = json!(1);
+        for _ in 0..=MAX_DEPTH {
+            v = json!([v]);
+        }
+        assert_eq!(check_json_depth(&v), Err(ConvertError::TooDeep));
+        assert!(check_json_depth(&v[0]).is_ok());
+    }
+
+    #[test]
+    fn size_is_bounded() {
+        let big = eval("let m = #{}; let s = \"x\"; s.pad(1000, 'x'); for i in 0..100 { m[`k${i}`] = s; } m");
+        assert!(to_json(&big, 200_000).is_ok());
+        assert_eq!(to_json(&big, 50_000), Err(ConvertError::TooLarge { limit: 50_000 }));
+    }
+
+    #[test]
+    fn functions_are_not_json() {
+        let f = eval("|x| x");
+        assert!(matches!(to_json(&f, 1000), Err(ConvertError::NotJson(_))));
+    }
+}

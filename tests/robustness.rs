@@ -1,0 +1,402 @@
+//! The server under load and against hostile inputs: bursts of calls, deep and huge values,
+//! memory hogs, bad script files, and a client that goes away.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer};
+
+/// A user script directory holding the given `(file name, source)` pairs.
+fn scripts(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+fn tool(body: &str) -> String {
+    format!("const TOOL = #{{ description: \"A test tool.\", class: \"read\" }};\nfn run(args) {{\n{body}\n}}\n")
+}
+
+async fn within<T>(what: &str, secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {secs} s"))
+}
+
+async fn assert_still_answers(s: &Server) {
+    let r = within("pve_list_vms", 60, s.call("pve_list_vms", json!({}))).await;
+    assert!(!is_error(&r), "the server must keep answering: {}", text(&r));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_calls_at_once_are_all_answered() {
+    let slow = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes"))
+        .respond_with(data(json!([{"node": "pve1", "status": "online"}])).set_delay(Duration::from_secs(3)))
+        .mount(&slow)
+        .await;
+    let s = start(
+        &slow.uri(),
+        scripts(&[("probe.rhai", &tool("#{ nodes: pve::get(\"/nodes\").len() }"))]),
+        &[],
+    )
+    .await;
+    const CALLS: usize = 2_000;
+    let started = std::time::Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CALLS {
+        let peer = s.client.peer().clone();
+        calls.spawn(async move { peer.call_tool(CallToolRequestParams::new("probe")).await });
+    }
+    // The server keeps answering other requests during the burst.
+    let listed = within("tools/list during the burst", 120, s.client.list_all_tools()).await;
+    assert!(listed.unwrap().iter().any(|t| t.name == "probe"));
+    let (mut ok, mut busy) = (0, 0);
+    within("the burst", 300, async {
+        while let Some(joined) = calls.join_next().await {
+            let r = joined
+                .unwrap()
+                .expect("every call gets an answer, not a protocol error");
+            if !is_error(&r) {
+                assert_eq!(structured(&r)["nodes"], 1);
+                ok += 1;
+            } else {
+                let t = text(&r);
+                assert!(t.contains("PVE_MCP_MAX_CALLS") && t.contains("retry"), "{t}");
+                assert_eq!(structured(&r)["error"], "busy");
+                busy += 1;
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "{CALLS} calls: {ok} answered, {busy} busy, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(ok + busy, CALLS);
+    assert!(ok >= 64, "at least one slot's worth of calls ran: {ok}");
+    let r = within("a call after the burst", 60, s.call("probe", json!({}))).await;
+    assert!(!is_error(&r), "{}", text(&r));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_values_are_refused_and_the_server_lives() {
+    let pve = fake_pve().await;
+    let deep = "let a = []; for i in 0..6000 { a = [take(a)]; }";
+    let s = start(
+        &pve.uri(),
+        scripts(&[
+            ("deep_result.rhai", &tool(&format!("{deep} a"))),
+            (
+                "deep_param.rhai",
+                &tool(&format!("{deep} pve::get(\"/nodes\", #{{ x: a }})")),
+            ),
+            ("deep_throw.rhai", &tool(&format!("{deep} throw a;"))),
+        ]),
+        &[],
+    )
+    .await;
+    let r = within("deep_result", 120, s.call("deep_result", json!({}))).await;
+    assert!(is_error(&r), "{}", text(&r));
+    assert!(text(&r).contains("nested more than 128 levels"), "{}", text(&r));
+    let r = within("deep_param", 120, s.call("deep_param", json!({}))).await;
+    assert!(is_error(&r), "{}", text(&r));
+    assert!(
+        text(&r).contains("request parameters cannot be sent") && text(&r).contains("nested more than 128"),
+        "{}",
+        text(&r)
+    );
+    let r = within("deep_throw", 120, s.call("deep_throw", json!({}))).await;
+    assert!(
+        is_error(&r) && text(&r).contains("nested more than 128"),
+        "{}",
+        text(&r)
+    );
+    assert_still_answers(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_result_is_refused_with_what_to_narrow() {
+    let pve = fake_pve().await;
+    let s = start(
+        &pve.uri(),
+        scripts(&[(
+            "huge.rhai",
+            &tool("let s = \"x\"; s.pad(2_000_000, 'x'); let m = #{}; for i in 0..100 { m[`k${i}`] = s; } m"),
+        )]),
+        &[],
+    )
+    .await;
+    let r = within("huge", 120, s.call("huge", json!({}))).await;
+    assert!(is_error(&r), "a 200 MB answer must be refused");
+    let t = text(&r);
+    assert!(t.contains("PVE_MCP_MAX_RESULT_BYTES") && t.contains("narrow"), "{t}");
+    assert!(t.len() < 2_000, "the error is short");
+    assert_eq!(structured(&r)["error"], "result_too_large");
+    assert_still_answers(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_cannot_take_more_memory_than_its_budget() {
+    let pve = fake_pve().await;
+    let s = start(
+        &pve.uri(),
+        scripts(&[
+            // Map keys are not counted by Rhai's own limits.
+            (
+                "keys.rhai",
+                &tool(
+                    "let s = \"x\"; s.pad(1_000_000, 'x'); let m = #{}; for i in 0..100000 { m[s + i] = 1; } m.len()",
+                ),
+            ),
+            ("strpad.rhai", &tool("let s = \"x\"; s.pad(1 << 40, 'y'); s.len()")),
+            ("arrpad.rhai", &tool("let a = []; a.pad(1 << 40, 0); a.len()")),
+            ("blob.rhai", &tool("blob(1 << 40).len()")),
+            ("doubling.rhai", &tool("let s = \"0123456789\"; loop { s += s; }")),
+        ]),
+        &[("PVE_MCP_SCRIPT_MEMORY", "64")],
+    )
+    .await;
+    for name in ["keys", "strpad", "arrpad", "blob", "doubling"] {
+        let r = within(name, 120, s.call(name, json!({}))).await;
+        assert!(is_error(&r), "{name}: {}", text(&r));
+        assert!(text(&r).contains("PVE_MCP_SCRIPT_MEMORY"), "{name}: {}", text(&r));
+    }
+    assert_still_answers(&s).await;
+}
+
+#[cfg(feature = "simulator")]
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_guests_and_fifty_thousand_volumes_list() {
+    use pve_mcp::sim::spec::{ClusterSpec, VolumeSpec};
+    let mut spec = ClusterSpec::default_cluster();
+    let template = spec.guests[0].clone();
+    spec.guests.clear();
+    for i in 0..10_000u32 {
+        let mut g = template.clone();
+        g.vmid = 1_000 + i;
+        g.snapshots.clear();
+        g.config.insert("name".into(), json!(format!("guest-{i}")));
+        spec.guests.push(g);
+    }
+    let local = spec.storages.iter_mut().find(|s| s.storage == "local").unwrap();
+    local.volumes = (0..50_000)
+        .map(|i| VolumeSpec {
+            volid: format!("local:iso/image-{i:05}.iso"),
+            content: "iso".into(),
+            format: "iso".into(),
+            size: 1_000_000 + i,
+            ctime: 1_736_500_000,
+            vmid: None,
+            node: Some("pve1".into()),
+            notes: None,
+            protected: false,
+        })
+        .collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[]).await;
+    let t0 = std::time::Instant::now();
+    let r = within("pve_list_vms", 240, s.call("pve_list_vms", json!({}))).await;
+    eprintln!("pve_list_vms of 10,000 guests: {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(!is_error(&r), "{}", text(&r));
+    assert_eq!(structured(&r)["count"], 10_000);
+    // 50,000 volumes make about 9 MB of JSON: more than an MCP line of rmcp's client holds
+    // (text and structured content), so they are listed through `pve-mcp call`.
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command("http://127.0.0.1:9", home.path(), home.path(), &[]);
+    cmd.arg("--simulate").arg("--cluster").arg(file.path()).args([
+        "call",
+        "pve_storage_content",
+        r#"{"storage": "local", "node": "pve1"}"#,
+    ]);
+    let o = within("pve-mcp call pve_storage_content", 240, cmd.output())
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed["count"], 50_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn library_top_level_code_has_a_deadline() {
+    let pve = fake_pve().await;
+    let s = within(
+        "start-up with a slow library",
+        120,
+        start(
+            &pve.uri(),
+            scripts(&[
+                (
+                    "lib/slow.rhai",
+                    "let a = [];\na.pad(100000, 1);\nloop { a.reverse(); }\nfn f() { 1 }\n",
+                ),
+                (
+                    "uses_slow.rhai",
+                    "import \"lib/slow\" as slow;\nconst TOOL = #{ description: \"x\", class: \"read\" };\nfn run(args) { slow::f() }\n",
+                ),
+            ]),
+            &[],
+        ),
+    )
+    .await;
+    assert!(!s.tool_names().await.contains(&"uses_slow".to_string()));
+    s.wait_for_log("lib/slow.rhai").await;
+    assert!(s.stderr_text().contains("ran for more than"), "{}", s.stderr_text());
+    assert_still_answers(&s).await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_or_a_device_among_the_scripts_is_skipped() {
+    let pve = fake_pve().await;
+    let dir = scripts(&[("hello.rhai", &tool("#{ hi: 1 }"))]);
+    let fifo = dir.path().join("fifo.rhai");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.rhai")).unwrap();
+    let s = within("initialize", 60, start(&pve.uri(), dir, &[])).await;
+    let names = within("tools/list", 60, s.tool_names()).await;
+    assert!(names.contains(&"hello".to_string()), "{names:?}");
+    s.wait_for_log("zero.rhai: is not a regular file").await;
+    s.wait_for_log("fifo.rhai: is not a regular file").await;
+    // A reload is not blocked by them either.
+    std::fs::write(s.scripts.path().join("hello2.rhai"), tool("#{ hi: 2 }")).unwrap();
+    s.wait_for("list_changed after adding a script", |e| e.list_changed >= 1)
+        .await;
+    assert!(s.tool_names().await.contains(&"hello2".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_tool_name_is_not_echoed() {
+    let pve = fake_pve().await;
+    let s = start(&pve.uri(), tempfile::tempdir().unwrap(), &[]).await;
+    let name = "x".repeat(10 * 1024 * 1024);
+    let err = within(
+        "a 10 MB tool name",
+        120,
+        s.client.call_tool(CallToolRequestParams::new(name)),
+    )
+    .await
+    .expect_err("an unknown tool is a protocol error");
+    let msg = err.to_string();
+    assert!(msg.contains("does not exist"), "{}", &msg[..msg.len().min(300)]);
+    assert!(msg.len() < 2_000, "the error echoes {} bytes", msg.len());
+    assert!(s.stderr_text().len() < 1_000_000, "the log does not hold the name");
+    assert_still_answers(&s).await;
+}
+
+/// The binary with raw pipes, for what rmcp's client does not let a test do.
+struct Raw {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stderr: std::path::PathBuf,
+    _home: tempfile::TempDir,
+    _scripts: tempfile::TempDir,
+}
+
+async fn raw(pve: &str, scripts: tempfile::TempDir) -> Raw {
+    let home = tempfile::tempdir().unwrap();
+    let stderr = home.path().join("stderr.log");
+    let mut cmd = command(pve, scripts.path(), home.path(), &[]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let stdin = child.stdin.take();
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    Raw {
+        child,
+        stdin,
+        stdout,
+        stderr,
+        _home: home,
+        _scripts: scripts,
+    }
+}
+
+impl Raw {
+    async fn send(&mut self, msg: Value) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    async fn next(&mut self) -> Option<Value> {
+        let line = self.stdout.next_line().await.unwrap()?;
+        Some(serde_json::from_str(&line).unwrap())
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_stdin_cancels_the_calls_in_flight_and_exits() {
+    let pve = fake_pve().await;
+    let mut p = raw(
+        &pve.uri(),
+        scripts(&[("sleeper.rhai", &tool("pve::log(\"sleeping\"); pve::sleep(120); 1"))]),
+    )
+    .await;
+    p.send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .await;
+    let init = within("initialize", 60, p.next()).await.unwrap();
+    assert_eq!(init["id"], 1, "{init}");
+    p.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    p.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "sleeper", "arguments": {}}}))
+        .await;
+    for _ in 0..200 {
+        if p.stderr_text().contains("sleeper: sleeping") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(p.stderr_text().contains("sleeper: sleeping"), "{}", p.stderr_text());
+    drop(p.stdin.take());
+    // The call in flight is answered (cancelled) before the server exits.
+    let mut answer = None;
+    while let Some(msg) = within("stdout", 60, p.next()).await {
+        if msg["id"] == 2 {
+            answer = Some(msg);
+        }
+    }
+    let answer = answer.unwrap_or_else(|| panic!("the call in flight got no answer:\n{}", p.stderr_text()));
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(
+        answer.to_string().contains("cancelled"),
+        "{answer}\n{}",
+        p.stderr_text()
+    );
+    let status = within("exit", 60, p.child.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!p.stderr_text().contains("timed out draining"), "{}", p.stderr_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_closed_before_initialize_is_a_clean_exit() {
+    let pve = fake_pve().await;
+    let mut p = raw(&pve.uri(), tempfile::tempdir().unwrap()).await;
+    drop(p.stdin.take());
+    let status = within("exit", 60, p.child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", p.stderr_text());
+    assert!(!p.stderr_text().contains("handshake failed"), "{}", p.stderr_text());
+    assert!(within("stdout", 10, p.next()).await.is_none(), "nothing on stdout");
+}
