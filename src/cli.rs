@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, ProcessEnv, Settings};
+use crate::confirm::PlanKey;
 use crate::pve::PveClient;
 use crate::registry::{self, Registry, sources};
 use crate::script::{Outcome, Runtime, invoke};
@@ -219,9 +220,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
 fn runtime(config: &Config) -> Result<Runtime, Exit> {
     let client =
         PveClient::new(&config.connection).map_err(|e| fail(EXIT_CONFIG, format!("configuration error: {e}")))?;
+    let plan_key = PlanKey::generate().map_err(|e| fail(1, format!("cannot start: {e}")))?;
     Ok(Runtime {
         client,
         settings: config.settings.clone(),
+        plan_key: Arc::new(plan_key),
     })
 }
 
@@ -376,7 +379,15 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
     let outcome = invoke(&runtime, compiled, args, cancel, Some(progress)).await;
     let (json, code) = match outcome {
         Outcome::Done(v) => (result::as_object(v), ExitCode::SUCCESS),
-        Outcome::Plan { explanation, requests } => (result::plan_json(tool, explanation, &requests), ExitCode::SUCCESS),
+        Outcome::Plan {
+            explanation,
+            requests,
+            confirm_token,
+            ttl,
+        } => (
+            result::plan_json(tool, explanation, &requests, &confirm_token, ttl),
+            ExitCode::SUCCESS,
+        ),
         Outcome::Failed(e) => {
             eprintln!("{tool}: {e}");
             (result::error_json(tool, &e), ExitCode::from(1))

@@ -10,6 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
+use crate::confirm::ConfirmMode;
 use crate::gate::{Capabilities, Capability};
 
 /// Default PVE API port, implied when `PVE_HOST` is a bare host.
@@ -101,6 +102,10 @@ pub struct Settings {
     pub max_result_bytes: usize,
     /// Memory one call's script may hold, in bytes (`PVE_MCP_SCRIPT_MEMORY`, given in MiB).
     pub script_memory: usize,
+    /// How a destructive call is confirmed (`PVE_MCP_CONFIRM`).
+    pub confirm: ConfirmMode,
+    /// How long a plan's `confirm_token` stays valid (`PVE_MCP_PLAN_TTL`).
+    pub plan_ttl: Duration,
 }
 
 /// Default of `PVE_MCP_MAX_CALLS`.
@@ -219,6 +224,19 @@ impl Settings {
             1 << 30,
         )?;
         let script_memory = count(env, "PVE_MCP_SCRIPT_MEMORY", DEFAULT_SCRIPT_MEMORY_MIB, 8, 65_536)? * 1024 * 1024;
+        let confirm = match env.get("PVE_MCP_CONFIRM") {
+            None => ConfirmMode::default(),
+            Some(v) if v.trim().is_empty() => ConfirmMode::default(),
+            Some(v) => ConfirmMode::parse(&v).ok_or_else(|| ConfigError::Malformed {
+                var: "PVE_MCP_CONFIRM",
+                why: format!(
+                    "'{}' is not a confirmation mode",
+                    v.chars().take(40).collect::<String>()
+                ),
+                expected: "flag (confirm=true suffices) or plan (confirm=true with the plan's confirm_token)",
+            })?,
+        };
+        let plan_ttl = seconds(env, "PVE_MCP_PLAN_TTL", 600.0, false)?;
         Ok(Settings {
             mode: Mode::new(read_only, exec, admin),
             task_wait,
@@ -228,6 +246,8 @@ impl Settings {
             max_calls,
             max_result_bytes,
             script_memory,
+            confirm,
+            plan_ttl,
         })
     }
 }

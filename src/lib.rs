@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod confirm;
 pub mod gate;
 pub mod human;
 pub mod pve;

@@ -12,18 +12,19 @@ pub mod path;
 pub mod policy;
 pub mod table;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::config::Mode;
+use crate::confirm::BoundPlan;
 pub use capability::{Capabilities, Capability};
 pub use path::{ApiPath, PathError};
 pub use policy::{Classification, classify, truthy};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     Get,
@@ -50,13 +51,24 @@ impl std::fmt::Display for Method {
 }
 
 /// How one invocation runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CallMode {
-    /// Requests are sent; destructive ones only when the call carries `confirm=true`.
-    Run { confirmed: bool },
+    /// Requests are sent; destructive ones only when the call carries `confirm=true`, and,
+    /// when the confirmation came with a plan's token, only those the plan showed.
+    Run {
+        confirmed: bool,
+        bound: Option<Arc<BoundPlan>>,
+    },
     /// A destructive tool called without confirmation: reads are sent, every other request
     /// is recorded for the plan instead.
     Plan,
+}
+
+impl CallMode {
+    /// Run, with or without `confirm=true`, bound to no plan.
+    pub fn run(confirmed: bool) -> CallMode {
+        CallMode::Run { confirmed, bound: None }
+    }
 }
 
 /// Why a request was refused.
@@ -89,6 +101,10 @@ pub enum Refusal {
     },
     #[error("this is a destructive request and the call did not carry confirm=true")]
     NotConfirmed,
+    #[error(
+        "this destructive request is not one the confirmed plan showed ({planned} planned), so it is refused; call the tool again without confirm for a new plan"
+    )]
+    NotInPlan { planned: usize },
     #[error("{0}")]
     BadPath(PathError),
 }
@@ -184,7 +200,7 @@ impl Gate {
     }
 
     pub fn is_plan(&self) -> bool {
-        self.call == CallMode::Plan
+        matches!(self.call, CallMode::Plan)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -251,9 +267,17 @@ impl Gate {
                 needs,
             });
         }
-        let confirmed = matches!(self.call, CallMode::Run { confirmed: true });
-        if needs.has(Capability::Destructive) && !confirmed && !self.is_plan() {
-            return Err(Refusal::NotConfirmed);
+        if needs.has(Capability::Destructive) {
+            match &self.call {
+                CallMode::Plan => {}
+                CallMode::Run { confirmed: false, .. } => return Err(Refusal::NotConfirmed),
+                CallMode::Run { bound: Some(plan), .. } if !plan.allows(method, &path.to_string(), params) => {
+                    return Err(Refusal::NotInPlan {
+                        planned: plan.requests.len(),
+                    });
+                }
+                CallMode::Run { .. } => {}
+            }
         }
         Ok(needs)
     }
@@ -309,8 +333,14 @@ mod tests {
         exec_enabled: true,
         admin_enabled: true,
     };
-    const RUN: CallMode = CallMode::Run { confirmed: false };
-    const CONFIRMED: CallMode = CallMode::Run { confirmed: true };
+    const RUN: CallMode = CallMode::Run {
+        confirmed: false,
+        bound: None,
+    };
+    const CONFIRMED: CallMode = CallMode::Run {
+        confirmed: true,
+        bound: None,
+    };
 
     fn refusal(g: &Gate, m: Method, path: &str, params: Value) -> Option<Refusal> {
         let params = params.as_object().cloned().unwrap_or_default();
@@ -426,6 +456,44 @@ mod tests {
         assert_eq!(planned[0].needs, caps(&[Destructive]));
         let g = Gate::new(RW, caps(&[Destructive]), CONFIRMED);
         assert!(sent(&g, Method::Delete, "/nodes/n/qemu/100"));
+    }
+
+    #[test]
+    fn a_bound_plan_allows_only_its_own_destructive_requests() {
+        use crate::confirm::BoundRequest;
+        let plan = BoundPlan {
+            requests: vec![BoundRequest {
+                method: Method::Delete,
+                path: "/nodes/n/qemu/100/snapshot/old".into(),
+                params: Map::new(),
+            }],
+            digests: Default::default(),
+        };
+        let call = CallMode::Run {
+            confirmed: true,
+            bound: Some(Arc::new(plan)),
+        };
+        let g = Gate::new(RW, caps(&[Destructive]), call.clone());
+        assert!(sent(&g, Method::Delete, "/nodes/n/qemu/100/snapshot/old"));
+        assert!(
+            sent(&g, Method::Post, "/nodes/n/qemu/100/status/stop"),
+            "writes are not bound"
+        );
+        assert_eq!(
+            refusal(&g, Method::Delete, "/nodes/n/qemu/101", json!({"purge": 1})),
+            Some(Refusal::NotInPlan { planned: 1 })
+        );
+        let g = Gate::new(RW, caps(&[Destructive]), call);
+        assert_eq!(
+            refusal(
+                &g,
+                Method::Delete,
+                "/nodes/n/qemu/100/snapshot/old",
+                json!({"force": 1})
+            ),
+            Some(Refusal::NotInPlan { planned: 1 }),
+            "the same path with other parameters is another request"
+        );
     }
 
     #[test]

@@ -220,7 +220,9 @@ fn request(
         Ok(Verdict::Record(_)) => Ok(None),
         Ok(Verdict::Send(permit)) => {
             let result = cx.send(permit).map_err(|i| stop(n, i))?;
-            result.map(Some).map_err(|e| pve_error(n, &e))
+            let value = result.map_err(|e| pve_error(n, &e))?;
+            cx.note_read(method, path, &value);
+            Ok(Some(value))
         }
     }
 }

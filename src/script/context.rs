@@ -3,6 +3,7 @@
 //! takes the gate's permit) and sleep through [`CallContext::sleep`]; both give up on
 //! cancellation or at the deadline.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,6 +62,8 @@ pub struct CallContext {
     log_lines: AtomicUsize,
     progress_step: AtomicUsize,
     interrupt: Mutex<Option<Interrupt>>,
+    /// Guest config path → digest, for every guest config this call read.
+    digests: Mutex<BTreeMap<String, String>>,
 }
 
 impl CallContext {
@@ -88,6 +91,7 @@ impl CallContext {
             log_lines: AtomicUsize::new(0),
             progress_step: AtomicUsize::new(0),
             interrupt: Mutex::new(None),
+            digests: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -163,6 +167,26 @@ impl CallContext {
 
     pub fn planned(&self) -> Vec<PlannedRequest> {
         self.gate.planned()
+    }
+
+    /// Remember the digest of a guest config this call read (a plan binds it).
+    pub fn note_read(&self, method: Method, path: &ApiPath, answer: &Value) {
+        let routed = path.routed();
+        let is_config = routed.len() == 5
+            && routed[0] == "nodes"
+            && (routed[2] == "qemu" || routed[2] == "lxc")
+            && routed[4] == "config";
+        if method == Method::Get
+            && is_config
+            && let Some(d) = answer.get("digest").and_then(Value::as_str)
+        {
+            let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+            digests.entry(path.to_string()).or_insert_with(|| d.to_string());
+        }
+    }
+
+    pub fn digests(&self) -> BTreeMap<String, String> {
+        self.digests.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Send one request the gate allowed, from the script's thread. The request runs as a

@@ -5,6 +5,7 @@
 //! writes are recorded. If the plan holds a destructive request, the answer is the plan;
 //! otherwise (e.g. a restore to a new vmid) the tool runs again for real.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,14 +24,16 @@ use super::convert::{self, ConvertError};
 use super::error::ScriptError;
 use super::{sandbox, thread};
 use crate::config::Settings;
-use crate::gate::{CallMode, Capability, Gate, PlannedRequest, Violation};
+use crate::confirm::{self, ConfirmError, ConfirmMode, PlanKey};
+use crate::gate::{ApiPath, CallMode, Capability, Gate, Method, PlannedRequest, Verdict, Violation};
 use crate::pve::PveClient;
 
-/// What a call needs from the server: the client and the settings.
+/// What a call needs from the server: the client, the settings and the key that signs plans.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub client: PveClient,
     pub settings: Settings,
+    pub plan_key: Arc<PlanKey>,
 }
 
 #[derive(Debug)]
@@ -40,6 +43,9 @@ pub enum Outcome {
     Plan {
         explanation: Value,
         requests: Vec<PlannedRequest>,
+        /// Binds a confirmation to this plan (see [`crate::confirm`]).
+        confirm_token: String,
+        ttl: Duration,
     },
     Failed(CallError),
 }
@@ -69,6 +75,12 @@ pub enum CallError {
     ResultTooLarge(usize),
     #[error("the script's result does not match its declared output schema: {0}")]
     BadOutput(String),
+    #[error("{0}")]
+    Confirm(ConfirmError),
+    #[error(
+        "the plan is stale: {path} changed since the plan was made (digest {planned} then, {now} now), so nothing was done; call the tool again without confirm for a new plan"
+    )]
+    StalePlan { path: String, planned: String, now: String },
     #[error("internal error while running the script: {0}")]
     Internal(String),
 }
@@ -94,6 +106,8 @@ impl CallError {
             CallError::OutOfMemory(_) => "out_of_memory",
             CallError::ResultTooLarge(_) => "result_too_large",
             CallError::BadOutput(_) => "bad_output",
+            CallError::Confirm(_) => "confirmation",
+            CallError::StalePlan { .. } => "stale_plan",
             CallError::Internal(_) => "internal",
         }
     }
@@ -134,25 +148,36 @@ pub async fn invoke(
         return Outcome::Failed(e);
     }
     let confirmed = args.get("confirm") == Some(&Value::Bool(true));
-    let plan = tool.manifest.class.has(Capability::Destructive) && !confirmed;
-    let first = run_once(
-        rt,
-        tool.clone(),
-        args.clone(),
-        confirmed,
-        plan,
-        cancel.clone(),
-        progress.clone(),
-    )
-    .await;
+    let destructive = tool.manifest.class.has(Capability::Destructive);
+    let call = match confirmation(rt, &tool, &args, confirmed) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let plan = destructive && !confirmed;
+    let first = run_once(rt, tool.clone(), args.clone(), call, cancel.clone(), progress.clone()).await;
     let outcome = match first {
         Err(e) => return Outcome::Failed(e),
-        Ok((value, _)) if !plan => Outcome::Done(value),
-        Ok((explanation, requests)) if requests.iter().any(|r| r.needs.has(Capability::Destructive)) => {
-            Outcome::Plan { explanation, requests }
+        Ok(run) if !plan => Outcome::Done(run.value),
+        Ok(run) if run.planned.iter().any(|r| r.needs.has(Capability::Destructive)) => {
+            let ttl = rt.settings.plan_ttl;
+            let confirm_token = confirm::sign(
+                &rt.plan_key,
+                &tool.manifest.name,
+                &args,
+                &run.planned,
+                &run.digests,
+                confirm::now(),
+                ttl,
+            );
+            Outcome::Plan {
+                explanation: run.value,
+                requests: run.planned,
+                confirm_token,
+                ttl,
+            }
         }
-        Ok(_) => match run_once(rt, tool.clone(), args, confirmed, false, cancel, progress).await {
-            Ok((value, _)) => Outcome::Done(value),
+        Ok(_) => match run_once(rt, tool.clone(), args, CallMode::run(confirmed), cancel, progress).await {
+            Ok(run) => Outcome::Done(run.value),
             Err(e) => return Outcome::Failed(e),
         },
     };
@@ -162,6 +187,65 @@ pub async fn invoke(
         return Outcome::Failed(e);
     }
     outcome
+}
+
+/// How this call runs, from its confirmation: a plan (a destructive tool without confirm),
+/// a run bound to the plan whose token it brings, or, where `confirm=true` alone suffices
+/// (`PVE_MCP_CONFIRM=flag`), a plain confirmed run.
+fn confirmation(
+    rt: &Runtime,
+    tool: &CompiledTool,
+    args: &Map<String, Value>,
+    confirmed: bool,
+) -> Result<CallMode, CallError> {
+    if !tool.manifest.class.has(Capability::Destructive) {
+        return Ok(CallMode::run(false));
+    }
+    if !confirmed {
+        return Ok(CallMode::Plan);
+    }
+    match args.get("confirm_token").and_then(Value::as_str) {
+        Some(token) => {
+            let plan = confirm::verify(&rt.plan_key, token, &tool.manifest.name, args, confirm::now())
+                .map_err(CallError::Confirm)?;
+            Ok(CallMode::Run {
+                confirmed: true,
+                bound: Some(Arc::new(plan)),
+            })
+        }
+        None if rt.settings.confirm == ConfirmMode::Plan => Err(CallError::Confirm(ConfirmError::NeedsPlan)),
+        None => Ok(CallMode::run(true)),
+    }
+}
+
+/// Before a run bound to a plan sends anything: every guest config the plan read must still
+/// have the digest it had then.
+fn check_digests(cx: &CallContext, call: &CallMode) -> Result<(), CallError> {
+    let CallMode::Run { bound: Some(plan), .. } = call else {
+        return Ok(());
+    };
+    for (path, planned) in &plan.digests {
+        let api = ApiPath::parse(path).map_err(|e| CallError::Internal(e.to_string()))?;
+        let permit = match cx.check(Method::Get, api, Map::new()) {
+            Ok(Verdict::Send(p)) => p,
+            Ok(Verdict::Record(_)) => continue,
+            Err(v) => return Err(CallError::Refused(v)),
+        };
+        let now = match cx.send(permit) {
+            Ok(Ok(v)) => v.get("digest").and_then(Value::as_str).unwrap_or("").to_string(),
+            Ok(Err(e)) => format!("unreadable ({e})"),
+            // The interrupt is recorded on the call, and run_once reports it first.
+            Err(_) => return Err(CallError::Cancelled),
+        };
+        if &now != planned {
+            return Err(CallError::StalePlan {
+                path: path.clone(),
+                planned: planned.clone(),
+                now,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_output(tool: &CompiledTool, value: &Value) -> Result<(), CallError> {
@@ -176,21 +260,24 @@ fn check_output(tool: &CompiledTool, value: &Value) -> Result<(), CallError> {
     }
 }
 
+/// What one run of a script gave: its value, and in a plan, the requests it recorded and
+/// the guest config digests it read.
+struct Run {
+    value: Value,
+    planned: Vec<PlannedRequest>,
+    digests: BTreeMap<String, String>,
+}
+
 async fn run_once(
     rt: &Runtime,
     tool: Arc<CompiledTool>,
     args: Map<String, Value>,
-    confirmed: bool,
-    plan: bool,
+    call: CallMode,
     cancel: CancellationToken,
     progress: Option<ProgressFn>,
-) -> Result<(Value, Vec<PlannedRequest>), CallError> {
+) -> Result<Run, CallError> {
     let timeout = rt.settings.script_timeout;
-    let call = if plan {
-        CallMode::Plan
-    } else {
-        CallMode::Run { confirmed }
-    };
+    let bound = call.clone();
     let cx = Arc::new(CallContext::new(CallParts {
         tool: tool.manifest.name.clone(),
         client: rt.client.clone(),
@@ -209,7 +296,11 @@ async fn run_once(
         result_bytes: rt.settings.max_result_bytes,
     };
     let (cx2, tool2) = (cx.clone(), tool.clone());
-    let joined = thread::run(move || run_script(&cx2, &tool2, args, limits)).await;
+    let joined = thread::run(move || {
+        check_digests(&cx2, &bound)?;
+        run_script(&cx2, &tool2, args, limits)
+    })
+    .await;
     // The gate and the interrupt decide first: a script cannot hide them by catching errors.
     if let Some(v) = cx.violation() {
         return Err(CallError::Refused(v));
@@ -220,8 +311,12 @@ async fn run_once(
         Some(Interrupt::TooManyRequests) => return Err(CallError::TooManyRequests),
         None => {}
     }
-    let json = joined.map_err(|e| CallError::Internal(e.to_string()))??;
-    Ok((json, cx.planned()))
+    let value = joined.map_err(|e| CallError::Internal(e.to_string()))??;
+    Ok(Run {
+        value,
+        planned: cx.planned(),
+        digests: cx.digests(),
+    })
 }
 
 /// What one script run may use.

@@ -63,6 +63,7 @@ pub enum ManifestError {
     Invalid(String),
 }
 
+pub const CONFIRM_TOKEN_DESCRIPTION: &str = "The confirm_token of the plan this call confirms, with confirm=true: the call may then do only what the plan showed, and fails if a guest changed since.";
 pub const CONFIRM_DESCRIPTION: &str = "Set to true to carry out this destructive operation. Without it nothing is changed: the tool answers with what would be done and lost, and the exact requests it would send.";
 
 /// Is `name` usable as an MCP tool name?
@@ -143,13 +144,21 @@ fn input_schema(params: Option<Value>, class: Capabilities) -> Result<Map<String
     let Value::Object(props) = props else {
         return Err("params.properties must be a map".into());
     };
-    if class.has(Capability::Destructive) {
-        if props.contains_key("confirm") {
-            return Err("'confirm' is reserved: the core adds it to every destructive tool".into());
+    for reserved in ["confirm", "confirm_token"] {
+        if props.contains_key(reserved) {
+            return Err(format!(
+                "'{reserved}' is reserved: the core adds it to every destructive tool"
+            ));
         }
+    }
+    if class.has(Capability::Destructive) {
         props.insert(
             "confirm".into(),
             json!({"type": "boolean", "default": false, "description": CONFIRM_DESCRIPTION}),
+        );
+        props.insert(
+            "confirm_token".into(),
+            json!({"type": "string", "maxLength": 262144, "description": CONFIRM_TOKEN_DESCRIPTION}),
         );
     }
     if let Some(required) = schema.get("required") {

@@ -15,17 +15,29 @@ pub fn as_object(v: Value) -> Value {
 }
 
 /// The JSON a plan answers with.
-pub fn plan_json(tool: &str, explanation: Value, requests: &[crate::gate::PlannedRequest]) -> Value {
+pub fn plan_json(
+    tool: &str,
+    explanation: Value,
+    requests: &[crate::gate::PlannedRequest],
+    confirm_token: &str,
+    ttl: std::time::Duration,
+) -> Value {
     json!({
         "status": "confirmation_required",
         "performed": false,
         "message": format!(
-            "{tool} is destructive and was NOT carried out: nothing was changed. Review what would happen below, then call {tool} again with the same arguments and confirm=true to do it."
+            "{tool} is destructive and was NOT carried out: nothing was changed. Review what would happen below, then call {tool} again with the same arguments, confirm=true and this confirm_token to do exactly that."
         ),
         "explanation": explanation,
         "requests": requests,
+        "confirm_token": confirm_token,
+        "expires_in_seconds": ttl.as_secs(),
     })
 }
+
+/// The `_meta` key that marks a plan made by the core: a script's own result never has it,
+/// so a host can tell a real plan from a tool's answer that looks like one.
+pub const PLAN_META: &str = "pve-mcp/plan";
 
 /// The JSON of a failure: a kind and the actionable sentence.
 pub fn error_json(tool: &str, e: &CallError) -> Value {
@@ -35,7 +47,19 @@ pub fn error_json(tool: &str, e: &CallError) -> Value {
 pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
     match outcome {
         Outcome::Done(v) => CallToolResult::structured(as_object(v)),
-        Outcome::Plan { explanation, requests } => CallToolResult::structured(plan_json(tool, explanation, &requests)),
+        Outcome::Plan {
+            explanation,
+            requests,
+            confirm_token,
+            ttl,
+        } => {
+            let mut r = CallToolResult::structured(plan_json(tool, explanation, &requests, &confirm_token, ttl));
+            let mut meta = rmcp::model::MetaObject::new();
+            meta.0
+                .insert(PLAN_META.into(), json!({"tool": tool, "requests": requests.len()}));
+            r.meta = Some(meta);
+            r
+        }
         Outcome::Failed(e) => {
             let body = error_json(tool, &e);
             let mut r = CallToolResult::error(vec![ContentBlock::text(format!("{tool}: {e}"))]);

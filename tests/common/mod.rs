@@ -319,7 +319,7 @@ pub async fn pve_request(
     let gate = Gate::new(
         pve_mcp::config::Mode::new(false, true, true),
         Capabilities::of(&[Write, Destructive, Exec, Admin]),
-        CallMode::Run { confirmed: true },
+        CallMode::run(true),
     );
     match gate.check(m, path.clone(), params.clone()) {
         Ok(Verdict::Send(permit)) => c.send(&permit).await,
