@@ -90,6 +90,8 @@ struct Payload {
     v: u8,
     /// Expiry, seconds since the epoch.
     exp: u64,
+    /// The plan binds every write, not only destructive requests (a `confirm: true` tool).
+    writes: bool,
     requests: Vec<BoundRequest>,
     /// Config path → digest, for every guest config the plan read.
     digests: BTreeMap<String, String>,
@@ -98,6 +100,8 @@ struct Payload {
 /// A verified plan: what the confirmed call may destroy, and what it must find unchanged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoundPlan {
+    /// Every write must be in `requests`, not only the destructive ones.
+    pub binds_writes: bool,
     pub requests: Vec<BoundRequest>,
     pub digests: BTreeMap<String, String>,
 }
@@ -156,22 +160,33 @@ fn canonical_map(m: &Map<String, Value>) -> String {
     canonical(&Value::Object(m.clone()))
 }
 
-/// Sign a plan: the destructive requests it recorded and the digests it read.
-pub fn sign(
-    key: &PlanKey,
-    tool: &str,
-    args: &Map<String, Value>,
-    planned: &[PlannedRequest],
-    digests: &BTreeMap<String, String>,
-    now: u64,
-    ttl: Duration,
-) -> String {
+/// What a plan binds.
+pub struct PlanToSign<'a> {
+    pub tool: &'a str,
+    pub args: &'a Map<String, Value>,
+    pub planned: &'a [PlannedRequest],
+    pub digests: &'a BTreeMap<String, String>,
+    /// Bind every write, not only destructive requests.
+    pub writes: bool,
+}
+
+/// Sign a plan: the requests it recorded (destructive ones, or every write) and the digests
+/// it read.
+pub fn sign(key: &PlanKey, plan: &PlanToSign<'_>, now: u64, ttl: Duration) -> String {
+    let PlanToSign {
+        tool,
+        args,
+        planned,
+        digests,
+        writes,
+    } = *plan;
     let payload = Payload {
         v: VERSION,
         exp: now.saturating_add(ttl.as_secs()),
+        writes,
         requests: planned
             .iter()
-            .filter(|r| r.needs.has(crate::gate::Capability::Destructive))
+            .filter(|r| writes || r.needs.has(crate::gate::Capability::Destructive))
             .map(|r| BoundRequest {
                 method: r.method,
                 path: r.path.clone(),
@@ -210,6 +225,7 @@ pub fn verify(
         return Err(ConfirmError::Expired(now - payload.exp));
     }
     Ok(BoundPlan {
+        binds_writes: payload.writes,
         requests: payload.requests,
         digests: payload.digests,
     })
@@ -247,15 +263,15 @@ mod tests {
         let key = PlanKey::generate().unwrap();
         let a = args(json!({"vmid": 100, "snapname": "old"}));
         let digests = BTreeMap::from([("/nodes/pve1/qemu/100/config".to_string(), "abc".to_string())]);
-        let t = sign(
-            &key,
-            "pve_snapshot_delete",
-            &a,
-            &planned(),
-            &digests,
-            1000,
-            Duration::from_secs(600),
-        );
+        let planned = planned();
+        let plan = PlanToSign {
+            tool: "pve_snapshot_delete",
+            args: &a,
+            planned: &planned,
+            digests: &digests,
+            writes: false,
+        };
+        let t = sign(&key, &plan, 1000, Duration::from_secs(600));
         let plan = verify(&key, &t, "pve_snapshot_delete", &a, 1500).unwrap();
         assert!(plan.allows(Method::Delete, "/nodes/pve1/qemu/100/snapshot/old", &Map::new()));
         assert!(!plan.allows(Method::Delete, "/nodes/pve1/qemu/101", &Map::new()));

@@ -123,7 +123,13 @@ async fn a_tool_cannot_pass_off_its_answer_as_a_plan() {
     let pve = permissive_pve().await;
     let s = start(&pve.uri(), fixtures(&["confirm/forged_plan.rhai"]), &[]).await;
     let r = s.call("forged_plan", json!({})).await;
-    assert_eq!(structured(&r)["status"], "confirmation_required");
+    assert!(
+        is_error(&r),
+        "a result that claims to be a plan is refused: {}",
+        text(&r)
+    );
+    assert_eq!(structured(&r)["error"], "script_error");
+    assert!(text(&r).contains("only the core makes plans"), "{}", text(&r));
     assert!(
         r.meta.as_ref().and_then(|m| m.0.get("pve-mcp/plan")).is_none(),
         "only the core marks a plan"
@@ -177,4 +183,41 @@ async fn a_stale_plan_changes_nothing() {
     assert!(!is_error(&r), "{}", text(&r));
     assert_eq!(structured(&r)["status"], Value::from("ok"), "{}", text(&r));
     assert!(!sim.with_state(|st| st.guests.contains_key(&102)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_tool_can_ask_for_confirmation_of_every_write() {
+    let pve = permissive_pve().await;
+    let s = start(&pve.uri(), fixtures(&["confirm/careful_start.rhai"]), &[]).await;
+    let tools = s.client.list_all_tools().await.unwrap();
+    let t = tools.iter().find(|t| t.name == "careful_start").unwrap();
+    let confirm = &t.input_schema["properties"]["confirm"];
+    assert!(
+        confirm["description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nothing is changed"),
+        "{confirm}"
+    );
+    let plan = s.call("careful_start", json!({"sneak": true})).await;
+    assert_eq!(structured(&plan)["status"], "confirmation_required", "{}", text(&plan));
+    assert!(non_get(&pve).await.is_empty());
+    // Confirmed with the token, the write the plan did not show is refused.
+    let r = s
+        .call(
+            "careful_start",
+            json!({"sneak": true, "confirm": true, "confirm_token": token(&plan)}),
+        )
+        .await;
+    assert_eq!(structured(&r)["error"], "refused", "{}", text(&r));
+    let sent: Vec<String> = non_get(&pve)
+        .await
+        .into_iter()
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert_eq!(
+        sent,
+        ["POST /api2/json/nodes/pve1/qemu/100/status/start"],
+        "only the planned write went out"
+    );
 }

@@ -267,15 +267,18 @@ impl Gate {
                 needs,
             });
         }
+        if let CallMode::Run { bound: Some(plan), .. } = &self.call {
+            let bound_here = needs.has(Capability::Destructive) || (plan.binds_writes && !needs.is_read());
+            if bound_here && !plan.allows(method, &path.to_string(), params) {
+                return Err(Refusal::NotInPlan {
+                    planned: plan.requests.len(),
+                });
+            }
+        }
         if needs.has(Capability::Destructive) {
             match &self.call {
                 CallMode::Plan => {}
                 CallMode::Run { confirmed: false, .. } => return Err(Refusal::NotConfirmed),
-                CallMode::Run { bound: Some(plan), .. } if !plan.allows(method, &path.to_string(), params) => {
-                    return Err(Refusal::NotInPlan {
-                        planned: plan.requests.len(),
-                    });
-                }
                 CallMode::Run { .. } => {}
             }
         }
@@ -462,6 +465,7 @@ mod tests {
     fn a_bound_plan_allows_only_its_own_destructive_requests() {
         use crate::confirm::BoundRequest;
         let plan = BoundPlan {
+            binds_writes: false,
             requests: vec![BoundRequest {
                 method: Method::Delete,
                 path: "/nodes/n/qemu/100/snapshot/old".into(),

@@ -149,26 +149,31 @@ pub async fn invoke(
     }
     let confirmed = args.get("confirm") == Some(&Value::Bool(true));
     let destructive = tool.manifest.class.has(Capability::Destructive);
+    let writes = tool.manifest.confirm_writes;
     let call = match confirmation(rt, &tool, &args, confirmed) {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
     };
-    let plan = destructive && !confirmed;
+    let plan = (destructive || writes) && !confirmed;
     let first = run_once(rt, tool.clone(), args.clone(), call, cancel.clone(), progress.clone()).await;
     let outcome = match first {
         Err(e) => return Outcome::Failed(e),
         Ok(run) if !plan => Outcome::Done(run.value),
-        Ok(run) if run.planned.iter().any(|r| r.needs.has(Capability::Destructive)) => {
+        Ok(run)
+            if run
+                .planned
+                .iter()
+                .any(|r| writes || r.needs.has(Capability::Destructive)) =>
+        {
             let ttl = rt.settings.plan_ttl;
-            let confirm_token = confirm::sign(
-                &rt.plan_key,
-                &tool.manifest.name,
-                &args,
-                &run.planned,
-                &run.digests,
-                confirm::now(),
-                ttl,
-            );
+            let to_sign = confirm::PlanToSign {
+                tool: &tool.manifest.name,
+                args: &args,
+                planned: &run.planned,
+                digests: &run.digests,
+                writes,
+            };
+            let confirm_token = confirm::sign(&rt.plan_key, &to_sign, confirm::now(), ttl);
             Outcome::Plan {
                 explanation: run.value,
                 requests: run.planned,
@@ -181,12 +186,29 @@ pub async fn invoke(
             Err(e) => return Outcome::Failed(e),
         },
     };
+    if let Outcome::Done(value) = &outcome
+        && claims_to_be_a_plan(value)
+    {
+        return Outcome::Failed(CallError::Script(ScriptError {
+            origin: tool.origin.clone(),
+            line: None,
+            col: None,
+            message: "the tool's result claims to be a confirmation plan (status \"confirmation_required\" or a confirm_token); only the core makes plans, so the result is refused".into(),
+        }));
+    }
     if let (Outcome::Done(value), Some(_)) = (&outcome, &tool.manifest.output_schema)
         && let Err(e) = check_output(&tool, value)
     {
         return Outcome::Failed(e);
     }
     outcome
+}
+
+/// A script's result that looks like a core plan, which a host could mistake for one.
+fn claims_to_be_a_plan(v: &Value) -> bool {
+    v.get("status").and_then(Value::as_str) == Some("confirmation_required")
+        || v.get("confirm_token").is_some()
+        || v.get("_meta").is_some()
 }
 
 /// How this call runs, from its confirmation: a plan (a destructive tool without confirm),
@@ -198,7 +220,7 @@ fn confirmation(
     args: &Map<String, Value>,
     confirmed: bool,
 ) -> Result<CallMode, CallError> {
-    if !tool.manifest.class.has(Capability::Destructive) {
+    if !tool.manifest.class.has(Capability::Destructive) && !tool.manifest.confirm_writes {
         return Ok(CallMode::run(false));
     }
     if !confirmed {

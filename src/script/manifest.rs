@@ -33,6 +33,9 @@ pub struct Manifest {
     pub class: Capabilities,
     pub title: Option<String>,
     pub idempotent: Option<bool>,
+    /// Every write of the tool is planned first and needs a confirmation (`confirm: true` in
+    /// the manifest), not only its destructive requests.
+    pub confirm_writes: bool,
     /// The input schema as listed to MCP hosts (with `confirm` for destructive tools).
     pub input_schema: Map<String, Value>,
     pub output_schema: Option<Map<String, Value>>,
@@ -50,6 +53,8 @@ struct RawManifest {
     #[serde(default)]
     idempotent: Option<bool>,
     #[serde(default)]
+    confirm: Option<bool>,
+    #[serde(default)]
     params: Option<Value>,
     #[serde(default)]
     output: Option<Value>,
@@ -64,7 +69,8 @@ pub enum ManifestError {
 }
 
 pub const CONFIRM_TOKEN_DESCRIPTION: &str = "The confirm_token of the plan this call confirms, with confirm=true: the call may then do only what the plan showed, and fails if a guest changed since.";
-pub const CONFIRM_DESCRIPTION: &str = "Set to true to carry out this destructive operation. Without it nothing is changed: the tool answers with what would be done and lost, and the exact requests it would send.";
+pub const CONFIRM_DESCRIPTION: &str = "Set to true to carry out this destructive operation. Without it nothing destructive is done: if the call would destroy or lose anything, the tool answers with a plan (what would be done and lost, the exact requests, and a confirm_token) and changes nothing; a call that would destroy nothing (e.g. a restore to a new vmid) goes ahead without it.";
+pub const CONFIRM_WRITES_DESCRIPTION: &str = "Set to true to carry out this operation. Without it nothing is changed: the tool answers with a plan (what would be done, the exact requests, and a confirm_token).";
 
 /// Is `name` usable as an MCP tool name?
 pub fn valid_tool_name(name: &str) -> bool {
@@ -95,7 +101,13 @@ impl Manifest {
             ));
         }
         let class = capabilities(&raw.class).map_err(invalid)?;
-        let input_schema = input_schema(raw.params, class).map_err(invalid)?;
+        let confirm_writes = raw.confirm.unwrap_or(false);
+        if confirm_writes && class.is_read() {
+            return Err(invalid(
+                "confirm: true is for tools that change something; a read tool has nothing to confirm".into(),
+            ));
+        }
+        let input_schema = input_schema(raw.params, class, confirm_writes).map_err(invalid)?;
         let output_schema = match raw.output {
             None => None,
             Some(Value::Object(o)) if o.get("type") == Some(&json!("object")) => Some(o),
@@ -107,6 +119,7 @@ impl Manifest {
             class,
             title: raw.title,
             idempotent: raw.idempotent,
+            confirm_writes,
             input_schema,
             output_schema,
         })
@@ -127,7 +140,11 @@ fn capabilities(v: &Value) -> Result<Capabilities, String> {
     }
 }
 
-fn input_schema(params: Option<Value>, class: Capabilities) -> Result<Map<String, Value>, String> {
+fn input_schema(
+    params: Option<Value>,
+    class: Capabilities,
+    confirm_writes: bool,
+) -> Result<Map<String, Value>, String> {
     let mut schema = match params {
         None => Map::new(),
         Some(Value::Object(o)) => o,
@@ -151,10 +168,15 @@ fn input_schema(params: Option<Value>, class: Capabilities) -> Result<Map<String
             ));
         }
     }
-    if class.has(Capability::Destructive) {
+    if class.has(Capability::Destructive) || confirm_writes {
+        let description = if confirm_writes {
+            CONFIRM_WRITES_DESCRIPTION
+        } else {
+            CONFIRM_DESCRIPTION
+        };
         props.insert(
             "confirm".into(),
-            json!({"type": "boolean", "default": false, "description": CONFIRM_DESCRIPTION}),
+            json!({"type": "boolean", "default": false, "description": description}),
         );
         props.insert(
             "confirm_token".into(),
