@@ -672,3 +672,70 @@ async fn write_tools_report_task_state_at_the_top() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_answers_with_an_error_is_not_offline() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    sim.add_fault(Fault::new(
+        "/nodes/pve1/storage",
+        FaultAction::Status(500, "unable to read storage status - got timeout".into()),
+    ));
+    for tool in ["pve_list_storage", "pve_list_backups"] {
+        let r = s.ok(tool, json!({})).await;
+        assert_eq!(
+            r["skipped_nodes"],
+            json!(["pve3"]),
+            "{tool}: only the offline node: {r}"
+        );
+        assert_eq!(r["node_errors"][0]["node"], "pve1", "{tool}: {r}");
+        assert!(
+            r["node_errors"][0]["error"].as_str().unwrap().contains("got timeout"),
+            "{tool}: {r}"
+        );
+    }
+    let r = s.ok("pve_storage_content", json!({"storage": "nfs-backup"})).await;
+    assert_eq!(
+        r["nodes"],
+        json!(["pve2"]),
+        "the shared storage is read through pve2: {r}"
+    );
+    assert!(
+        r["node_errors"][0]["error"].as_str().unwrap().contains("got timeout"),
+        "{r}"
+    );
+    // A node that cannot be reached is offline, and named as such.
+    sim.clear_faults();
+    sim.add_fault(Fault::new("/nodes/pve2/*", FaultAction::NodeOffline));
+    let r = s.ok("pve_list_storage", json!({})).await;
+    assert_eq!(r["skipped_nodes"], json!(["pve2", "pve3"]), "{r}");
+    assert!(r.get("node_errors").is_none(), "{r}");
+    // Every node refuses: the call fails with PVE's reason, not with the empty-list helper's.
+    sim.clear_faults();
+    sim.add_fault(Fault::new(
+        "/nodes/*/storage",
+        FaultAction::Status(403, "Permission check failed (/storage, Datastore.Audit)".into()),
+    ));
+    sim.add_fault(Fault::new(
+        "/access/permissions",
+        FaultAction::Status(500, "cluster not ready - no quorum?".into()),
+    ));
+    for tool in ["pve_list_storage", "pve_list_backups"] {
+        let err = s.fails(tool, json!({})).await;
+        assert!(
+            err.contains("Datastore.Audit") && err.contains("pve1") && !err.contains("/access/permissions"),
+            "{tool}: {err}"
+        );
+    }
+    let err = s.fails("pve_storage_content", json!({"storage": "local"})).await;
+    assert!(err.contains("Datastore.Audit"), "{err}");
+    // The helper's own failure does not turn a real empty list into an error.
+    sim.clear_faults();
+    sim.add_fault(Fault::new(
+        "/access/permissions",
+        FaultAction::Status(500, "cluster not ready - no quorum?".into()),
+    ));
+    let r = s.ok("pve_list_backups", json!({})).await;
+    assert!(r["count"].as_i64().unwrap() > 0);
+}
