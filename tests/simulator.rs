@@ -1225,3 +1225,51 @@ async fn delete_lists_are_split_as_pve_splits_them() {
     let cfg = config(c).await;
     assert!(cfg.get("cores").is_none() && cfg.get("tags").is_none(), "{cfg}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storages_restricted_to_some_nodes_are_listed_as_pve_lists_them() {
+    let mut spec = ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.storages.push(
+        serde_json::from_value(
+            json!({"storage": "usb", "type": "dir", "path": "/mnt/usb", "content": ["iso"],
+                                      "nodes": ["pve2"], "total": 1000}),
+        )
+        .unwrap(),
+    );
+    let s = Simulator::start(SimOptions::new(spec)).await.unwrap();
+    let c = root(&s);
+    // Every node lists it; where it is not enabled, with enabled 0, active 0 and no space.
+    let on1 = get(&c, "/nodes/pve1/storage", json!({})).await.unwrap();
+    let usb = on1.as_array().unwrap().iter().find(|r| r["storage"] == "usb").unwrap();
+    assert_eq!(
+        (usb["enabled"].as_i64(), usb["active"].as_i64(), usb["total"].as_i64()),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(usb.get("used_fraction").is_none());
+    let on2 = get(&c, "/nodes/pve2/storage", json!({"storage": "usb"})).await.unwrap();
+    assert_eq!(
+        (
+            on2[0]["enabled"].as_i64(),
+            on2[0]["active"].as_i64(),
+            on2[0]["total"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1000))
+    );
+    // A content filter leaves out the storages not enabled on the node; enabled=1 does not.
+    let iso1 = get(&c, "/nodes/pve1/storage", json!({"content": "iso"})).await.unwrap();
+    assert!(iso1.as_array().unwrap().iter().all(|r| r["storage"] != "usb"));
+    let en1 = get(&c, "/nodes/pve1/storage", json!({"enabled": 1})).await.unwrap();
+    assert!(en1.as_array().unwrap().iter().any(|r| r["storage"] == "usb"));
+    let e = api_err(get(&c, "/nodes/pve1/storage/usb/content", json!({})).await.unwrap_err());
+    assert_eq!(e.pve_message(), "storage 'usb' is not available on node 'pve1'");
+    let res = get(&c, "/cluster/resources", json!({"type": "storage"})).await.unwrap();
+    let nodes: Vec<&str> = res
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["storage"] == "usb")
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, vec!["pve2"]);
+}

@@ -673,6 +673,75 @@ async fn write_tools_report_task_state_at_the_top() {
     );
 }
 
+/// The default cluster plus two storages that only some nodes have: `usb`, a local
+/// directory on pve2, and `cephfs`, shared by pve2 and pve3.
+fn restricted_storage_cluster() -> pve_mcp::sim::spec::ClusterSpec {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.storages.push(
+        serde_json::from_value(json!({
+            "storage": "usb", "type": "dir", "path": "/mnt/usb", "content": ["iso", "backup"], "nodes": ["pve2"],
+            "total": 500000000000u64,
+            "volumes": [{"volid": "usb:iso/memtest86-7.0.iso", "content": "iso", "format": "iso", "size": 20000000,
+                         "ctime": 1767000000, "node": "pve2"}]
+        }))
+        .unwrap(),
+    );
+    spec.storages.push(
+        serde_json::from_value(json!({
+            "storage": "cephfs", "type": "cephfs", "shared": true, "content": ["iso", "vztmpl"], "nodes": ["pve2", "pve3"],
+            "total": 2000000000000u64,
+            "volumes": [{"volid": "cephfs:iso/alpine-3.21.iso", "content": "iso", "format": "iso", "size": 60000000,
+                         "ctime": 1767000000}]
+        }))
+        .unwrap(),
+    );
+    spec
+}
+
+fn storage_rows<'a>(list: &'a Value, id: &str) -> Vec<&'a Value> {
+    list["storages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["storage"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_restricted_to_some_nodes_is_used_where_it_is_enabled() {
+    let sim = simulator_with(restricted_storage_cluster()).await;
+    let s = start_on(&sim, None, &[]).await;
+    let list = s.ok("pve_list_storage", json!({})).await;
+    let usb = storage_rows(&list, "usb");
+    assert_eq!(usb.len(), 1, "listed once, not once per node: {list}");
+    assert_eq!(
+        (usb[0]["nodes"].clone(), usb[0]["total"].as_u64()),
+        (json!(["pve2"]), Some(500000000000))
+    );
+    let ceph = storage_rows(&list, "cephfs");
+    assert_eq!(ceph.len(), 1);
+    assert_eq!(ceph[0]["nodes"], json!(["pve2"]), "only where it is enabled");
+    assert_eq!(ceph[0]["active"], true);
+    let pve1 = s.ok("pve_list_storage", json!({"node": "pve1"})).await;
+    assert!(storage_rows(&pve1, "usb").is_empty(), "{pve1}");
+
+    let usb = s.ok("pve_storage_content", json!({"storage": "usb"})).await;
+    assert_eq!(
+        (usb["count"].as_i64(), usb["nodes"].clone()),
+        (Some(1), json!(["pve2"]))
+    );
+    assert_eq!(usb["items"][0]["node"], "pve2");
+    let ceph = s
+        .ok("pve_storage_content", json!({"storage": "cephfs", "content": "iso"}))
+        .await;
+    assert_eq!(ceph["count"], 1);
+    let err = s
+        .fails("pve_storage_content", json!({"storage": "usb", "node": "pve1"}))
+        .await;
+    assert!(err.contains("not available on pve1") && err.contains("pve2"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_answers_with_an_error_is_not_offline() {
     use pve_mcp::sim::faults::{Fault, FaultAction};

@@ -234,6 +234,11 @@ impl ClusterSpec {
             }
         }
         for s in &self.storages {
+            if let Some(nodes) = &s.nodes
+                && let Some(n) = nodes.iter().find(|n| !known(n))
+            {
+                return bad(format!("storage {} names unknown node '{n}'", s.storage));
+            }
             for v in &s.volumes {
                 if !v.volid.starts_with(&format!("{}:", s.storage)) {
                     return bad(format!("volume {} does not belong to storage {}", v.volid, s.storage));
