@@ -1273,3 +1273,44 @@ async fn storages_restricted_to_some_nodes_are_listed_as_pve_lists_them() {
         .collect();
     assert_eq!(nodes, vec!["pve2"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_storage_is_no_such_storage() {
+    let s = sim(0).await;
+    let c = root(&s);
+    for params in [
+        json!({"storage": "nope"}),
+        json!({"storage": "local-lvm", "content": "iso"}),
+    ] {
+        let e = api_err(get(&c, "/nodes/pve1/storage", params).await.unwrap_err());
+        assert_eq!(
+            (e.status, e.errors.get("storage").map(String::as_str)),
+            (400, Some("No such storage."))
+        );
+    }
+    // A storage the token may not see is not "no such storage": it is left out.
+    let nobody_spec = {
+        let mut spec = ClusterSpec::default_cluster();
+        spec.tokens.push(pve_mcp::sim::spec::TokenSpec {
+            id: "vm@pve!only".into(),
+            secret: "44444444-5555-4666-8777-888888888888".into(),
+            acl: vec![pve_mcp::sim::spec::AclSpec {
+                path: "/vms".into(),
+                role: "PVEVMUser".into(),
+                propagate: true,
+            }],
+        });
+        spec
+    };
+    let s = Simulator::start(SimOptions::new(nobody_spec)).await.unwrap();
+    let c = client_for(
+        &s.https_url().unwrap(),
+        "vm@pve!only",
+        "44444444-5555-4666-8777-888888888888",
+        false,
+    );
+    let rows = get(&c, "/nodes/pve1/storage", json!({"storage": "local"}))
+        .await
+        .unwrap();
+    assert_eq!(rows, json!([]));
+}

@@ -743,6 +743,20 @@ async fn storage_restricted_to_some_nodes_is_used_where_it_is_enabled() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_storage_is_an_error_that_names_the_storages() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    for args in [json!({"storage": "nope"}), json!({"storage": "nope", "node": "pve2"})] {
+        let err = s.fails("pve_storage_content", args).await;
+        assert!(
+            err.contains("'nope'") && err.contains("local, local-lvm, nfs-backup, pbs"),
+            "{err}"
+        );
+        assert!(!err.contains("did not answer"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_answers_with_an_error_is_not_offline() {
     use pve_mcp::sim::faults::{Fault, FaultAction};
     let sim = simulator(0).await;

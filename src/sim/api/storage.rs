@@ -47,7 +47,8 @@ pub fn config(call: &mut Call<'_>) -> Reply {
 /// every storage of the cluster config, where a storage that is not available on this node
 /// (its `nodes` list) is listed with `enabled: 0`, `active: 0` and no space
 /// (`PVE::Storage::storage_info`). A `content` filter also drops the storages that are not
-/// enabled here; `enabled=1` drops only storages disabled in the config.
+/// enabled here; `enabled=1` drops only storages disabled in the config. An unknown
+/// `storage` (or one the `content` filter dropped) is 400 `No such storage.`.
 pub fn status(call: &mut Call<'_>) -> Reply {
     let node = call.node().to_string();
     let p = &call.req.params;
@@ -64,6 +65,11 @@ pub fn status(call: &mut Call<'_>) -> Reply {
                 .is_none_or(|want| *enabled && want.iter().any(|c| s.spec.content.contains(c)))
         })
         .collect();
+    if let Some(o) = &only
+        && !info.iter().any(|(id, _, _)| *id == o)
+    {
+        return Reply::param_error("storage", "No such storage.");
+    }
     let rows: Vec<Value> = info
         .into_iter()
         .filter(|(id, _, _)| visible(call, id))
