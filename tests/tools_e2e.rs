@@ -822,3 +822,34 @@ async fn a_node_that_answers_with_an_error_is_not_offline() {
     let r = s.ok("pve_list_backups", json!({})).await;
     assert!(r["count"].as_i64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_named_files_on_two_nodes_are_listed_with_their_node() {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    let local = spec.storages.iter_mut().find(|s| s.storage == "local").unwrap();
+    let mut copy = local.volumes.iter().find(|v| v.content == "backup").unwrap().clone();
+    copy.node = Some("pve1".into());
+    local.volumes.push(copy);
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[]).await;
+    let t = s
+        .ok("pve_storage_content", json!({"storage": "local", "content": "vztmpl"}))
+        .await;
+    let nodes: Vec<&str> = t["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, vec!["pve1", "pve2"], "{t}");
+    let b = s.ok("pve_list_backups", json!({"storage": "local"})).await;
+    let mut nodes: Vec<&str> = b["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["pve1", "pve2"], "{b}");
+}
