@@ -824,6 +824,61 @@ async fn a_node_that_answers_with_an_error_is_not_offline() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn restore_reports_why_the_archive_could_not_be_read() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.tokens.push(pve_mcp::sim::spec::TokenSpec {
+        id: "vmadmin@pve!vms".into(),
+        secret: "33333333-4444-4555-8666-777777777777".into(),
+        acl: vec![pve_mcp::sim::spec::AclSpec {
+            path: "/vms".into(),
+            role: "PVEVMAdmin".into(),
+            propagate: true,
+        }],
+    });
+    let sim = simulator_with(spec).await;
+    let archive = "nfs-backup:backup/vzdump-qemu-100-2026_01_15-01_00_02.vma.zst";
+    let s = start_on(
+        &sim,
+        Some(("vmadmin@pve!vms", "33333333-4444-4555-8666-777777777777")),
+        &[],
+    )
+    .await;
+    let err = s
+        .fails("pve_backup_restore", json!({"archive": archive, "vmid": 400}))
+        .await;
+    assert!(
+        err.contains("Datastore.Audit") && err.contains("/storage/nfs-backup") && !err.contains("not found"),
+        "{err}"
+    );
+    let root = start_on(&sim, None, &[]).await;
+    sim.add_fault(Fault::new(
+        "/nodes/*/storage/nfs-backup/content",
+        FaultAction::Status(
+            501,
+            "Method 'GET /nodes/pve1/storage/nfs-backup/content' not implemented".into(),
+        ),
+    ));
+    let err = root
+        .fails("pve_backup_restore", json!({"archive": archive, "vmid": 400}))
+        .await;
+    assert!(err.contains("not implemented") && !err.contains("not found"), "{err}");
+    sim.clear_faults();
+    let err = root
+        .fails(
+            "pve_backup_restore",
+            json!({"archive": "nfs-backup:backup/vzdump-qemu-100-2020_01_01-00_00_00.vma.zst", "vmid": 400}),
+        )
+        .await;
+    assert!(
+        err.contains("not found"),
+        "a missing archive is still named as such: {err}"
+    );
+    assert_eq!(sim.write_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn same_named_files_on_two_nodes_are_listed_with_their_node() {
     let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
     spec.task_duration_ms = 0;
