@@ -908,3 +908,44 @@ async fn same_named_files_on_two_nodes_are_listed_with_their_node() {
     nodes.sort();
     assert_eq!(nodes, vec!["pve1", "pve2"], "{b}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_status_leaves_out_what_pve_did_not_send() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let st = s.ok("pve_node_status", json!({"node": "pve1"})).await;
+    assert_eq!(
+        (
+            st["current_kernel"]["release"].as_str(),
+            st["current_kernel"]["machine"].as_str()
+        ),
+        (Some("6.8.12-8-pve"), Some("x86_64"))
+    );
+    sim.add_fault(Fault::new(
+        "/nodes/pve1/status",
+        FaultAction::Omit(vec![
+            "swap".into(),
+            "rootfs".into(),
+            "kversion".into(),
+            "cpuinfo".into(),
+        ]),
+    ));
+    let st = s.ok("pve_node_status", json!({"node": "pve1"})).await;
+    for gone in ["swap", "rootfs", "cpu_model"] {
+        assert!(st.get(gone).is_none(), "{gone}: {st}");
+    }
+    assert_eq!(st["memory"]["total_human"], "64.00 GiB");
+    assert!(st["kernel"].as_str().unwrap().contains("6.8.12-8-pve"), "{st}");
+    // PVE before 8.1 has no current-kernel.
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.version = "8.0.4".into();
+    let old = simulator_with(spec).await;
+    let s = start_on(&old, None, &[]).await;
+    let st = s.ok("pve_node_status", json!({"node": "pve2"})).await;
+    assert!(
+        st.get("current_kernel").is_none() && st.get("boot_mode").is_none(),
+        "{st}"
+    );
+    assert!(st["kernel"].as_str().unwrap().starts_with("Linux 6.8.12-8-pve"), "{st}");
+}

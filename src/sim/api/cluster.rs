@@ -110,6 +110,14 @@ pub fn node_status(call: &mut Call<'_>) -> Reply {
     if call.st.version.starts_with('9') {
         out["memory"]["available"] = json!(n.memory - mem);
     }
+    // pve-manager 8.1.0 added `current-kernel` and `boot-info` (API2::Nodes status).
+    let mut parts = call.st.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (8, 1)
+        && let Some(o) = out.as_object_mut()
+    {
+        o.remove("current-kernel");
+        o.remove("boot-info");
+    }
     Reply::data(out)
 }
 
