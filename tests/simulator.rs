@@ -1314,3 +1314,37 @@ async fn an_unknown_storage_is_no_such_storage() {
         .unwrap();
     assert_eq!(rows, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_exec_status_booleans_as_pve_or_as_the_agent_sends_them() {
+    for json_booleans in [false, true] {
+        let mut spec = ClusterSpec::default_cluster();
+        spec.agent_json_booleans = json_booleans;
+        let s = Simulator::start(SimOptions::new(spec)).await.unwrap();
+        let c = root(&s);
+        let mut seen = Vec::new();
+        for cmd in ["true", "sleep 30"] {
+            let started = post(
+                &c,
+                "/nodes/pve1/qemu/100/agent/exec",
+                json!({"command": ["/bin/sh", "-c", cmd]}),
+            )
+            .await
+            .unwrap();
+            let st = get(
+                &c,
+                "/nodes/pve1/qemu/100/agent/exec-status",
+                json!({"pid": started["pid"]}),
+            )
+            .await
+            .unwrap();
+            seen.push(st["exited"].clone());
+        }
+        let expected = if json_booleans {
+            vec![json!(true), json!(false)]
+        } else {
+            vec![json!(1), json!(0)]
+        };
+        assert_eq!(seen, expected, "json booleans: {json_booleans}");
+    }
+}

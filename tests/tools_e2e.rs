@@ -949,3 +949,22 @@ async fn node_status_leaves_out_what_pve_did_not_send() {
     );
     assert!(st["kernel"].as_str().unwrap().starts_with("Linux 6.8.12-8-pve"), "{st}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_accepts_the_agents_json_booleans() {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.agent_json_booleans = true;
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[("PVE_MCP_ENABLE_EXEC", "true")]).await;
+    let r = s
+        .ok("pve_vm_exec", json!({"vmid": 101, "command": "echo ok", "timeout": 2}))
+        .await;
+    assert!(r.get("timed_out").is_none(), "{r}");
+    assert_eq!((r["exitcode"].as_i64(), r["stdout"].as_str()), (Some(0), Some("ok\n")));
+    assert_eq!(r["stdout_truncated"], false);
+    let r = s
+        .ok("pve_vm_exec", json!({"vmid": 101, "command": "exit 3", "timeout": 2}))
+        .await;
+    assert_eq!(r["exitcode"], 3, "{r}");
+}

@@ -22,6 +22,11 @@ pub struct ClusterSpec {
     /// Delay before a 401 answer (PVE waits about 3 s).
     #[serde(default)]
     pub auth_failure_delay_ms: u64,
+    /// Guest-agent `exec-status` booleans (`exited`, `*-truncated`) as JSON `true`/`false`,
+    /// as qemu-ga itself sends them. PVE turns them into `1`/`0` (qemu-server
+    /// `Agent::qemu_exec_status`); this is for clients that must accept both.
+    #[serde(default)]
+    pub agent_json_booleans: bool,
     pub nodes: Vec<NodeSpec>,
     #[serde(default)]
     pub storages: Vec<StorageSpec>,

@@ -243,6 +243,8 @@ pub struct State {
     pub cluster_name: Option<String>,
     pub version: String,
     pub task_duration: Duration,
+    /// Agent exec-status booleans as JSON `true`/`false` instead of PVE's `1`/`0`.
+    pub agent_json_booleans: bool,
     pub nodes: BTreeMap<String, Node>,
     pub storages: BTreeMap<String, Storage>,
     /// Volumes that are not guest disks: ISOs, templates, backups (disks come from configs).
@@ -314,6 +316,7 @@ impl State {
             cluster_name: spec.cluster_name.clone(),
             version: spec.version.clone(),
             task_duration: Duration::from_millis(spec.task_duration_ms),
+            agent_json_booleans: spec.agent_json_booleans,
             nodes,
             storages,
             volumes,
