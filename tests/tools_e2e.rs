@@ -968,3 +968,23 @@ async fn exec_accepts_the_agents_json_booleans() {
         .await;
     assert_eq!(r["exitcode"], 3, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_vms_keeps_only_guests_whatever_the_answer_holds() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    // An answer that ignored ?type=vm holds nodes and storages too.
+    sim.add_fault(Fault::new("/cluster/resources", FaultAction::IgnoreParams));
+    let r = s.ok("pve_list_vms", json!({})).await;
+    assert_eq!(r["count"], 9, "{r}");
+    assert!(
+        r["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["type"] == "qemu" || g["type"] == "lxc")
+    );
+    let ct = s.ok("pve_list_vms", json!({"type": "lxc"})).await;
+    assert_eq!(ct["count"], 3);
+}

@@ -29,6 +29,9 @@ pub enum FaultAction {
     /// Answer as usual, but without these top-level fields of `data` (an answer from
     /// another release or a PVE-compatible API that leaves them out).
     Omit(Vec<String>),
+    /// Answer as if the request had no query or body parameters (a proxy that drops the
+    /// query string).
+    IgnoreParams,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +94,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 /// request is answered rather than answering it).
 pub fn reply(action: &FaultAction) -> Option<Reply> {
     Some(match action {
-        FaultAction::Latency(_) | FaultAction::Hang | FaultAction::Omit(_) => return None,
+        FaultAction::Latency(_) | FaultAction::Hang | FaultAction::Omit(_) | FaultAction::IgnoreParams => return None,
         FaultAction::Status(code, msg) => Reply::error(*code, msg.clone()),
         FaultAction::MalformedJson => Reply {
             status: 200,
