@@ -324,7 +324,12 @@ async fn set_config_and_resize_for_both_kinds() {
             json!({"vmid": 101, "config": {"cores": 8, "onboot": false, "description": "database"}}),
         )
         .await;
-    assert_eq!(vm["changed"]["cores"], json!({"before": 4, "after": 8}));
+    assert_eq!(
+        vm["pending"]["cores"],
+        json!({"current": 4, "pending": 8}),
+        "a running VM takes new cores at its next start"
+    );
+    assert_eq!(vm["changed"]["onboot"], json!({"before": 1, "after": 0}));
     assert_eq!(vm["task"]["type"], "qmconfig");
     assert_eq!(vm["restart_needed"], true);
     let ct = s
@@ -987,4 +992,48 @@ async fn list_vms_keeps_only_guests_whatever_the_answer_holds() {
     );
     let ct = s.ok("pve_list_vms", json!({"type": "lxc"})).await;
     assert_eq!(ct["count"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_config_reports_what_changed_and_what_waits_for_a_restart() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    // A running VM takes the description at once; cores wait for a restart.
+    let r = s
+        .ok(
+            "pve_vm_set_config",
+            json!({"vmid": 101, "config": {"cores": 8, "description": "database"}, "delete": ["vga"]}),
+        )
+        .await;
+    assert_eq!(r["changed"]["description"]["after"], "database", "{r}");
+    assert!(r["changed"].get("cores").is_none(), "{r}");
+    assert_eq!(r["pending"]["cores"], json!({"current": 4, "pending": 8}), "{r}");
+    assert_eq!(r["restart_needed"], true);
+    assert!(r["not_applied"]["vga"].as_str().unwrap().contains("not set"), "{r}");
+    assert!(r["note"].as_str().unwrap().contains("cores"), "{r}");
+    sim.with_state(|st| assert_eq!(st.guests[&101].config["cores"], 4));
+    // The restart applies it.
+    s.ok("pve_vm_power", json!({"vmid": 101, "action": "reboot"})).await;
+    sim.with_state(|st| assert_eq!(st.guests[&101].config["cores"], 8));
+    // A stopped guest changes at once.
+    let r = s
+        .ok("pve_vm_set_config", json!({"vmid": 102, "config": {"cores": 2}}))
+        .await;
+    assert_eq!(r["changed"]["cores"], json!({"before": 4, "after": 2}), "{r}");
+    assert!(r.get("pending").is_none() && r.get("restart_needed").is_none(), "{r}");
+    // A running container takes memory and cores at once; the OS type waits.
+    let r = s
+        .ok(
+            "pve_vm_set_config",
+            json!({"vmid": 201, "config": {"memory": 2048, "cores": 4, "ostype": "ubuntu"}}),
+        )
+        .await;
+    assert_eq!(r["changed"]["memory"]["after"], 2048, "{r}");
+    assert_eq!(r["changed"]["cores"]["after"], 4, "{r}");
+    assert_eq!(r["pending"]["ostype"]["pending"], "ubuntu", "{r}");
+    // Setting a value it already has changes nothing, and says so.
+    let r = s
+        .ok("pve_vm_set_config", json!({"vmid": 200, "config": {"cores": 1}}))
+        .await;
+    assert!(r["not_applied"]["cores"].as_str().unwrap().contains("already"), "{r}");
 }

@@ -49,6 +49,10 @@ pub struct Guest {
     pub parent: Option<String>,
     /// Config saved with each snapshot taken here (rollback restores it).
     pub snap_configs: BTreeMap<String, Map<String, Value>>,
+    /// Changes waiting for a restart (the config's `[PENDING]` section): new values...
+    pub pending: Map<String, Value>,
+    /// ...and keys to delete, with their `force` flag.
+    pub pending_delete: BTreeMap<String, bool>,
 }
 
 impl Guest {
@@ -74,6 +78,8 @@ impl Guest {
             lock: None,
             parent: None,
             snap_configs: BTreeMap::new(),
+            pending: Map::new(),
+            pending_delete: BTreeMap::new(),
         }
     }
 
@@ -308,6 +314,8 @@ impl State {
                         lock: None,
                         parent: g.snapshots.iter().max_by_key(|s| s.snaptime).map(|s| s.name.clone()),
                         snap_configs: BTreeMap::new(),
+                        pending: Map::new(),
+                        pending_delete: BTreeMap::new(),
                     },
                 )
             })
