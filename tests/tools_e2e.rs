@@ -271,7 +271,7 @@ async fn tasks_and_task_status() {
     assert_eq!(by_node["count"], 1);
     let st = s.ok("pve_task_status", json!({"upid": upid})).await;
     assert_eq!(
-        (st["result"].as_str(), st["exitstatus"].as_str()),
+        (st["status"].as_str(), st["exitstatus"].as_str()),
         (Some("failed"), Some("VM 100 already running"))
     );
     assert_eq!(
@@ -1036,4 +1036,62 @@ async fn set_config_reports_what_changed_and_what_waits_for_a_restart() {
         .ok("pve_vm_set_config", json!({"vmid": 200, "config": {"cores": 1}}))
         .await;
     assert!(r["not_applied"]["cores"].as_str().unwrap().contains("already"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_status_speaks_the_write_tools_vocabulary() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let (failed, ok, running) = sim.with_state(|st| {
+        let failed = st.start_task(
+            "pve1",
+            "qmstart",
+            "100",
+            "root@pam!sim",
+            vec![],
+            Box::new(|_| Err("VM 100 already running".into())),
+        );
+        let ok = st.start_task(
+            "pve1",
+            "qmstart",
+            "102",
+            "root@pam!sim",
+            vec![],
+            Box::new(|_| Ok(vec![])),
+        );
+        st.task_duration = std::time::Duration::from_secs(3600);
+        let running = st.start_task(
+            "pve2",
+            "vzdump",
+            "201",
+            "root@pam!sim",
+            vec![],
+            Box::new(|_| Ok(vec![])),
+        );
+        (failed, ok, running)
+    });
+    let f = s.ok("pve_task_status", json!({"upid": failed})).await;
+    assert_eq!(
+        (f["status"].as_str(), f["pve_status"].as_str(), f["exitstatus"].as_str()),
+        (Some("failed"), Some("stopped"), Some("VM 100 already running"))
+    );
+    let o = s.ok("pve_task_status", json!({"upid": ok})).await;
+    assert_eq!(
+        (o["status"].as_str(), o["pve_status"].as_str()),
+        (Some("ok"), Some("stopped"))
+    );
+    let r = s.ok("pve_task_status", json!({"upid": running})).await;
+    assert_eq!(
+        (r["status"].as_str(), r["pve_status"].as_str()),
+        (Some("running"), Some("running"))
+    );
+    let list = s.ok("pve_list_tasks", json!({})).await;
+    let mut statuses: Vec<&str> = list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec!["failed", "ok", "running"], "{list}");
 }
