@@ -1095,3 +1095,32 @@ async fn task_status_speaks_the_write_tools_vocabulary() {
     statuses.sort();
     assert_eq!(statuses, vec!["failed", "ok", "running"], "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resize_without_disks_and_migrate_to_an_offline_node() {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.guests.push(
+        serde_json::from_value(json!({"vmid": 500, "type": "qemu", "node": "pve1", "status": "stopped",
+                                      "config": {"name": "diskless", "cores": 1, "memory": "512"}}))
+        .unwrap(),
+    );
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[]).await;
+    let err = s
+        .fails(
+            "pve_vm_resize_disk",
+            json!({"vmid": 500, "disk": "scsi0", "size": "+1G"}),
+        )
+        .await;
+    assert!(err.contains("has no disks") && !err.contains("Its disks: ."), "{err}");
+    let writes = sim.write_count();
+    let err = s.fails("pve_vm_migrate", json!({"vmid": 102, "target": "pve3"})).await;
+    assert!(err.contains("pve3 is offline") && err.contains("pve1"), "{err}");
+    let err = s.fails("pve_vm_migrate", json!({"vmid": 102, "target": "pve9"})).await;
+    assert!(
+        err.contains("no node pve9") && err.contains("pve1, pve2, pve3"),
+        "{err}"
+    );
+    assert_eq!(sim.write_count(), writes, "nothing is sent");
+}
