@@ -1348,3 +1348,49 @@ async fn agent_exec_status_booleans_as_pve_or_as_the_agent_sends_them() {
         assert_eq!(seen, expected, "json booleans: {json_booleans}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_cluster_has_tags_recent_backups_and_a_nearly_full_storage() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let guests = get(&c, "/cluster/resources", json!({"type": "vm"})).await.unwrap();
+    assert!(
+        guests
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["tags"].as_str().is_some_and(|t| !t.is_empty())),
+        "every guest is tagged: {guests}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let backups = get(
+        &c,
+        "/nodes/pve1/storage/nfs-backup/content",
+        json!({"content": "backup"}),
+    )
+    .await
+    .unwrap();
+    let recent: Vec<&Value> = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| now - b["ctime"].as_i64().unwrap() < 86_400)
+        .collect();
+    assert_eq!(recent.len(), 2, "{backups}");
+    // The volid carries the backup's own time, as vzdump names it.
+    let (y, m, d, h, mi, sec) = pve_mcp::human::utc_parts(recent[0]["ctime"].as_i64().unwrap());
+    let stamp = format!("{y:04}_{m:02}_{d:02}-{h:02}_{mi:02}_{sec:02}");
+    assert!(recent[0]["volid"].as_str().unwrap().contains(&stamp), "{}", recent[0]);
+    let stores = get(&c, "/nodes/pve1/storage", json!({})).await.unwrap();
+    let full: Vec<&str> = stores
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["used_fraction"].as_f64().unwrap_or(0.0) > 0.9)
+        .map(|s| s["storage"].as_str().unwrap())
+        .collect();
+    assert_eq!(full, vec!["pbs"]);
+}

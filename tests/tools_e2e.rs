@@ -219,7 +219,7 @@ async fn storage_and_backup_reads() {
     assert_eq!(b["backups"][0]["storage"], "pbs", "newest first");
     assert_eq!(b["backups"][1]["protected"], true);
     let all = s.ok("pve_list_backups", json!({})).await;
-    assert_eq!(all["count"], 8, "every backup once, shared storages read once");
+    assert_eq!(all["count"], 10, "every backup once, shared storages read once");
     let local = s.ok("pve_list_backups", json!({"storage": "local"})).await;
     assert_eq!(
         (local["count"].as_i64(), local["backups"][0]["node"].as_str()),

@@ -77,6 +77,10 @@ pub struct StorageSpec {
     pub path: Option<String>,
     /// Bytes, per node for local storage.
     pub total: u64,
+    /// Bytes used by data the simulator does not list (per node for local storage), on top
+    /// of its volumes and guest disks.
+    #[serde(default)]
+    pub other_used: u64,
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
 }
@@ -89,6 +93,9 @@ pub struct VolumeSpec {
     #[serde(default)]
     pub format: String,
     pub size: u64,
+    /// Epoch seconds; a negative value is that many seconds before the simulator starts
+    /// (a backup of last night). `{date}` in `volid` becomes this time as vzdump writes it
+    /// (`2026_01_16-01_00_02`), `{iso}` as PBS writes it (`2026-01-16T01:00:02Z`).
     #[serde(default)]
     pub ctime: i64,
     #[serde(default)]

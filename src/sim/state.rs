@@ -197,6 +197,20 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// A volume with a relative `ctime` made absolute, and its volid's date placeholders filled.
+fn dated(v: &VolumeSpec, now: i64) -> VolumeSpec {
+    let mut v = v.clone();
+    if v.ctime < 0 {
+        v.ctime += now;
+    }
+    let (y, m, d, h, mi, s) = crate::human::utc_parts(v.ctime);
+    v.volid = v
+        .volid
+        .replace("{date}", &format!("{y:04}_{m:02}_{d:02}-{h:02}_{mi:02}_{s:02}"))
+        .replace("{iso}", &crate::human::iso_time(v.ctime));
+    v
+}
+
 #[derive(Debug, Clone)]
 pub struct Storage {
     pub spec: StorageSpec,
@@ -289,7 +303,11 @@ impl State {
             .iter()
             .map(|s| (s.storage.clone(), Storage { spec: s.clone() }))
             .collect();
-        let volumes = spec.storages.iter().flat_map(|s| s.volumes.clone()).collect();
+        let volumes = spec
+            .storages
+            .iter()
+            .flat_map(|s| s.volumes.iter().map(|v| dated(v, now as i64)))
+            .collect();
         let guests = spec
             .guests
             .iter()

@@ -64,7 +64,8 @@ pub fn storage_used(st: &State, storage: &str, node: &str, shared: bool) -> u64 
         .filter_map(|(_, d)| disk_size(&d))
         .map(|size| size / 3)
         .sum();
-    volumes + disks
+    let other = st.storages.get(storage).map_or(0, |s| s.spec.other_used);
+    volumes + disks + other
 }
 
 fn node_row(st: &State, name: &str) -> Value {
