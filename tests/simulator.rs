@@ -1223,3 +1223,172 @@ async fn delete_lists_are_split_as_pve_splits_them() {
     let cfg = config(c).await;
     assert!(cfg.get("cores").is_none() && cfg.get("tags").is_none(), "{cfg}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storages_restricted_to_some_nodes_are_listed_as_pve_lists_them() {
+    let mut spec = ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.storages.push(
+        serde_json::from_value(
+            json!({"storage": "usb", "type": "dir", "path": "/mnt/usb", "content": ["iso"],
+                                      "nodes": ["pve2"], "total": 1000}),
+        )
+        .unwrap(),
+    );
+    let s = Simulator::start(SimOptions::new(spec)).await.unwrap();
+    let c = root(&s);
+    // Every node lists it; where it is not enabled, with enabled 0, active 0 and no space.
+    let on1 = get(&c, "/nodes/pve1/storage", json!({})).await.unwrap();
+    let usb = on1.as_array().unwrap().iter().find(|r| r["storage"] == "usb").unwrap();
+    assert_eq!(
+        (usb["enabled"].as_i64(), usb["active"].as_i64(), usb["total"].as_i64()),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(usb.get("used_fraction").is_none());
+    let on2 = get(&c, "/nodes/pve2/storage", json!({"storage": "usb"})).await.unwrap();
+    assert_eq!(
+        (
+            on2[0]["enabled"].as_i64(),
+            on2[0]["active"].as_i64(),
+            on2[0]["total"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1000))
+    );
+    // A content filter leaves out the storages not enabled on the node; enabled=1 does not.
+    let iso1 = get(&c, "/nodes/pve1/storage", json!({"content": "iso"})).await.unwrap();
+    assert!(iso1.as_array().unwrap().iter().all(|r| r["storage"] != "usb"));
+    let en1 = get(&c, "/nodes/pve1/storage", json!({"enabled": 1})).await.unwrap();
+    assert!(en1.as_array().unwrap().iter().any(|r| r["storage"] == "usb"));
+    let e = api_err(get(&c, "/nodes/pve1/storage/usb/content", json!({})).await.unwrap_err());
+    assert_eq!(e.pve_message(), "storage 'usb' is not available on node 'pve1'");
+    let res = get(&c, "/cluster/resources", json!({"type": "storage"})).await.unwrap();
+    let nodes: Vec<&str> = res
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["storage"] == "usb")
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, vec!["pve2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_storage_is_no_such_storage() {
+    let s = sim(0).await;
+    let c = root(&s);
+    for params in [
+        json!({"storage": "nope"}),
+        json!({"storage": "local-lvm", "content": "iso"}),
+    ] {
+        let e = api_err(get(&c, "/nodes/pve1/storage", params).await.unwrap_err());
+        assert_eq!(
+            (e.status, e.errors.get("storage").map(String::as_str)),
+            (400, Some("No such storage."))
+        );
+    }
+    // A storage the token may not see is not "no such storage": it is left out.
+    let nobody_spec = {
+        let mut spec = ClusterSpec::default_cluster();
+        spec.tokens.push(pve_mcp::sim::spec::TokenSpec {
+            id: "vm@pve!only".into(),
+            secret: "44444444-5555-4666-8777-888888888888".into(),
+            acl: vec![pve_mcp::sim::spec::AclSpec {
+                path: "/vms".into(),
+                role: "PVEVMUser".into(),
+                propagate: true,
+            }],
+        });
+        spec
+    };
+    let s = Simulator::start(SimOptions::new(nobody_spec)).await.unwrap();
+    let c = client_for(
+        &s.https_url().unwrap(),
+        "vm@pve!only",
+        "44444444-5555-4666-8777-888888888888",
+        false,
+    );
+    let rows = get(&c, "/nodes/pve1/storage", json!({"storage": "local"}))
+        .await
+        .unwrap();
+    assert_eq!(rows, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_exec_status_booleans_as_pve_or_as_the_agent_sends_them() {
+    for json_booleans in [false, true] {
+        let mut spec = ClusterSpec::default_cluster();
+        spec.agent_json_booleans = json_booleans;
+        let s = Simulator::start(SimOptions::new(spec)).await.unwrap();
+        let c = root(&s);
+        let mut seen = Vec::new();
+        for cmd in ["true", "sleep 30"] {
+            let started = post(
+                &c,
+                "/nodes/pve1/qemu/100/agent/exec",
+                json!({"command": ["/bin/sh", "-c", cmd]}),
+            )
+            .await
+            .unwrap();
+            let st = get(
+                &c,
+                "/nodes/pve1/qemu/100/agent/exec-status",
+                json!({"pid": started["pid"]}),
+            )
+            .await
+            .unwrap();
+            seen.push(st["exited"].clone());
+        }
+        let expected = if json_booleans {
+            vec![json!(true), json!(false)]
+        } else {
+            vec![json!(1), json!(0)]
+        };
+        assert_eq!(seen, expected, "json booleans: {json_booleans}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_cluster_has_tags_recent_backups_and_a_nearly_full_storage() {
+    let s = sim(0).await;
+    let c = root(&s);
+    let guests = get(&c, "/cluster/resources", json!({"type": "vm"})).await.unwrap();
+    assert!(
+        guests
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["tags"].as_str().is_some_and(|t| !t.is_empty())),
+        "every guest is tagged: {guests}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let backups = get(
+        &c,
+        "/nodes/pve1/storage/nfs-backup/content",
+        json!({"content": "backup"}),
+    )
+    .await
+    .unwrap();
+    let recent: Vec<&Value> = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| now - b["ctime"].as_i64().unwrap() < 86_400)
+        .collect();
+    assert_eq!(recent.len(), 2, "{backups}");
+    // The volid carries the backup's own time, as vzdump names it.
+    let (y, m, d, h, mi, sec) = pve_mcp::human::utc_parts(recent[0]["ctime"].as_i64().unwrap());
+    let stamp = format!("{y:04}_{m:02}_{d:02}-{h:02}_{mi:02}_{sec:02}");
+    assert!(recent[0]["volid"].as_str().unwrap().contains(&stamp), "{}", recent[0]);
+    let stores = get(&c, "/nodes/pve1/storage", json!({})).await.unwrap();
+    let full: Vec<&str> = stores
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["used_fraction"].as_f64().unwrap_or(0.0) > 0.9)
+        .map(|s| s["storage"].as_str().unwrap())
+        .collect();
+    assert_eq!(full, vec!["pbs"]);
+}

@@ -219,7 +219,7 @@ async fn storage_and_backup_reads() {
     assert_eq!(b["backups"][0]["storage"], "pbs", "newest first");
     assert_eq!(b["backups"][1]["protected"], true);
     let all = s.ok("pve_list_backups", json!({})).await;
-    assert_eq!(all["count"], 8, "every backup once, shared storages read once");
+    assert_eq!(all["count"], 10, "every backup once, shared storages read once");
     let local = s.ok("pve_list_backups", json!({"storage": "local"})).await;
     assert_eq!(
         (local["count"].as_i64(), local["backups"][0]["node"].as_str()),
@@ -271,7 +271,7 @@ async fn tasks_and_task_status() {
     assert_eq!(by_node["count"], 1);
     let st = s.ok("pve_task_status", json!({"upid": upid})).await;
     assert_eq!(
-        (st["result"].as_str(), st["exitstatus"].as_str()),
+        (st["status"].as_str(), st["exitstatus"].as_str()),
         (Some("failed"), Some("VM 100 already running"))
     );
     assert_eq!(
@@ -324,7 +324,12 @@ async fn set_config_and_resize_for_both_kinds() {
             json!({"vmid": 101, "config": {"cores": 8, "onboot": false, "description": "database"}}),
         )
         .await;
-    assert_eq!(vm["changed"]["cores"], json!({"before": 4, "after": 8}));
+    assert_eq!(
+        vm["pending"]["cores"],
+        json!({"current": 4, "pending": 8}),
+        "a running VM takes new cores at its next start"
+    );
+    assert_eq!(vm["changed"]["onboot"], json!({"before": 1, "after": 0}));
     assert_eq!(vm["task"]["type"], "qmconfig");
     assert_eq!(vm["restart_needed"], true);
     let ct = s
@@ -671,4 +676,451 @@ async fn write_tools_report_task_state_at_the_top() {
         err.contains("PVE_TOKEN_SECRET") && err.contains("privilege separation"),
         "{err}"
     );
+}
+
+/// The default cluster plus two storages that only some nodes have: `usb`, a local
+/// directory on pve2, and `cephfs`, shared by pve2 and pve3.
+fn restricted_storage_cluster() -> pve_mcp::sim::spec::ClusterSpec {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.storages.push(
+        serde_json::from_value(json!({
+            "storage": "usb", "type": "dir", "path": "/mnt/usb", "content": ["iso", "backup"], "nodes": ["pve2"],
+            "total": 500000000000u64,
+            "volumes": [{"volid": "usb:iso/memtest86-7.0.iso", "content": "iso", "format": "iso", "size": 20000000,
+                         "ctime": 1767000000, "node": "pve2"}]
+        }))
+        .unwrap(),
+    );
+    spec.storages.push(
+        serde_json::from_value(json!({
+            "storage": "cephfs", "type": "cephfs", "shared": true, "content": ["iso", "vztmpl"], "nodes": ["pve2", "pve3"],
+            "total": 2000000000000u64,
+            "volumes": [{"volid": "cephfs:iso/alpine-3.21.iso", "content": "iso", "format": "iso", "size": 60000000,
+                         "ctime": 1767000000}]
+        }))
+        .unwrap(),
+    );
+    spec
+}
+
+fn storage_rows<'a>(list: &'a Value, id: &str) -> Vec<&'a Value> {
+    list["storages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["storage"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_restricted_to_some_nodes_is_used_where_it_is_enabled() {
+    let sim = simulator_with(restricted_storage_cluster()).await;
+    let s = start_on(&sim, None, &[]).await;
+    let list = s.ok("pve_list_storage", json!({})).await;
+    let usb = storage_rows(&list, "usb");
+    assert_eq!(usb.len(), 1, "listed once, not once per node: {list}");
+    assert_eq!(
+        (usb[0]["nodes"].clone(), usb[0]["total"].as_u64()),
+        (json!(["pve2"]), Some(500000000000))
+    );
+    let ceph = storage_rows(&list, "cephfs");
+    assert_eq!(ceph.len(), 1);
+    assert_eq!(ceph[0]["nodes"], json!(["pve2"]), "only where it is enabled");
+    assert_eq!(ceph[0]["active"], true);
+    let pve1 = s.ok("pve_list_storage", json!({"node": "pve1"})).await;
+    assert!(storage_rows(&pve1, "usb").is_empty(), "{pve1}");
+
+    let usb = s.ok("pve_storage_content", json!({"storage": "usb"})).await;
+    assert_eq!(
+        (usb["count"].as_i64(), usb["nodes"].clone()),
+        (Some(1), json!(["pve2"]))
+    );
+    assert_eq!(usb["items"][0]["node"], "pve2");
+    let ceph = s
+        .ok("pve_storage_content", json!({"storage": "cephfs", "content": "iso"}))
+        .await;
+    assert_eq!(ceph["count"], 1);
+    let err = s
+        .fails("pve_storage_content", json!({"storage": "usb", "node": "pve1"}))
+        .await;
+    assert!(err.contains("not available on pve1") && err.contains("pve2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_storage_is_an_error_that_names_the_storages() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    for args in [json!({"storage": "nope"}), json!({"storage": "nope", "node": "pve2"})] {
+        let err = s.fails("pve_storage_content", args).await;
+        assert!(
+            err.contains("'nope'") && err.contains("local, local-lvm, nfs-backup, pbs"),
+            "{err}"
+        );
+        assert!(!err.contains("did not answer"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_answers_with_an_error_is_not_offline() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    sim.add_fault(Fault::new(
+        "/nodes/pve1/storage",
+        FaultAction::Status(500, "unable to read storage status - got timeout".into()),
+    ));
+    for tool in ["pve_list_storage", "pve_list_backups"] {
+        let r = s.ok(tool, json!({})).await;
+        assert_eq!(
+            r["skipped_nodes"],
+            json!(["pve3"]),
+            "{tool}: only the offline node: {r}"
+        );
+        assert_eq!(r["node_errors"][0]["node"], "pve1", "{tool}: {r}");
+        assert!(
+            r["node_errors"][0]["error"].as_str().unwrap().contains("got timeout"),
+            "{tool}: {r}"
+        );
+    }
+    let r = s.ok("pve_storage_content", json!({"storage": "nfs-backup"})).await;
+    assert_eq!(
+        r["nodes"],
+        json!(["pve2"]),
+        "the shared storage is read through pve2: {r}"
+    );
+    assert!(
+        r["node_errors"][0]["error"].as_str().unwrap().contains("got timeout"),
+        "{r}"
+    );
+    // A node that cannot be reached is offline, and named as such.
+    sim.clear_faults();
+    sim.add_fault(Fault::new("/nodes/pve2/*", FaultAction::NodeOffline));
+    let r = s.ok("pve_list_storage", json!({})).await;
+    assert_eq!(r["skipped_nodes"], json!(["pve2", "pve3"]), "{r}");
+    assert!(r.get("node_errors").is_none(), "{r}");
+    // Every node refuses: the call fails with PVE's reason, not with the empty-list helper's.
+    sim.clear_faults();
+    sim.add_fault(Fault::new(
+        "/nodes/*/storage",
+        FaultAction::Status(403, "Permission check failed (/storage, Datastore.Audit)".into()),
+    ));
+    sim.add_fault(Fault::new(
+        "/access/permissions",
+        FaultAction::Status(500, "cluster not ready - no quorum?".into()),
+    ));
+    for tool in ["pve_list_storage", "pve_list_backups"] {
+        let err = s.fails(tool, json!({})).await;
+        assert!(
+            err.contains("Datastore.Audit") && err.contains("pve1") && !err.contains("/access/permissions"),
+            "{tool}: {err}"
+        );
+    }
+    let err = s.fails("pve_storage_content", json!({"storage": "local"})).await;
+    assert!(err.contains("Datastore.Audit"), "{err}");
+    // The helper's own failure does not turn a real empty list into an error.
+    sim.clear_faults();
+    sim.add_fault(Fault::new(
+        "/access/permissions",
+        FaultAction::Status(500, "cluster not ready - no quorum?".into()),
+    ));
+    let r = s.ok("pve_list_backups", json!({})).await;
+    assert!(r["count"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_reports_why_the_archive_could_not_be_read() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.tokens.push(pve_mcp::sim::spec::TokenSpec {
+        id: "vmadmin@pve!vms".into(),
+        secret: "33333333-4444-4555-8666-777777777777".into(),
+        acl: vec![pve_mcp::sim::spec::AclSpec {
+            path: "/vms".into(),
+            role: "PVEVMAdmin".into(),
+            propagate: true,
+        }],
+    });
+    let sim = simulator_with(spec).await;
+    let archive = "nfs-backup:backup/vzdump-qemu-100-2026_01_15-01_00_02.vma.zst";
+    let s = start_on(
+        &sim,
+        Some(("vmadmin@pve!vms", "33333333-4444-4555-8666-777777777777")),
+        &[],
+    )
+    .await;
+    let err = s
+        .fails("pve_backup_restore", json!({"archive": archive, "vmid": 400}))
+        .await;
+    assert!(
+        err.contains("Datastore.Audit") && err.contains("/storage/nfs-backup") && !err.contains("not found"),
+        "{err}"
+    );
+    let root = start_on(&sim, None, &[]).await;
+    sim.add_fault(Fault::new(
+        "/nodes/*/storage/nfs-backup/content",
+        FaultAction::Status(
+            501,
+            "Method 'GET /nodes/pve1/storage/nfs-backup/content' not implemented".into(),
+        ),
+    ));
+    let err = root
+        .fails("pve_backup_restore", json!({"archive": archive, "vmid": 400}))
+        .await;
+    assert!(err.contains("not implemented") && !err.contains("not found"), "{err}");
+    sim.clear_faults();
+    let err = root
+        .fails(
+            "pve_backup_restore",
+            json!({"archive": "nfs-backup:backup/vzdump-qemu-100-2020_01_01-00_00_00.vma.zst", "vmid": 400}),
+        )
+        .await;
+    assert!(
+        err.contains("not found"),
+        "a missing archive is still named as such: {err}"
+    );
+    assert_eq!(sim.write_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_named_files_on_two_nodes_are_listed_with_their_node() {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    let local = spec.storages.iter_mut().find(|s| s.storage == "local").unwrap();
+    let mut copy = local.volumes.iter().find(|v| v.content == "backup").unwrap().clone();
+    copy.node = Some("pve1".into());
+    local.volumes.push(copy);
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[]).await;
+    let t = s
+        .ok("pve_storage_content", json!({"storage": "local", "content": "vztmpl"}))
+        .await;
+    let nodes: Vec<&str> = t["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, vec!["pve1", "pve2"], "{t}");
+    let b = s.ok("pve_list_backups", json!({"storage": "local"})).await;
+    let mut nodes: Vec<&str> = b["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["pve1", "pve2"], "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_status_leaves_out_what_pve_did_not_send() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let st = s.ok("pve_node_status", json!({"node": "pve1"})).await;
+    assert_eq!(
+        (
+            st["current_kernel"]["release"].as_str(),
+            st["current_kernel"]["machine"].as_str()
+        ),
+        (Some("6.8.12-8-pve"), Some("x86_64"))
+    );
+    sim.add_fault(Fault::new(
+        "/nodes/pve1/status",
+        FaultAction::Omit(vec![
+            "swap".into(),
+            "rootfs".into(),
+            "kversion".into(),
+            "cpuinfo".into(),
+        ]),
+    ));
+    let st = s.ok("pve_node_status", json!({"node": "pve1"})).await;
+    for gone in ["swap", "rootfs", "cpu_model"] {
+        assert!(st.get(gone).is_none(), "{gone}: {st}");
+    }
+    assert_eq!(st["memory"]["total_human"], "64.00 GiB");
+    assert!(st["kernel"].as_str().unwrap().contains("6.8.12-8-pve"), "{st}");
+    // PVE before 8.1 has no current-kernel.
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.version = "8.0.4".into();
+    let old = simulator_with(spec).await;
+    let s = start_on(&old, None, &[]).await;
+    let st = s.ok("pve_node_status", json!({"node": "pve2"})).await;
+    assert!(
+        st.get("current_kernel").is_none() && st.get("boot_mode").is_none(),
+        "{st}"
+    );
+    assert!(st["kernel"].as_str().unwrap().starts_with("Linux 6.8.12-8-pve"), "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_accepts_the_agents_json_booleans() {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.agent_json_booleans = true;
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[("PVE_MCP_ENABLE_EXEC", "true")]).await;
+    let r = s
+        .ok("pve_vm_exec", json!({"vmid": 101, "command": "echo ok", "timeout": 2}))
+        .await;
+    assert!(r.get("timed_out").is_none(), "{r}");
+    assert_eq!((r["exitcode"].as_i64(), r["stdout"].as_str()), (Some(0), Some("ok\n")));
+    assert_eq!(r["stdout_truncated"], false);
+    let r = s
+        .ok("pve_vm_exec", json!({"vmid": 101, "command": "exit 3", "timeout": 2}))
+        .await;
+    assert_eq!(r["exitcode"], 3, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_vms_keeps_only_guests_whatever_the_answer_holds() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    // An answer that ignored ?type=vm holds nodes and storages too.
+    sim.add_fault(Fault::new("/cluster/resources", FaultAction::IgnoreParams));
+    let r = s.ok("pve_list_vms", json!({})).await;
+    assert_eq!(r["count"], 9, "{r}");
+    assert!(
+        r["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["type"] == "qemu" || g["type"] == "lxc")
+    );
+    let ct = s.ok("pve_list_vms", json!({"type": "lxc"})).await;
+    assert_eq!(ct["count"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_config_reports_what_changed_and_what_waits_for_a_restart() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    // A running VM takes the description at once; cores wait for a restart.
+    let r = s
+        .ok(
+            "pve_vm_set_config",
+            json!({"vmid": 101, "config": {"cores": 8, "description": "database"}, "delete": ["vga"]}),
+        )
+        .await;
+    assert_eq!(r["changed"]["description"]["after"], "database", "{r}");
+    assert!(r["changed"].get("cores").is_none(), "{r}");
+    assert_eq!(r["pending"]["cores"], json!({"current": 4, "pending": 8}), "{r}");
+    assert_eq!(r["restart_needed"], true);
+    assert!(r["not_applied"]["vga"].as_str().unwrap().contains("not set"), "{r}");
+    assert!(r["note"].as_str().unwrap().contains("cores"), "{r}");
+    sim.with_state(|st| assert_eq!(st.guests[&101].config["cores"], 4));
+    // The restart applies it.
+    s.ok("pve_vm_power", json!({"vmid": 101, "action": "reboot"})).await;
+    sim.with_state(|st| assert_eq!(st.guests[&101].config["cores"], 8));
+    // A stopped guest changes at once.
+    let r = s
+        .ok("pve_vm_set_config", json!({"vmid": 102, "config": {"cores": 2}}))
+        .await;
+    assert_eq!(r["changed"]["cores"], json!({"before": 4, "after": 2}), "{r}");
+    assert!(r.get("pending").is_none() && r.get("restart_needed").is_none(), "{r}");
+    // A running container takes memory and cores at once; the OS type waits.
+    let r = s
+        .ok(
+            "pve_vm_set_config",
+            json!({"vmid": 201, "config": {"memory": 2048, "cores": 4, "ostype": "ubuntu"}}),
+        )
+        .await;
+    assert_eq!(r["changed"]["memory"]["after"], 2048, "{r}");
+    assert_eq!(r["changed"]["cores"]["after"], 4, "{r}");
+    assert_eq!(r["pending"]["ostype"]["pending"], "ubuntu", "{r}");
+    // Setting a value it already has changes nothing, and says so.
+    let r = s
+        .ok("pve_vm_set_config", json!({"vmid": 200, "config": {"cores": 1}}))
+        .await;
+    assert!(r["not_applied"]["cores"].as_str().unwrap().contains("already"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_status_speaks_the_write_tools_vocabulary() {
+    let sim = simulator(0).await;
+    let s = start_on(&sim, None, &[]).await;
+    let (failed, ok, running) = sim.with_state(|st| {
+        let failed = st.start_task(
+            "pve1",
+            "qmstart",
+            "100",
+            "root@pam!sim",
+            vec![],
+            Box::new(|_| Err("VM 100 already running".into())),
+        );
+        let ok = st.start_task(
+            "pve1",
+            "qmstart",
+            "102",
+            "root@pam!sim",
+            vec![],
+            Box::new(|_| Ok(vec![])),
+        );
+        st.task_duration = std::time::Duration::from_secs(3600);
+        let running = st.start_task(
+            "pve2",
+            "vzdump",
+            "201",
+            "root@pam!sim",
+            vec![],
+            Box::new(|_| Ok(vec![])),
+        );
+        (failed, ok, running)
+    });
+    let f = s.ok("pve_task_status", json!({"upid": failed})).await;
+    assert_eq!(
+        (f["status"].as_str(), f["pve_status"].as_str(), f["exitstatus"].as_str()),
+        (Some("failed"), Some("stopped"), Some("VM 100 already running"))
+    );
+    let o = s.ok("pve_task_status", json!({"upid": ok})).await;
+    assert_eq!(
+        (o["status"].as_str(), o["pve_status"].as_str()),
+        (Some("ok"), Some("stopped"))
+    );
+    let r = s.ok("pve_task_status", json!({"upid": running})).await;
+    assert_eq!(
+        (r["status"].as_str(), r["pve_status"].as_str()),
+        (Some("running"), Some("running"))
+    );
+    let list = s.ok("pve_list_tasks", json!({})).await;
+    let mut statuses: Vec<&str> = list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec!["failed", "ok", "running"], "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resize_without_disks_and_migrate_to_an_offline_node() {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.guests.push(
+        serde_json::from_value(json!({"vmid": 500, "type": "qemu", "node": "pve1", "status": "stopped",
+                                      "config": {"name": "diskless", "cores": 1, "memory": "512"}}))
+        .unwrap(),
+    );
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[]).await;
+    let err = s
+        .fails(
+            "pve_vm_resize_disk",
+            json!({"vmid": 500, "disk": "scsi0", "size": "+1G"}),
+        )
+        .await;
+    assert!(err.contains("has no disks") && !err.contains("Its disks: ."), "{err}");
+    let writes = sim.write_count();
+    let err = s.fails("pve_vm_migrate", json!({"vmid": 102, "target": "pve3"})).await;
+    assert!(err.contains("pve3 is offline") && err.contains("pve1"), "{err}");
+    let err = s.fails("pve_vm_migrate", json!({"vmid": 102, "target": "pve9"})).await;
+    assert!(
+        err.contains("no node pve9") && err.contains("pve1, pve2, pve3"),
+        "{err}"
+    );
+    assert_eq!(sim.write_count(), writes, "nothing is sent");
 }

@@ -26,6 +26,12 @@ pub enum FaultAction {
     NodeOffline,
     /// `596`, as pveproxy answers when TLS to the node fails.
     NodeTls,
+    /// Answer as usual, but without these top-level fields of `data` (an answer from
+    /// another release or a PVE-compatible API that leaves them out).
+    Omit(Vec<String>),
+    /// Answer as if the request had no query or body parameters (a proxy that drops the
+    /// query string).
+    IgnoreParams,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,10 +90,11 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// The reply a short-circuiting fault gives (`None` for latency and hang).
+/// The reply a short-circuiting fault gives (`None` for the faults that change how the
+/// request is answered rather than answering it).
 pub fn reply(action: &FaultAction) -> Option<Reply> {
     Some(match action {
-        FaultAction::Latency(_) | FaultAction::Hang => return None,
+        FaultAction::Latency(_) | FaultAction::Hang | FaultAction::Omit(_) | FaultAction::IgnoreParams => return None,
         FaultAction::Status(code, msg) => Reply::error(*code, msg.clone()),
         FaultAction::MalformedJson => Reply {
             status: 200,

@@ -221,9 +221,13 @@ async fn handle(shared: &Shared, raw: hyper::Request<hyper::body::Incoming>) -> 
     if req.method != crate::gate::Method::Get {
         shared.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    let mut req = req;
+    let mut omit = Vec::new();
     match take_fault(shared, &req) {
         Some(FaultAction::Latency(d)) => tokio::time::sleep(d).await,
         Some(FaultAction::Hang) => std::future::pending::<()>().await,
+        Some(FaultAction::Omit(fields)) => omit = fields,
+        Some(FaultAction::IgnoreParams) => req.params.clear(),
         Some(action) => {
             if let Some(reply) = faults::reply(&action) {
                 return reply;
@@ -240,5 +244,11 @@ async fn handle(shared: &Shared, raw: hyper::Request<hyper::body::Incoming>) -> 
     };
     let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
     st.advance();
-    api::dispatch(&mut st, &req, &who, &shared.tokens)
+    let mut reply = api::dispatch(&mut st, &req, &who, &shared.tokens);
+    if let http::ReplyBody::Data(serde_json::Value::Object(data), _) = &mut reply.body {
+        for field in &omit {
+            data.remove(field);
+        }
+    }
+    reply
 }

@@ -22,6 +22,11 @@ pub struct ClusterSpec {
     /// Delay before a 401 answer (PVE waits about 3 s).
     #[serde(default)]
     pub auth_failure_delay_ms: u64,
+    /// Guest-agent `exec-status` booleans (`exited`, `*-truncated`) as JSON `true`/`false`,
+    /// as qemu-ga itself sends them. PVE turns them into `1`/`0` (qemu-server
+    /// `Agent::qemu_exec_status`); this is for clients that must accept both.
+    #[serde(default)]
+    pub agent_json_booleans: bool,
     pub nodes: Vec<NodeSpec>,
     #[serde(default)]
     pub storages: Vec<StorageSpec>,
@@ -72,6 +77,10 @@ pub struct StorageSpec {
     pub path: Option<String>,
     /// Bytes, per node for local storage.
     pub total: u64,
+    /// Bytes used by data the simulator does not list (per node for local storage), on top
+    /// of its volumes and guest disks.
+    #[serde(default)]
+    pub other_used: u64,
     #[serde(default)]
     pub volumes: Vec<VolumeSpec>,
 }
@@ -84,6 +93,9 @@ pub struct VolumeSpec {
     #[serde(default)]
     pub format: String,
     pub size: u64,
+    /// Epoch seconds; a negative value is that many seconds before the simulator starts
+    /// (a backup of last night). `{date}` in `volid` becomes this time as vzdump writes it
+    /// (`2026_01_16-01_00_02`), `{iso}` as PBS writes it (`2026-01-16T01:00:02Z`).
     #[serde(default)]
     pub ctime: i64,
     #[serde(default)]
@@ -234,6 +246,11 @@ impl ClusterSpec {
             }
         }
         for s in &self.storages {
+            if let Some(nodes) = &s.nodes
+                && let Some(n) = nodes.iter().find(|n| !known(n))
+            {
+                return bad(format!("storage {} names unknown node '{n}'", s.storage));
+            }
             for v in &s.volumes {
                 if !v.volid.starts_with(&format!("{}:", s.storage)) {
                     return bad(format!("volume {} does not belong to storage {}", v.volid, s.storage));

@@ -49,6 +49,10 @@ pub struct Guest {
     pub parent: Option<String>,
     /// Config saved with each snapshot taken here (rollback restores it).
     pub snap_configs: BTreeMap<String, Map<String, Value>>,
+    /// Changes waiting for a restart (the config's `[PENDING]` section): new values...
+    pub pending: Map<String, Value>,
+    /// ...and keys to delete, with their `force` flag.
+    pub pending_delete: BTreeMap<String, bool>,
 }
 
 impl Guest {
@@ -74,6 +78,8 @@ impl Guest {
             lock: None,
             parent: None,
             snap_configs: BTreeMap::new(),
+            pending: Map::new(),
+            pending_delete: BTreeMap::new(),
         }
     }
 
@@ -191,6 +197,20 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// A volume with a relative `ctime` made absolute, and its volid's date placeholders filled.
+fn dated(v: &VolumeSpec, now: i64) -> VolumeSpec {
+    let mut v = v.clone();
+    if v.ctime < 0 {
+        v.ctime += now;
+    }
+    let (y, m, d, h, mi, s) = crate::human::utc_parts(v.ctime);
+    v.volid = v
+        .volid
+        .replace("{date}", &format!("{y:04}_{m:02}_{d:02}-{h:02}_{mi:02}_{s:02}"))
+        .replace("{iso}", &crate::human::iso_time(v.ctime));
+    v
+}
+
 #[derive(Debug, Clone)]
 pub struct Storage {
     pub spec: StorageSpec,
@@ -243,6 +263,8 @@ pub struct State {
     pub cluster_name: Option<String>,
     pub version: String,
     pub task_duration: Duration,
+    /// Agent exec-status booleans as JSON `true`/`false` instead of PVE's `1`/`0`.
+    pub agent_json_booleans: bool,
     pub nodes: BTreeMap<String, Node>,
     pub storages: BTreeMap<String, Storage>,
     /// Volumes that are not guest disks: ISOs, templates, backups (disks come from configs).
@@ -281,7 +303,11 @@ impl State {
             .iter()
             .map(|s| (s.storage.clone(), Storage { spec: s.clone() }))
             .collect();
-        let volumes = spec.storages.iter().flat_map(|s| s.volumes.clone()).collect();
+        let volumes = spec
+            .storages
+            .iter()
+            .flat_map(|s| s.volumes.iter().map(|v| dated(v, now as i64)))
+            .collect();
         let guests = spec
             .guests
             .iter()
@@ -306,6 +332,8 @@ impl State {
                         lock: None,
                         parent: g.snapshots.iter().max_by_key(|s| s.snaptime).map(|s| s.name.clone()),
                         snap_configs: BTreeMap::new(),
+                        pending: Map::new(),
+                        pending_delete: BTreeMap::new(),
                     },
                 )
             })
@@ -314,6 +342,7 @@ impl State {
             cluster_name: spec.cluster_name.clone(),
             version: spec.version.clone(),
             task_duration: Duration::from_millis(spec.task_duration_ms),
+            agent_json_booleans: spec.agent_json_booleans,
             nodes,
             storages,
             volumes,

@@ -127,10 +127,18 @@ pub fn exec_status(call: &mut Call<'_>) -> Reply {
             format!("Agent error: Invalid parameter 'pid': no such process {pid}"),
         );
     };
+    // PVE turns qemu-ga's JSON booleans into 1/0; the cluster may ask for them as sent.
+    let flag = |b: bool| {
+        if call.st.agent_json_booleans {
+            json!(b)
+        } else {
+            json!(i32::from(b))
+        }
+    };
     if now_secs() < job.done_at {
-        return Reply::data(json!({"exited": 0}));
+        return Reply::data(json!({"exited": flag(false)}));
     }
-    let mut r = json!({"exited": 1, "exitcode": job.exitcode});
+    let mut r = json!({"exited": flag(true), "exitcode": job.exitcode});
     for (key, text) in [("out", &job.out), ("err", &job.err)] {
         if text.is_empty() {
             continue;
@@ -139,7 +147,7 @@ pub fn exec_status(call: &mut Call<'_>) -> Reply {
         let kept: String = text.chars().take(MAX_OUTPUT).collect();
         r[format!("{key}-data")] = json!(kept);
         if truncated {
-            r[format!("{key}-truncated")] = json!(1);
+            r[format!("{key}-truncated")] = flag(true);
         }
     }
     Reply::data(r)

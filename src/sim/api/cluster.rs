@@ -64,7 +64,8 @@ pub fn storage_used(st: &State, storage: &str, node: &str, shared: bool) -> u64 
         .filter_map(|(_, d)| disk_size(&d))
         .map(|size| size / 3)
         .sum();
-    volumes + disks
+    let other = st.storages.get(storage).map_or(0, |s| s.spec.other_used);
+    volumes + disks + other
 }
 
 fn node_row(st: &State, name: &str) -> Value {
@@ -109,6 +110,14 @@ pub fn node_status(call: &mut Call<'_>) -> Reply {
     });
     if call.st.version.starts_with('9') {
         out["memory"]["available"] = json!(n.memory - mem);
+    }
+    // pve-manager 8.1.0 added `current-kernel` and `boot-info` (API2::Nodes status).
+    let mut parts = call.st.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    if (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (8, 1)
+        && let Some(o) = out.as_object_mut()
+    {
+        o.remove("current-kernel");
+        o.remove("boot-info");
     }
     Reply::data(out)
 }

@@ -94,26 +94,235 @@ fn next_unused(config: &Map<String, Value>) -> String {
         .unwrap_or_else(|| "unused0".into())
 }
 
-/// Apply a change to a guest's config, with PVE's `delete` semantics: a detached disk
-/// becomes `unusedN` unless `force`; deleting `unusedN` destroys the volume.
-pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
-    let kind = g.kind;
-    let force = params::flag(params, "force");
-    if let Some(list) = params::list(params, "delete") {
-        for key in &list {
-            let key = key.as_str();
-            let Some(old) = g.config.remove(key) else { continue };
-            if is_disk_key(key) && !key.starts_with("unused") && !force {
-                let volume = old.as_str().unwrap_or("").split(',').next().unwrap_or("").to_string();
-                if !volume.is_empty() && !old.as_str().unwrap_or("").contains("media=cdrom") {
-                    let slot = next_unused(&g.config);
-                    g.config.insert(slot, Value::String(volume));
+/// The config value as PVE compares it (`cleanup_pending` compares strings).
+fn text_of(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+}
+
+/// Remove `key` from the config; a detached disk becomes `unusedN` unless `force`
+/// (`vmconfig_delete_or_detach_drive`); an `unusedN` volume is destroyed.
+fn remove_key(g: &mut Guest, key: &str, force: bool) {
+    let Some(old) = g.config.remove(key) else { return };
+    if is_disk_key(key) && !key.starts_with("unused") && !force {
+        let text = old.as_str().unwrap_or("");
+        let volume = text.split(',').next().unwrap_or("").to_string();
+        if !volume.is_empty() && volume != "none" && !text.contains("media=cdrom") {
+            let slot = next_unused(&g.config);
+            g.config.insert(slot, Value::String(volume));
+        }
+    }
+}
+
+/// Keep the derived fields in step with the config.
+fn sync_derived(g: &mut Guest) {
+    g.tags = g
+        .config
+        .get("tags")
+        .and_then(Value::as_str)
+        .map(crate::pve::lists::split_list)
+        .unwrap_or_default();
+    if let Some(t) = g.config.get("template") {
+        g.template = t == 1;
+    }
+}
+
+/// Write every pending change into the config (`vmconfig_apply_pending`): what a stopped
+/// guest gets at once, a VM when it starts, a container when it starts or stops.
+pub fn apply_pending(g: &mut Guest) {
+    for (key, force) in std::mem::take(&mut g.pending_delete) {
+        remove_key(g, &key, force);
+    }
+    for (key, value) in std::mem::take(&mut g.pending) {
+        if is_disk_key(&key)
+            && let Some(old) = g.config.get(&key).and_then(Value::as_str)
+        {
+            // The replaced volume stays as an unused disk (`vmconfig_register_unused_drive`).
+            let volume = old.split(',').next().unwrap_or("").to_string();
+            let new_volume = value.as_str().unwrap_or("").split(',').next().unwrap_or("");
+            if !old.contains("media=cdrom") && volume != "none" && !volume.is_empty() && volume != new_volume {
+                let slot = next_unused(&g.config);
+                g.config.insert(slot, Value::String(volume));
+            }
+        }
+        g.config.insert(key, value);
+    }
+    sync_derived(g);
+}
+
+/// Options a running VM takes at once (qemu-server `$fast_plug_option`, with the
+/// cloud-init options).
+const QEMU_FAST_PLUG: &[&str] = &[
+    "description",
+    "hookscript",
+    "lock",
+    "migrate_downtime",
+    "migrate_speed",
+    "name",
+    "onboot",
+    "protection",
+    "shares",
+    "startup",
+    "tags",
+    "vmstatestorage",
+    "cicustom",
+    "cipassword",
+    "citype",
+    "ciupgrade",
+    "ciuser",
+    "nameserver",
+    "searchdomain",
+    "sshkeys",
+];
+
+/// Options a running container takes at once (pve-container `$LXC_FASTPLUG_OPTIONS`).
+const LXC_FAST_PLUG: &[&str] = &[
+    "description",
+    "onboot",
+    "startup",
+    "protection",
+    "hostname",
+    "hookscript",
+    "cores",
+    "tags",
+    "lock",
+];
+
+fn indexed(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The VM's hotplug features (`parse_hotplug_features`; default `network,disk,usb`).
+fn hotplug_features(g: &Guest) -> Vec<String> {
+    let value = g.config.get("hotplug").map(text_of).unwrap_or_else(|| "1".into());
+    match value.as_str() {
+        "0" => Vec::new(),
+        "1" => vec!["network".into(), "disk".into(), "usb".into()],
+        v => crate::pve::lists::split_list(v),
+    }
+}
+
+/// Would qemu-server hot-plug deleting (`value` is `None`) or setting this key on the
+/// running VM? (`vmconfig_hotplug_pending`; everything it answers "skip" for stays pending.)
+fn qemu_hotplugs(g: &Guest, key: &str, value: Option<&Value>) -> bool {
+    let f = hotplug_features(g);
+    let has = |x: &str| f.iter().any(|y| y == x);
+    let current_hotplug = g.config.get("hotplug").map(text_of).unwrap_or_default();
+    if QEMU_FAST_PLUG.contains(&key) {
+        return true;
+    }
+    match key {
+        "hotplug" => {
+            let new = value.map(text_of).unwrap_or_default();
+            !(new.contains("memory")
+                || new.contains("cpu")
+                || current_hotplug.contains("memory")
+                || current_hotplug.contains("cpu"))
+        }
+        "tablet" => has("usb"),
+        "vcpus" => has("cpu"),
+        "memory" => has("memory"),
+        "cpuunits" | "cpulimit" => true,
+        "balloon" => {
+            let enabled = |v: Option<&Value>| v.is_none_or(|v| text_of(v) != "0");
+            match value {
+                None => enabled(g.config.get("balloon")),
+                Some(v) => enabled(g.config.get("balloon")) == enabled(Some(v)),
+            }
+        }
+        k if indexed(k, "net") => has("network"),
+        k if is_disk_key(k) && !k.starts_with("unused") => {
+            let slot_fixed = ["efidisk", "tpmstate"].iter().any(|p| indexed(k, p));
+            match value {
+                None => has("disk") && !slot_fixed && !indexed(k, "ide") && !indexed(k, "sata"),
+                Some(_) if slot_fixed => false,
+                Some(_) => {
+                    let old = g.config.get(k).map(text_of);
+                    match old {
+                        // Changing the medium of a CD-ROM drive needs no hotplug.
+                        Some(o) if o.contains("media=cdrom") => true,
+                        Some(_) => has("disk"),
+                        None => has("disk") && !indexed(k, "ide") && !indexed(k, "sata"),
+                    }
                 }
             }
         }
+        _ => false,
+    }
+}
+
+/// The same for a running container (pve-container `vmconfig_hotplug_pending`).
+fn lxc_hotplugs(g: &Guest, key: &str, value: Option<&Value>) -> bool {
+    if LXC_FAST_PLUG.contains(&key) {
+        return true;
+    }
+    match (key, value) {
+        ("swap" | "cpulimit" | "cpuunits", _) => true,
+        ("memory", Some(_)) => true,
+        (k, _) if indexed(k, "net") => true,
+        (k, None) => indexed(k, "unused"),
+        (k, Some(_)) if indexed(k, "mp") || indexed(k, "dev") => !g.config.contains_key(k),
+        _ => false,
+    }
+}
+
+/// Apply to a running guest what it can take while running; the rest stays pending.
+fn hotplug_pending(g: &mut Guest) {
+    let can = |g: &Guest, key: &str, value: Option<&Value>| match g.kind {
+        GuestKind::Qemu => qemu_hotplugs(g, key, value),
+        GuestKind::Lxc => lxc_hotplugs(g, key, value),
+    };
+    let deletes: Vec<(String, bool)> = g.pending_delete.iter().map(|(k, f)| (k.clone(), *f)).collect();
+    for (key, force) in deletes {
+        if can(g, &key, None) {
+            g.pending_delete.remove(&key);
+            remove_key(g, &key, force);
+        }
+    }
+    let sets: Vec<(String, Value)> = g.pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (key, value) in sets {
+        if can(g, &key, Some(&value)) {
+            g.pending.remove(&key);
+            g.config.insert(key, value);
+        }
+    }
+    sync_derived(g);
+}
+
+/// A config change as qemu-server's `update_vm_api` and pve-container's
+/// `update_pct_config` make it: every change goes to the pending section first, unchanged
+/// values are dropped (`cleanup_pending`), then a stopped guest applies everything and a
+/// running one what it can hot-plug; the rest waits for a restart (`GET …/pending`).
+pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
+    let kind = g.kind;
+    let force = params::flag(params, "force");
+    for key in params::list(params, "revert").unwrap_or_default() {
+        g.pending.remove(&key);
+        g.pending_delete.remove(&key);
+    }
+    for key in params::list(params, "delete").unwrap_or_default() {
+        if !g.config.contains_key(&key) && !g.pending.contains_key(&key) {
+            // PVE warns "cannot delete 'KEY' - not set in current configuration!" and goes on.
+            continue;
+        }
+        if kind == GuestKind::Lxc {
+            if matches!(key.as_str(), "memory" | "rootfs" | "ostype") {
+                return Err(format!("unable to delete required option '{key}'"));
+            }
+            if key == "unprivileged" {
+                return Err(format!("unable to delete read-only option: '{key}'"));
+            }
+        }
+        g.pending.remove(&key);
+        // qemu-server deletes an unused disk and the tags at once, not through pending.
+        if kind == GuestKind::Qemu && (indexed(&key, "unused") || key == "tags") {
+            g.config.remove(&key);
+            continue;
+        }
+        g.pending_delete.insert(key, force);
     }
     for (k, v) in params {
-        if CONTROL.contains(&k.as_str()) {
+        if CONTROL.contains(&k.as_str()) || k == "revert" {
             continue;
         }
         if k == "name" || k == "hostname" {
@@ -128,15 +337,35 @@ pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
                 ));
             }
         }
-        g.config.insert(k.clone(), stored_value(kind, k, v));
+        g.pending.insert(k.clone(), stored_value(kind, k, v));
+        g.pending_delete.remove(k);
     }
-    if let Some(tags) = g.config.get("tags").and_then(Value::as_str) {
-        g.tags = crate::pve::lists::split_list(tags);
-    }
-    if let Some(t) = g.config.get("template") {
-        g.template = t == 1;
+    // cleanup_pending
+    let config = g.config.clone();
+    g.pending
+        .retain(|k, v| config.get(k).is_none_or(|cur| text_of(cur) != text_of(v)));
+    g.pending_delete.retain(|k, _| config.contains_key(k));
+    if g.running() {
+        hotplug_pending(g);
+    } else {
+        apply_pending(g);
     }
     Ok(())
+}
+
+/// The config as `GET …/config` shows it: with the pending values taken in unless
+/// `current` (`AbstractConfig::load_current_config`).
+pub fn effective(g: &Guest, current: bool) -> Map<String, Value> {
+    let mut cfg = g.config.clone();
+    if !current {
+        for (k, v) in &g.pending {
+            cfg.insert(k.clone(), v.clone());
+        }
+        for k in g.pending_delete.keys() {
+            cfg.remove(k);
+        }
+    }
+    cfg
 }
 
 pub fn set(call: &mut Call<'_>) -> Reply {
@@ -204,14 +433,30 @@ fn summary(changes: &Map<String, Value>) -> String {
         .join(" ")
 }
 
-/// Changes waiting for a restart. The simulator applies changes at once, so every key is
-/// current: `[{key, value}]`.
+/// `GET …/pending`: every key with its current value, its pending value and whether it is
+/// to be deleted (`GuestHelpers::config_with_pending_array`; `delete` is 2 when forced).
 pub fn pending(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g,
         Err(r) => return r,
     };
-    let rows: Vec<Value> = g.config.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    let mut rows: Vec<Value> = Vec::new();
+    for (k, v) in &g.config {
+        let mut row = json!({"key": k, "value": v});
+        if let Some(p) = g.pending.get(k) {
+            row["pending"] = p.clone();
+        }
+        if let Some(force) = g.pending_delete.get(k) {
+            row["delete"] = json!(if *force { 2 } else { 1 });
+        }
+        rows.push(row);
+    }
+    for (k, p) in g.pending.iter().filter(|(k, _)| !g.config.contains_key(*k)) {
+        rows.push(json!({"key": k, "pending": p}));
+    }
+    for (k, force) in g.pending_delete.iter().filter(|(k, _)| !g.config.contains_key(*k)) {
+        rows.push(json!({"key": k, "delete": if *force { 2 } else { 1 }}));
+    }
     Reply::data(Value::Array(rows))
 }
 

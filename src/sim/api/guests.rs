@@ -81,7 +81,7 @@ pub fn config(call: &mut Call<'_>) -> Reply {
         Ok(g) => g,
         Err(r) => return r,
     };
-    let mut cfg = g.config.clone();
+    let mut cfg = super::config::effective(g, params::flag(&call.req.params, "current"));
     if let Some(snap) = params::text(&call.req.params, "snapshot") {
         if !g.snapshots.iter().any(|s| s.name == snap) {
             return Reply::error(500, format!("snapshot '{snap}' does not exist"));
@@ -190,19 +190,37 @@ pub fn power(call: &mut Call<'_>) -> Reply {
                 return Err(format!("{word} {vmid} already running"));
             }
             set_status(st, vmid, GuestStatus::Running);
+            // Pending changes are written into the config at start (qemu-server
+            // vm_start, pve-container vm_start).
+            if let Some(g) = st.guests.get_mut(&vmid) {
+                super::config::apply_pending(g);
+            }
             Ok(vec![])
         }),
         "shutdown" | "stop" => Box::new(move |st: &mut State| {
             set_status(st, vmid, GuestStatus::Stopped);
-            Ok(vec![])
-        }),
-        "reboot" | "reset" => Box::new(move |st: &mut State| {
-            if let Some(g) = st.guests.get_mut(&vmid) {
-                g.started_at = Some(now_secs());
-                g.status = GuestStatus::Running;
+            // A container applies them when it stops (lxc-pve-poststop-hook).
+            if kind == GuestKind::Lxc
+                && let Some(g) = st.guests.get_mut(&vmid)
+            {
+                super::config::apply_pending(g);
             }
             Ok(vec![])
         }),
+        "reboot" | "reset" => {
+            // A reboot stops and starts the guest; a QEMU reset does not restart it.
+            let restarts = action == "reboot";
+            Box::new(move |st: &mut State| {
+                if let Some(g) = st.guests.get_mut(&vmid) {
+                    g.started_at = Some(now_secs());
+                    g.status = GuestStatus::Running;
+                    if restarts {
+                        super::config::apply_pending(g);
+                    }
+                }
+                Ok(vec![])
+            })
+        }
         "suspend" if kind == GuestKind::Qemu => Box::new(move |st: &mut State| {
             set_status(st, vmid, GuestStatus::Paused);
             Ok(vec![])

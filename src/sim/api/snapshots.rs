@@ -118,6 +118,10 @@ pub fn rollback(call: &mut Call<'_>) -> Reply {
         if let Some(cfg) = g.snap_configs.get(&name) {
             g.config = cfg.clone();
         }
+        // The snapshot's config replaces the current one, pending changes included
+        // (AbstractConfig::__snapshot_apply_config builds it anew).
+        g.pending.clear();
+        g.pending_delete.clear();
         g.parent = Some(name.clone());
         let running = (snap.vmstate && g.kind == GuestKind::Qemu) || start;
         g.status = if running {

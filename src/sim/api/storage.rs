@@ -43,26 +43,53 @@ pub fn config(call: &mut Call<'_>) -> Reply {
     Reply::data(Value::Array(rows))
 }
 
-/// `GET /nodes/{node}/storage`: status of the storages this node has.
+/// `GET /nodes/{node}/storage`, as pve-storage's `API2::Storage::Status` index answers:
+/// every storage of the cluster config, where a storage that is not available on this node
+/// (its `nodes` list) is listed with `enabled: 0`, `active: 0` and no space
+/// (`PVE::Storage::storage_info`). A `content` filter also drops the storages that are not
+/// enabled here; `enabled=1` drops only storages disabled in the config. An unknown
+/// `storage` (or one the `content` filter dropped) is 400 `No such storage.`.
 pub fn status(call: &mut Call<'_>) -> Reply {
     let node = call.node().to_string();
     let p = &call.req.params;
     let content: Option<Vec<String>> = params::list(p, "content");
     let only = params::text(p, "storage");
-    let rows: Vec<Value> = call
+    let info: Vec<(&String, &crate::sim::state::Storage, bool)> = call
         .st
         .storages
         .iter()
-        .filter(|(id, s)| s.on_node(&node) && visible(call, id))
-        .filter(|(id, _)| only.as_ref().is_none_or(|o| o == *id))
-        .filter(|(_, s)| content.as_ref().is_none_or(|want| want.iter().any(|c| s.spec.content.contains(c))))
-        .map(|(id, s)| {
-            let used = storage_used(call.st, id, &node, s.spec.shared).min(s.spec.total);
-            json!({
+        .map(|(id, s)| (id, s, s.on_node(&node)))
+        .filter(|(_, s, enabled)| {
+            content
+                .as_ref()
+                .is_none_or(|want| *enabled && want.iter().any(|c| s.spec.content.contains(c)))
+        })
+        .collect();
+    if let Some(o) = &only
+        && !info.iter().any(|(id, _, _)| *id == o)
+    {
+        return Reply::param_error("storage", "No such storage.");
+    }
+    let rows: Vec<Value> = info
+        .into_iter()
+        .filter(|(id, _, _)| visible(call, id))
+        .filter(|(id, _, _)| only.as_ref().is_none_or(|o| o == *id))
+        .map(|(id, s, enabled)| {
+            let mut row = json!({
                 "storage": id, "type": s.spec.kind, "content": s.spec.content.join(","), "shared": i32::from(s.spec.shared),
-                "enabled": 1, "active": 1, "total": s.spec.total, "used": used, "avail": s.spec.total - used,
-                "used_fraction": used as f64 / s.spec.total.max(1) as f64,
-            })
+                "enabled": i32::from(enabled), "active": 0, "total": 0, "used": 0, "avail": 0,
+            });
+            if enabled {
+                let used = storage_used(call.st, id, &node, s.spec.shared).min(s.spec.total);
+                row["active"] = json!(1);
+                row["total"] = json!(s.spec.total);
+                row["used"] = json!(used);
+                row["avail"] = json!(s.spec.total - used);
+                if s.spec.total > 0 {
+                    row["used_fraction"] = json!(used as f64 / s.spec.total as f64);
+                }
+            }
+            row
         })
         .collect();
     Reply::data(Value::Array(rows))
