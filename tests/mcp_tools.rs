@@ -270,3 +270,46 @@ async fn verifying_the_self_signed_certificate_fails_with_a_hint() {
         "{msg}"
     );
 }
+
+/// A transient failure while polling a task is retried until the wait ends; a malformed
+/// status answer is an immediate, clear error; both name the UPID of the task that was started.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_waits_survive_transient_failures_and_name_the_task() {
+    use pve_mcp::sim::faults::{Fault, FaultAction};
+    let sim = simulator(300).await;
+    let s = start_on(&sim, None, &[]).await;
+    sim.add_fault(
+        Fault::new(
+            "/nodes/*/tasks/*/status",
+            FaultAction::Status(502, "Bad Gateway".into()),
+        )
+        .times(2),
+    );
+    let r = s
+        .call("pve_snapshot_create", json!({"vmid": 100, "snapname": "wait1"}))
+        .await;
+    assert!(!is_error(&r), "two 502s while polling are retried: {}", text(&r));
+    assert_eq!(structured(&r)["status"], "ok", "{}", text(&r));
+
+    sim.clear_faults();
+    sim.add_fault(Fault::new("/nodes/*/tasks/*/status", FaultAction::MalformedJson));
+    let r = s
+        .call("pve_snapshot_create", json!({"vmid": 100, "snapname": "wait2"}))
+        .await;
+    assert!(is_error(&r), "{}", text(&r));
+    let t = text(&r);
+    assert!(t.contains("UPID:"), "the started task is named: {t}");
+    assert!(t.contains("pve_task_status"), "{t}");
+
+    sim.clear_faults();
+    sim.add_fault(Fault::new(
+        "/nodes/*/tasks/*/status",
+        FaultAction::Status(403, "Permission check failed (/nodes/pve1, Sys.Audit)".into()),
+    ));
+    let r = s
+        .call("pve_snapshot_create", json!({"vmid": 100, "snapname": "wait3"}))
+        .await;
+    assert!(is_error(&r), "{}", text(&r));
+    let t = text(&r);
+    assert!(t.contains("UPID:") && t.contains("was started"), "{t}");
+}

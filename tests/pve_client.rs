@@ -260,3 +260,97 @@ async fn tls_to_a_plain_http_port_is_a_transport_error() {
     let err = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
     assert!(matches!(err, PveError::Transport(_)), "{err:?}");
 }
+
+/// A server whose first `drops` connections are closed after the request is read, with no
+/// answer; later ones get `response`. Returns its URL and the count of connections seen.
+async fn dropping_server(
+    drops: usize,
+    response: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            if n >= drops {
+                let _ = sock.write_all(response.as_bytes()).await;
+            }
+            let _ = sock.shutdown().await;
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+const OK_VERSION: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 29\r\nConnection: close\r\n\r\n{\"data\":{\"version\":\"8.4.14\"}}";
+
+#[tokio::test]
+async fn a_get_on_a_dropped_connection_is_retried_once() {
+    use std::sync::atomic::Ordering;
+    let (uri, seen) = dropping_server(1, OK_VERSION).await;
+    let c = client(&uri, Duration::from_secs(5));
+    let v = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap();
+    assert_eq!(v["version"], "8.4.14");
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    // Twice dropped: the GET fails, after one retry only.
+    let (uri, seen) = dropping_server(5, OK_VERSION).await;
+    let c = client(&uri, Duration::from_secs(5));
+    let err = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "{err}");
+    let PveError::Transport(t) = &err else {
+        panic!("{err:?}")
+    };
+    assert_ne!(
+        t.kind,
+        TransportKind::Tls,
+        "a dropped connection is not a TLS failure: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_write_without_an_answer_is_never_retried_and_may_have_happened() {
+    use std::sync::atomic::Ordering;
+    let (uri, seen) = dropping_server(1, OK_VERSION).await;
+    let c = client(&uri, Duration::from_secs(5));
+    let err = request(
+        &c,
+        Method::Post,
+        &p("/nodes/pve1/qemu/100/clone"),
+        &params(json!({"newid": 101})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "a write is sent once");
+    let text = err.to_string();
+    assert!(text.contains("may have carried out"), "{text}");
+    assert!(text.contains("recent tasks"), "{text}");
+    assert!(!text.contains("raise PVE_TIMEOUT"), "{text}");
+
+    // A write that times out says the same.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((sock, _)) = listener.accept().await {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(sock);
+        }
+    });
+    let c = client(&format!("http://{addr}"), Duration::from_millis(300));
+    let err = request(
+        &c,
+        Method::Post,
+        &p("/nodes/pve1/qemu/100/clone"),
+        &params(json!({"newid": 101})),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("may have carried out") && !text.contains("raise PVE_TIMEOUT"),
+        "{text}"
+    );
+}

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::encode;
-use super::error::{ApiError, PveError, TransportError, transport_kind};
+use super::error::{ApiError, PveError, TransportError, TransportKind, transport_kind};
 use crate::config::Connection;
 use crate::gate::{ApiPath, Method, Permit};
 
@@ -84,8 +84,17 @@ impl PveClient {
 
     /// Send one request the gate allowed and return PVE's `data`. A [`Permit`] is the only
     /// way in: nothing reaches PVE that `Gate::check` did not pass.
+    /// A GET whose connection was dropped before the answer (a pooled connection the server
+    /// had closed) is sent once more; a write never is.
     pub async fn send(&self, permit: &Permit) -> Result<Value, PveError> {
-        self.request(permit.method(), permit.path(), permit.params()).await
+        let first = self.request(permit.method(), permit.path(), permit.params()).await;
+        match first {
+            Err(PveError::Transport(t)) if permit.method() == Method::Get && t.kind == TransportKind::Dropped => {
+                tracing::debug!("GET {} lost its connection ({}); retrying once", permit.path(), t);
+                self.request(permit.method(), permit.path(), permit.params()).await
+            }
+            other => other,
+        }
     }
 
     async fn request(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Value, PveError> {

@@ -130,6 +130,9 @@ pub enum TransportKind {
     Timeout,
     Dns,
     Connect,
+    /// The connection closed or was reset before an answer came (often an idle pooled
+    /// connection that the server had closed).
+    Dropped,
     Other,
 }
 
@@ -157,8 +160,23 @@ impl TransportError {
         parts.join(": ")
     }
 
+    /// A write that got no answer may still have been carried out by PVE.
+    pub fn may_have_happened(&self) -> bool {
+        self.method != "GET"
+            && matches!(
+                self.kind,
+                TransportKind::Timeout | TransportKind::Dropped | TransportKind::Other
+            )
+    }
+
     fn sentence(&self) -> String {
         let (t, cause) = (&self.target, self.cause());
+        if self.may_have_happened() {
+            return format!(
+                "No answer came to {} {} from {t} ({cause}), so PVE may have carried out the request. Do not simply retry it: first check the guest's recent tasks (pve_list_tasks for its vmid, or pve_task_status) or its current state, then decide.",
+                self.method, self.path
+            );
+        }
         match self.kind {
             TransportKind::Tls => format!(
                 "TLS handshake with {t} failed ({cause}). PVE's default certificate is self-signed: set PVE_VERIFY_SSL=false to accept it, or install the cluster CA on this machine."
@@ -176,6 +194,10 @@ impl TransportError {
             TransportKind::Connect => {
                 format!("Could not connect to PVE at {t} ({cause}). Check PVE_HOST and the network path to it.")
             }
+            TransportKind::Dropped => format!(
+                "The connection to {t} closed before {} {} was answered ({cause}); it was retried once. Check that pveproxy on the host is healthy.",
+                self.method, self.path
+            ),
             TransportKind::Other => format!("The request {} {} to {t} failed ({cause}).", self.method, self.path),
         }
     }
@@ -195,8 +217,20 @@ pub fn transport_kind(err: &reqwest::Error, chain: &[String]) -> TransportKind {
         }
         source = e.source();
     }
+    let dropped = [
+        "connection closed before message completed",
+        "connection reset",
+        "broken pipe",
+        "close_notify",
+        "unexpected eof",
+        "incompletemessage",
+        "incomplete message",
+    ];
     if err.is_timeout() {
         TransportKind::Timeout
+    } else if dropped.iter().any(|w| joined.contains(w)) {
+        // Checked before TLS: a reset idle connection's chain may mention TLS.
+        TransportKind::Dropped
     } else if ["certificate", "tls", "handshake", "invalidcertificate", "unknownissuer"]
         .iter()
         .any(|w| joined.contains(w))

@@ -214,16 +214,41 @@ fn request(
     path: &ApiPath,
     params: &Map<String, Value>,
 ) -> Result<Option<Value>, Box<EvalAltResult>> {
+    match try_request(cx, n, method, path, params)? {
+        None => Ok(None),
+        Some(result) => result.map(Some).map_err(|e| pve_error(n, &e)),
+    }
+}
+
+/// One request through the gate, PVE's error returned rather than thrown. The outer error
+/// is a refusal, a timeout or a cancellation, which stop the script.
+fn try_request(
+    cx: &CallContext,
+    n: &NativeCallContext,
+    method: Method,
+    path: &ApiPath,
+    params: &Map<String, Value>,
+) -> Result<Option<Result<Value, PveError>>, Box<EvalAltResult>> {
     cx.count_request().map_err(|i| stop(n, i))?;
     match cx.check(method, path.clone(), params.clone()) {
         Err(v) => Err(refused(n, v.to_string())),
         Ok(Verdict::Record(_)) => Ok(None),
         Ok(Verdict::Send(permit)) => {
             let result = cx.send(permit).map_err(|i| stop(n, i))?;
-            let value = result.map_err(|e| pve_error(n, &e))?;
-            cx.note_read(method, path, &value);
-            Ok(Some(value))
+            if let Ok(value) = &result {
+                cx.note_read(method, path, value);
+            }
+            Ok(Some(result))
         }
+    }
+}
+
+/// A failure worth polling again: the proxy, the node or the network, not the request.
+fn transient(e: &PveError) -> bool {
+    match e {
+        PveError::Api(a) => matches!(a.status, 500 | 502 | 503 | 504 | 595 | 596),
+        PveError::Transport(_) => true,
+        PveError::BadResponse { .. } | PveError::InvalidParam { .. } => false,
     }
 }
 
@@ -308,9 +333,37 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
         .map_err(|e| usage(n, e.to_string()))?;
     let started = tokio::time::Instant::now();
     let mut interval = Duration::from_millis(200);
+    let mut last_failure: Option<String> = None;
+    let started_task = |what: String| {
+        thrown(
+            n,
+            "task_wait",
+            format!(
+                "task {raw} was started, but {what}. The task may still be running or done: follow it with pve_task_status (upid {raw}) rather than starting it again."
+            ),
+        )
+    };
     loop {
-        let st = request(cx, n, Method::Get, &status_path, &Map::new())?.unwrap_or(Value::Null);
-        if st.get("status").and_then(Value::as_str) == Some("stopped") {
+        let st = match try_request(cx, n, Method::Get, &status_path, &Map::new())? {
+            None => Value::Null,
+            Some(Ok(v)) => v,
+            Some(Err(e)) if transient(&e) && started.elapsed() < cx.task_wait => {
+                last_failure = Some(e.to_string());
+                cx.sleep(interval.min(cx.task_wait.saturating_sub(started.elapsed())))
+                    .map_err(|i| stop(n, i))?;
+                interval = (interval * 3 / 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Some(Err(e)) => return Err(started_task(format!("reading its status failed: {e}"))),
+        };
+        let state = st.get("status").and_then(Value::as_str);
+        if state.is_none() {
+            let shown: String = st.to_string().chars().take(120).collect();
+            return Err(started_task(format!(
+                "PVE (or a proxy in front of it) answered GET {status_path} with {shown}, which is not a task status"
+            )));
+        }
+        if state == Some("stopped") {
             let exit = st
                 .get("exitstatus")
                 .and_then(Value::as_str)
@@ -340,7 +393,10 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
                 json!({
                     "status": "running", "upid": raw, "node": u.node, "type": u.task_type, "id": u.id,
                     "waited_seconds": round1(waited.as_secs_f64()),
-                    "hint": "the task is still running in PVE; follow it with pve_task_status",
+                    "hint": match &last_failure {
+                        None => "the task is still running in PVE; follow it with pve_task_status".to_string(),
+                        Some(f) => format!("the task was started; its status could not be read lately ({f}); follow it with pve_task_status"),
+                    },
                 }),
             );
         }
