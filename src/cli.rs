@@ -1,5 +1,5 @@
-//! The command line: serve over stdio (default), and the script author's commands
-//! `tools`, `check` and `call`.
+//! The command line: serve over stdio (default), the script author's commands `tools`,
+//! `check` and `call`, and `audit verify|show` for the audit log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,8 @@ use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, ConfigError, ProcessEnv, Settings};
+use crate::audit::Audit;
+use crate::config::{self, AuditLog, Config, ConfigError, ProcessEnv, Settings};
 use crate::confirm::PlanKey;
 use crate::pve::PveClient;
 use crate::registry::{self, Registry, sources};
@@ -55,6 +56,11 @@ pub enum Command {
         #[arg(default_value = "{}")]
         args: String,
     },
+    /// Check or read the audit log (PVE_MCP_AUDIT_LOG, or the given file).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Run the simulated PVE API on its own, for other clients and scripts (PVE_HOST=…).
     #[cfg(feature = "simulator")]
     Simulate {
@@ -70,6 +76,20 @@ pub enum Command {
         /// Append every request as a JSON line (the format of pve_schema.py check-log).
         #[arg(long, value_name = "FILE")]
         request_log: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain; exit 1 naming the first broken, edited, missing or truncated line.
+    Verify {
+        /// The log to check instead of PVE_MCP_AUDIT_LOG's.
+        file: Option<PathBuf>,
+    },
+    /// Print the entries, one per line: time, tool, method and path, outcome, approval.
+    Show {
+        /// The log to read instead of PVE_MCP_AUDIT_LOG's.
+        file: Option<PathBuf>,
     },
 }
 
@@ -206,6 +226,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
         Command::Serve => serve(Target::from(&cli).await?).await,
         Command::Tools => tools(),
         Command::Check { dirs } => check(dirs.clone()),
+        Command::Audit { action } => audit(action),
         Command::Call { tool, args } => call(Target::from(&cli).await?, tool, args).await,
         #[cfg(feature = "simulator")]
         Command::Simulate {
@@ -225,6 +246,7 @@ fn runtime(config: &Config) -> Result<Runtime, Exit> {
         client,
         settings: config.settings.clone(),
         plan_key: Arc::new(plan_key),
+        audit: Arc::new(Audit::open(&config.settings.audit_log)),
     })
 }
 
@@ -337,6 +359,65 @@ fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
     } else {
         println!("{} tools, {} problems", snap.tools.len(), snap.problems.len()); // stdout-ok
         Ok(ExitCode::from(1))
+    }
+}
+
+/// The log `audit verify|show` reads: the given file, else PVE_MCP_AUDIT_LOG's.
+fn audit_file(file: Option<&PathBuf>) -> Result<PathBuf, Exit> {
+    if let Some(f) = file {
+        return Ok(f.clone());
+    }
+    match Settings::from_env(&ProcessEnv)?.audit_log {
+        AuditLog::File(p) => Ok(p),
+        AuditLog::Off => Err(fail(
+            1,
+            "PVE_MCP_AUDIT_LOG=off, so there is no audit log to read; name the file: pve-mcp audit verify FILE",
+        )),
+        AuditLog::NoDefault => Err(fail(
+            1,
+            "PVE_MCP_AUDIT_LOG is not set and neither XDG_STATE_HOME nor HOME is, so the audit log has no default place; name the file: pve-mcp audit verify FILE",
+        )),
+    }
+}
+
+fn audit(action: &AuditAction) -> Result<ExitCode, Exit> {
+    let (file, verify) = match action {
+        AuditAction::Verify { file } => (audit_file(file.as_ref())?, true),
+        AuditAction::Show { file } => (audit_file(file.as_ref())?, false),
+    };
+    let shown = file.display();
+    let reader = std::fs::File::open(&file)
+        .map(std::io::BufReader::new)
+        .map_err(|e| fail(1, format!("cannot read the audit log {shown}: {e}")))?;
+    let read_failed = |e: std::io::Error| fail(1, format!("cannot read the audit log {shown}: {e}"));
+    if !verify {
+        let mut out = std::io::stdout().lock(); // stdout-ok
+        crate::audit::verify::show(reader, &mut out).map_err(read_failed)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = crate::audit::verify::verify(reader).map_err(read_failed)?;
+    match &report.problem {
+        Some(p) => {
+            println!("{shown}: {}", p.what); // stdout-ok
+            let mut after = format!("{} intact entries", report.entries);
+            if report.more_problems > 0 {
+                after.push_str(&format!(", {} more problems after it", report.more_problems));
+            }
+            if report.segments > 1 {
+                after.push_str(&format!(", {} chain segments", report.segments));
+            }
+            println!("{shown}: the chain is broken ({after})"); // stdout-ok
+            Ok(ExitCode::from(1))
+        }
+        None => {
+            println!("{shown}: {} entries verified; the chain is intact", report.entries); // stdout-ok
+            if let Some(head) = &report.head {
+                println!(
+                    "last line's hash: {head} (keep it elsewhere: a change to the last line, or lines cut from the end, shows only against it)"
+                ); // stdout-ok
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -106,6 +106,18 @@ pub struct Settings {
     pub confirm: ConfirmMode,
     /// How long a plan's `confirm_token` stays valid (`PVE_MCP_PLAN_TTL`).
     pub plan_ttl: Duration,
+    /// Where the audit log goes (`PVE_MCP_AUDIT_LOG`).
+    pub audit_log: AuditLog,
+}
+
+/// `PVE_MCP_AUDIT_LOG`: a file (by default under the user's state directory) or off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditLog {
+    Off,
+    File(PathBuf),
+    /// Unset, and neither `XDG_STATE_HOME` nor `HOME` is: there is no default place, so
+    /// every audited request is refused until `PVE_MCP_AUDIT_LOG` names one (or `off`).
+    NoDefault,
 }
 
 /// Default of `PVE_MCP_MAX_CALLS`.
@@ -237,6 +249,7 @@ impl Settings {
             })?,
         };
         let plan_ttl = seconds(env, "PVE_MCP_PLAN_TTL", 600.0, false)?;
+        let audit_log = audit_log(env);
         Ok(Settings {
             mode: Mode::new(read_only, exec, admin),
             task_wait,
@@ -248,8 +261,32 @@ impl Settings {
             script_memory,
             confirm,
             plan_ttl,
+            audit_log,
         })
     }
+}
+
+/// `PVE_MCP_AUDIT_LOG`: `off`, a path, or (unset or empty) the default file.
+fn audit_log(env: &dyn Env) -> AuditLog {
+    match env.get("PVE_MCP_AUDIT_LOG").map(|v| v.trim().to_string()) {
+        Some(v) if v.eq_ignore_ascii_case("off") => AuditLog::Off,
+        Some(v) if !v.is_empty() => AuditLog::File(PathBuf::from(v)),
+        _ => default_audit_log(env).map_or(AuditLog::NoDefault, AuditLog::File),
+    }
+}
+
+/// `$XDG_STATE_HOME/pve-mcp/audit.jsonl`, else `~/.local/state/pve-mcp/audit.jsonl`.
+fn default_audit_log(env: &dyn Env) -> Option<PathBuf> {
+    let base = env
+        .get("XDG_STATE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            env.get("HOME")
+                .filter(|s| !s.is_empty())
+                .map(|h| PathBuf::from(h).join(".local").join("state"))
+        })?;
+    Some(base.join("pve-mcp").join("audit.jsonl"))
 }
 
 /// `$XDG_CONFIG_HOME/pve-mcp/scripts`, else `~/.config/pve-mcp/scripts`.
@@ -631,5 +668,22 @@ mod tests {
         let s = Settings::from_env(&env(&[("HOME", "/home/u")])).unwrap();
         assert_eq!(s.script_dirs, vec![PathBuf::from("/home/u/.config/pve-mcp/scripts")]);
         assert!(!s.script_dirs_explicit);
+    }
+
+    #[test]
+    fn audit_log() {
+        let s = Settings::from_env(&env(&[("HOME", "/home/u")])).unwrap();
+        assert_eq!(
+            s.audit_log,
+            AuditLog::File(PathBuf::from("/home/u/.local/state/pve-mcp/audit.jsonl"))
+        );
+        let s = Settings::from_env(&env(&[("HOME", "/home/u"), ("XDG_STATE_HOME", "/st")])).unwrap();
+        assert_eq!(s.audit_log, AuditLog::File(PathBuf::from("/st/pve-mcp/audit.jsonl")));
+        let s = Settings::from_env(&env(&[("PVE_MCP_AUDIT_LOG", " OFF ")])).unwrap();
+        assert_eq!(s.audit_log, AuditLog::Off);
+        let s = Settings::from_env(&env(&[("PVE_MCP_AUDIT_LOG", "/var/log/a.jsonl")])).unwrap();
+        assert_eq!(s.audit_log, AuditLog::File(PathBuf::from("/var/log/a.jsonl")));
+        let s = Settings::from_env(&env(&[])).unwrap();
+        assert_eq!(s.audit_log, AuditLog::NoDefault);
     }
 }

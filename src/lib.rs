@@ -1,6 +1,7 @@
 //! pve-mcp: an MCP server for Proxmox VE whose tools are Rhai scripts, with safety
 //! enforced by the core. See ARCHITECTURE.md for the map of the code.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod confirm;

@@ -107,6 +107,10 @@ pub enum Refusal {
     NotInPlan { planned: usize },
     #[error("{0}")]
     BadPath(PathError),
+    #[error(
+        "the audit log at {path} could not be written ({why}), so this request was not sent; fix the path or its permissions, or set PVE_MCP_AUDIT_LOG=off to run without an audit log"
+    )]
+    AuditLog { path: String, why: String },
 }
 
 fn suggest(tool: Capabilities, needs: Capabilities) -> String {
@@ -287,12 +291,14 @@ impl Gate {
 
     /// Record a path that failed the hygiene rules; the call is refused from now on.
     pub fn refuse_path(&self, method: Method, raw: String, err: PathError) -> Violation {
+        self.refuse(method, raw, Refusal::BadPath(err))
+    }
+
+    /// Refuse a request for a reason found outside the gate (the audit log could not be
+    /// written); the call is refused from now on. The first refusal of a call stands.
+    pub fn refuse(&self, method: Method, path: String, refusal: Refusal) -> Violation {
         let mut state = self.state();
-        let v = Violation {
-            method,
-            path: raw,
-            refusal: Refusal::BadPath(err),
-        };
+        let v = Violation { method, path, refusal };
         state.violation.get_or_insert(v).clone()
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map as RMap, Module, NativeCallContext, Position, Shared};
 use serde_json::{Map, Value, json};
 
-use super::context::{CallContext, Interrupt};
+use super::context::{CallContext, Interrupt, SendError};
 use crate::gate::{ApiPath, Method, Verdict};
 use crate::human;
 use crate::pve::{PveError, Upid};
@@ -230,11 +230,20 @@ fn try_request(
     params: &Map<String, Value>,
 ) -> Result<Option<Result<Value, PveError>>, Box<EvalAltResult>> {
     cx.count_request().map_err(|i| stop(n, i))?;
+    let first = cx.violation().is_none();
     match cx.check(method, path.clone(), params.clone()) {
-        Err(v) => Err(refused(n, v.to_string())),
+        Err(v) => {
+            if first {
+                cx.audit_refusal(&v, path, params);
+            }
+            Err(refused(n, v.to_string()))
+        }
         Ok(Verdict::Record(_)) => Ok(None),
         Ok(Verdict::Send(permit)) => {
-            let result = cx.send(permit).map_err(|i| stop(n, i))?;
+            let result = cx.send(permit).map_err(|e| match e {
+                SendError::Interrupted(i) => stop(n, i),
+                SendError::Refused(v) => refused(n, v.to_string()),
+            })?;
             if let Ok(value) = &result {
                 cx.note_read(method, path, value);
             }

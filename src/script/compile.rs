@@ -24,6 +24,8 @@ pub struct CompiledTool {
     pub output_validator: Option<jsonschema::Validator>,
     /// Hash of the source text and of the libraries it was compiled with.
     pub source_hash: u64,
+    /// SHA-256 of the script's text, in hex (the audit log names the script by it).
+    pub sha256: String,
 }
 
 impl std::fmt::Debug for CompiledTool {
@@ -110,6 +112,7 @@ pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result
         validator,
         output_validator,
         source_hash: hasher.finish(),
+        sha256: crate::audit::sha256_hex(text.as_bytes()),
     })
 }
 

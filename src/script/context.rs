@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use serde_json::{Map, Value};
 
-use crate::gate::{ApiPath, Gate, Method, PathError, Permit, PlannedRequest, Verdict, Violation};
+use crate::audit::CallAudit;
+use crate::gate::{ApiPath, Gate, Method, PathError, Permit, PlannedRequest, Refusal, Verdict, Violation};
 use crate::pve::{PveClient, PveError};
 
 use super::sandbox::limits;
@@ -34,11 +35,23 @@ pub enum Interrupt {
     TooManyRequests,
 }
 
+/// Why [`CallContext::send`] sent nothing or got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Stopped from outside (cancelled, timed out, too many requests).
+    Interrupted(Interrupt),
+    /// Refused before sending: the audit log could not be written. The gate holds the
+    /// violation, so the rest of the call is refused too.
+    Refused(Violation),
+}
+
 /// What a call is made of; [`CallContext::new`] takes it whole.
 pub struct CallParts {
     pub tool: String,
     pub client: PveClient,
     pub gate: Gate,
+    /// Where the requests that change something are logged (see [`crate::audit`]).
+    pub audit: CallAudit,
     pub cancel: CancellationToken,
     pub deadline: Instant,
     pub task_wait: Duration,
@@ -53,6 +66,7 @@ pub struct CallContext {
     pub tool: String,
     client: PveClient,
     gate: Gate,
+    audit: CallAudit,
     pub cancel: CancellationToken,
     pub deadline: Instant,
     pub task_wait: Duration,
@@ -72,6 +86,7 @@ impl CallContext {
             tool,
             client,
             gate,
+            audit,
             cancel,
             deadline,
             task_wait,
@@ -82,6 +97,7 @@ impl CallContext {
             tool,
             client,
             gate,
+            audit,
             cancel,
             deadline,
             task_wait,
@@ -152,9 +168,21 @@ impl CallContext {
         self.gate.check(method, path, params)
     }
 
-    /// Record a path that failed the hygiene rules.
+    /// Record a path that failed the hygiene rules (and log it, if it is the call's first
+    /// refusal).
     pub fn refuse_path(&self, method: Method, raw: String, err: PathError) -> Violation {
-        self.gate.refuse_path(method, raw, err)
+        let first = self.gate.violation().is_none();
+        let v = self.gate.refuse_path(method, raw, err);
+        if first {
+            self.audit.refused(&v, None);
+        }
+        v
+    }
+
+    /// Log a request the gate refused. Only the call's first refusal is logged: after it,
+    /// the gate refuses everything with the same violation.
+    pub fn audit_refusal(&self, v: &Violation, path: &ApiPath, params: &Map<String, Value>) {
+        self.audit.refused(v, Some((path, params)));
     }
 
     pub fn is_plan(&self) -> bool {
@@ -193,7 +221,31 @@ impl CallContext {
     /// task on the runtime's workers (where its connection's I/O is driven); the script
     /// thread only waits for the answer, which saves a wake-up per I/O event over polling it
     /// here.
-    pub fn send(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
+    ///
+    /// A request that changes something is logged, and the line synced, before it is sent;
+    /// if it cannot be, the request is refused and nothing is sent. Its outcome is logged
+    /// after.
+    pub fn send(&self, permit: Permit) -> Result<Result<Value, PveError>, SendError> {
+        let logged = match self.audit.before_send(&permit) {
+            Ok(seq) => seq.map(|seq| (seq, permit.method(), permit.path().to_string())),
+            Err(e) => {
+                let refusal = Refusal::AuditLog {
+                    path: self.audit.place(),
+                    why: e.to_string(),
+                };
+                tracing::error!("{}: {} {}: {refusal}", self.tool, permit.method(), permit.path());
+                let v = self.gate.refuse(permit.method(), permit.path().to_string(), refusal);
+                return Err(SendError::Refused(v));
+            }
+        };
+        let result = self.send_permit(permit);
+        if let Some((seq, method, path)) = logged {
+            self.audit.after_send(seq, method, &path, &result);
+        }
+        result.map_err(SendError::Interrupted)
+    }
+
+    fn send_permit(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
         let (client, cancel, deadline) = (self.client.clone(), self.cancel.clone(), self.deadline);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt.spawn(async move {

@@ -23,17 +23,20 @@ use super::context::{CallContext, CallParts, Interrupt, MAX_REQUESTS, ProgressFn
 use super::convert::{self, ConvertError};
 use super::error::ScriptError;
 use super::{sandbox, thread};
+use crate::audit::Audit;
 use crate::config::Settings;
 use crate::confirm::{self, ConfirmError, ConfirmMode, PlanKey};
 use crate::gate::{ApiPath, CallMode, Capability, Gate, Method, PlannedRequest, Verdict, Violation};
 use crate::pve::PveClient;
 
-/// What a call needs from the server: the client, the settings and the key that signs plans.
+/// What a call needs from the server: the client, the settings, the key that signs plans
+/// and the audit log.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub client: PveClient,
     pub settings: Settings,
     pub plan_key: Arc<PlanKey>,
+    pub audit: Arc<Audit>,
 }
 
 #[derive(Debug)]
@@ -303,6 +306,7 @@ async fn run_once(
     let cx = Arc::new(CallContext::new(CallParts {
         tool: tool.manifest.name.clone(),
         client: rt.client.clone(),
+        audit: rt.audit.call(&tool, &args, &bound),
         gate: Gate::new(rt.settings.mode, tool.manifest.class, call),
         cancel,
         deadline: Instant::now() + timeout,
