@@ -10,26 +10,7 @@ use std::process::Output;
 use common::*;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value, json};
-use wiremock::matchers::{method, path_regex};
-use wiremock::{Mock, MockServer};
-
-/// A PVE that would accept any write, so only the gate and the audit log can stop one.
-async fn permissive_pve() -> MockServer {
-    let pve = fake_pve().await;
-    Mock::given(method("PUT"))
-        .and(path_regex(".*"))
-        .respond_with(data(json!(null)))
-        .mount(&pve)
-        .await;
-    for m in ["POST", "DELETE"] {
-        Mock::given(method(m))
-            .and(path_regex(".*"))
-            .respond_with(data(json!(UPID_START)))
-            .mount(&pve)
-            .await;
-    }
-    pve
-}
+use wiremock::MockServer;
 
 fn scripts() -> tempfile::TempDir {
     fixtures(&[

@@ -7,20 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path_regex};
-use wiremock::{Mock, MockServer};
-
-async fn permissive_pve() -> MockServer {
-    let pve = fake_pve().await;
-    for m in ["POST", "PUT", "DELETE"] {
-        Mock::given(method(m))
-            .and(path_regex(".*"))
-            .respond_with(data(json!(UPID_START)))
-            .mount(&pve)
-            .await;
-    }
-    pve
-}
 
 fn token(r: &rmcp::model::CallToolResult) -> String {
     structured(r)["confirm_token"].as_str().unwrap_or_default().to_string()

@@ -24,16 +24,14 @@ const CATEGORIES: &[&str] = &[
     "root_only",
 ];
 
-/// A PVE that accepts any request, so only the gate can stop one.
-async fn permissive_pve() -> MockServer {
-    let pve = fake_pve().await;
-    for m in ["POST", "PUT", "DELETE", "GET"] {
-        Mock::given(method(m))
-            .and(path_regex(".*"))
-            .respond_with(data(json!(UPID_START)))
-            .mount(&pve)
-            .await;
-    }
+/// The permissive PVE, answering any GET too, so that a read the gate let through would show.
+async fn permissive_everywhere() -> MockServer {
+    let pve = permissive_pve().await;
+    Mock::given(method("GET"))
+        .and(path_regex(".*"))
+        .respond_with(data(json!(UPID_START)))
+        .mount(&pve)
+        .await;
     pve
 }
 
@@ -86,7 +84,7 @@ async fn attack_all(s: &Server, pve: &MockServer, mode: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_attack_is_refused_in_the_default_mode() {
-    let pve = permissive_pve().await;
+    let pve = permissive_everywhere().await;
     let s = start(&pve.uri(), scripts(false), &[]).await;
     let n = attack_all(&s, &pve, "default").await;
     assert!(n >= 150, "only {n} attacks ran");
@@ -94,7 +92,7 @@ async fn every_attack_is_refused_in_the_default_mode() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_and_admin_switches_do_not_widen_a_write_tool() {
-    let pve = permissive_pve().await;
+    let pve = permissive_everywhere().await;
     let s = start(
         &pve.uri(),
         scripts(false),
@@ -106,7 +104,7 @@ async fn exec_and_admin_switches_do_not_widen_a_write_tool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn read_only_mode_sends_nothing_of_it() {
-    let pve = permissive_pve().await;
+    let pve = permissive_everywhere().await;
     let s = start(
         &pve.uri(),
         scripts(true),
@@ -125,7 +123,7 @@ async fn read_only_mode_sends_nothing_of_it() {
 /// were refused by the gate and not lost on the way.
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_and_composite_tools_work_when_enabled() {
-    let pve = permissive_pve().await;
+    let pve = permissive_everywhere().await;
     let dir = fixtures(&["gate/admin_restart.rhai", "gate/snapshot_then_exec.rhai"]);
     let s = start(&pve.uri(), dir, &[]).await;
     let names = s.tool_names().await;

@@ -5,34 +5,11 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use wiremock::matchers::{method, path_regex};
-use wiremock::{Mock, MockServer};
 
 fn hostile(names: &[&str]) -> tempfile::TempDir {
     let paths: Vec<String> = names.iter().map(|n| format!("hostile/{n}.rhai")).collect();
     let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
     fixtures(&refs)
-}
-
-/// A PVE that would accept any write, so only the gate can stop one.
-async fn permissive_pve() -> MockServer {
-    let pve = fake_pve().await;
-    Mock::given(method("POST"))
-        .and(path_regex(".*"))
-        .respond_with(data(json!(UPID_START)))
-        .mount(&pve)
-        .await;
-    Mock::given(method("PUT"))
-        .and(path_regex(".*"))
-        .respond_with(data(json!(null)))
-        .mount(&pve)
-        .await;
-    Mock::given(method("DELETE"))
-        .and(path_regex(".*"))
-        .respond_with(data(json!(UPID_START)))
-        .mount(&pve)
-        .await;
-    pve
 }
 
 async fn assert_still_answers(s: &Server) {

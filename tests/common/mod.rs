@@ -35,6 +35,24 @@ pub fn guests() -> Value {
     ])
 }
 
+/// A fake PVE that accepts any write (POST and DELETE answer with a UPID, PUT with null),
+/// so that only the gate can stop one; its request log proves what was sent.
+pub async fn permissive_pve() -> MockServer {
+    let pve = fake_pve().await;
+    for (m, answer) in [
+        ("POST", json!(UPID_START)),
+        ("PUT", Value::Null),
+        ("DELETE", json!(UPID_START)),
+    ] {
+        Mock::given(method(m))
+            .and(path_regex(".*"))
+            .respond_with(data(answer))
+            .mount(&pve)
+            .await;
+    }
+    pve
+}
+
 /// A fake PVE with the guest list and the task endpoints every tool needs.
 pub async fn fake_pve() -> MockServer {
     let pve = MockServer::start().await;
