@@ -148,6 +148,19 @@ async fn guest_reads_for_vms_and_containers() {
         (Some("qemu"), Some(4096))
     );
     assert_eq!(vm["nics"][0]["bridge"], "vmbr0");
+    // NICs parsed into what a person asks about: model, MAC, bridge, VLAN tag, firewall.
+    let nic = &vm["nics"][0];
+    assert_eq!(
+        (&nic["key"], &nic["model"], &nic["mac"], &nic["firewall"], &nic["tag"]),
+        (
+            &json!("net0"),
+            &json!("virtio"),
+            &json!("BC:24:11:00:01:00"),
+            &json!(true),
+            &Value::Null
+        ),
+        "{nic}"
+    );
     let keys: Vec<&str> = vm["disks"]
         .as_array()
         .unwrap()
@@ -165,6 +178,26 @@ async fn guest_reads_for_vms_and_containers() {
         (Some("lxc"), Some(1024), Some("proxy"))
     );
     assert_eq!(ct["disks"].as_array().unwrap().len(), 2);
+    let nic = &ct["nics"][0];
+    assert_eq!(
+        (
+            &nic["model"],
+            &nic["mac"],
+            &nic["bridge"],
+            &nic["name"],
+            &nic["firewall"],
+            &nic["ip"]
+        ),
+        (
+            &json!("veth"),
+            &json!("BC:24:11:00:02:01"),
+            &json!("vmbr0"),
+            &json!("eth0"),
+            &json!(false),
+            &json!("dhcp")
+        ),
+        "{nic}"
+    );
     let snaps = s.ok("pve_list_snapshots", json!({"vmid": 100})).await;
     let names: Vec<&str> = snaps["snapshots"]
         .as_array()
