@@ -71,11 +71,7 @@ async fn a_confirmed_call_cannot_do_what_its_plan_did_not_show() {
         )
         .await;
     assert!(!is_error(&r), "{}", text(&r));
-    let sent: Vec<String> = non_get(&pve)
-        .await
-        .into_iter()
-        .map(|(m, p)| format!("{m} {p}"))
-        .collect();
+    let sent = sent_writes(&pve).await;
     assert_eq!(sent, ["DELETE /api2/json/nodes/pve1/qemu/100/snapshot/old"]);
 }
 
@@ -196,11 +192,7 @@ async fn a_write_tool_can_ask_for_confirmation_of_every_write() {
         )
         .await;
     assert_eq!(structured(&r)["error"], "refused", "{}", text(&r));
-    let sent: Vec<String> = non_get(&pve)
-        .await
-        .into_iter()
-        .map(|(m, p)| format!("{m} {p}"))
-        .collect();
+    let sent = sent_writes(&pve).await;
     assert_eq!(
         sent,
         ["POST /api2/json/nodes/pve1/qemu/100/status/start"],

@@ -150,11 +150,7 @@ async fn admin_and_composite_tools_work_when_enabled() {
     assert!(!is_error(&r), "{}", text(&r));
     let r = s.call("snapshot_then_exec", json!({})).await;
     assert!(!is_error(&r), "{}", text(&r));
-    let sent: Vec<String> = non_get(&pve)
-        .await
-        .into_iter()
-        .map(|(m, p)| format!("{m} {p}"))
-        .collect();
+    let sent = sent_writes(&pve).await;
     assert_eq!(
         sent,
         [

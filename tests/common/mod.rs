@@ -94,6 +94,15 @@ pub async fn requests(pve: &MockServer) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The non-GET requests the fake PVE received, as `METHOD /path` lines.
+pub async fn sent_writes(pve: &MockServer) -> Vec<String> {
+    non_get(pve)
+        .await
+        .into_iter()
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect()
+}
+
 pub async fn non_get(pve: &MockServer) -> Vec<(String, String)> {
     requests(pve).await.into_iter().filter(|(m, _)| m != "GET").collect()
 }
