@@ -274,7 +274,7 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let mode = config.settings.mode;
     tracing::info!(
         "serving {} tools over stdio for {} (read-only: {}, exec: {}, admin: {})",
-        registry.snapshot().visible(mode).count(),
+        registry.snapshot().served(mode, &config.settings.tools).count(),
         config.connection.base_url,
         mode.read_only,
         mode.exec_enabled,
@@ -303,7 +303,10 @@ fn tools() -> Result<ExitCode, Exit> {
     println!("{:width$}  {:11}  {:26}  SOURCE", "NAME", "CLASS", "LISTED"); // stdout-ok
     for t in snap.tools.values() {
         let m = &t.manifest;
-        let listed = unlisted_because(m.class, settings.mode);
+        let listed = match unlisted_because(m.class, settings.mode) {
+            "yes" if !settings.tools.allows(&m.name) => "no (PVE_MCP_TOOLS/DISABLE)",
+            why => why,
+        };
         let row = format!("{:width$}  {:11}  {:26}  {}", m.name, m.class.label(), listed, t.origin);
         println!("{row}"); // stdout-ok
     }
@@ -442,8 +445,13 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
     let runtime = runtime(config)?;
     let registry = load_registry(&config.settings);
     let snap = registry.snapshot();
-    let Some(compiled) = snap.get_visible(tool, config.settings.mode).cloned() else {
-        let why = if snap.tools.contains_key(tool) {
+    let Some(compiled) = snap
+        .get_served(tool, config.settings.mode, &config.settings.tools)
+        .cloned()
+    else {
+        let why = if snap.get_visible(tool, config.settings.mode).is_some() {
+            "is disabled by PVE_MCP_TOOLS / PVE_MCP_DISABLE_TOOLS".to_string()
+        } else if snap.tools.contains_key(tool) {
             "is not available in the current mode (read-only, or PVE_MCP_ENABLE_EXEC off)".to_string()
         } else {
             format!("does not exist; `pve-mcp tools` lists the {} tools", snap.tools.len())

@@ -6,6 +6,7 @@
 //! compiles keeps its last good version in service; one that never compiled falls back to
 //! the next source of the same name (usually the built-in).
 
+pub mod filter;
 pub mod sources;
 pub mod watch;
 
@@ -15,7 +16,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Mode;
 use crate::gate::Capabilities;
-use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool};
+use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool, compile_tool_deferred};
+pub use filter::ToolFilter;
 pub use sources::{Root, SourceFile};
 
 /// Something wrong with one script, reported by `check`, the log and reloads.
@@ -57,6 +59,27 @@ impl Snapshot {
 
     pub fn get_visible(&self, name: &str, mode: Mode) -> Option<&Arc<CompiledTool>> {
         self.tools.get(name).filter(|t| visible(t.manifest.class, mode))
+    }
+
+    /// The tools served: those the mode lists, narrowed by `PVE_MCP_TOOLS` and
+    /// `PVE_MCP_DISABLE_TOOLS`.
+    pub fn served<'a>(&'a self, mode: Mode, filter: &'a ToolFilter) -> impl Iterator<Item = &'a Arc<CompiledTool>> {
+        self.visible(mode).filter(move |t| filter.allows(&t.manifest.name))
+    }
+
+    pub fn get_served(&self, name: &str, mode: Mode, filter: &ToolFilter) -> Option<&Arc<CompiledTool>> {
+        self.get_visible(name, mode).filter(|t| filter.allows(&t.manifest.name))
+    }
+
+    /// Why a tool of this name is not served, for the error a host sees.
+    pub fn why_not_served(&self, name: &str, mode: Mode) -> &'static str {
+        match self.tools.get(name) {
+            None => "does not exist",
+            Some(t) if visible(t.manifest.class, mode) => {
+                "is disabled on this server (PVE_MCP_TOOLS / PVE_MCP_DISABLE_TOOLS)"
+            }
+            Some(_) => "is not available in the server's current mode (read-only, or exec disabled)",
+        }
     }
 
     /// What hosts see: the listed definition of every tool.
@@ -176,7 +199,14 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
         let mut first_error: Option<(SourceFile, ScriptError)> = None;
         let mut chosen = None;
         for file in &candidates {
-            match compile_tool(&name, &file.origin, &file.text, &libs) {
+            // Built-ins are known good (the tests build each one): their bodies are built on
+            // first use, so start-up only reads their manifests.
+            let compiled = if file.origin.starts_with(sources::BUILTIN_ORIGIN) {
+                compile_tool_deferred(&name, &file.origin, &file.text, &libs)
+            } else {
+                compile_tool(&name, &file.origin, &file.text, &libs)
+            };
+            match compiled {
                 Ok(tool) => {
                     chosen = Some(Arc::new(tool));
                     break;
@@ -225,6 +255,19 @@ mod tests {
     }
 
     const GOOD: &str = r#"const TOOL = #{ description: "d", class: "read" }; fn run(args) { #{ ok: true } }"#;
+
+    #[test]
+    fn every_builtin_builds_its_body() {
+        let reg = Registry::with_builtins(vec![]);
+        let snap = reg.snapshot();
+        assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+        assert_eq!(snap.tools.len(), 24);
+        for t in snap.tools.values() {
+            if let Err(e) = t.body() {
+                panic!("{}: {e}", t.origin);
+            }
+        }
+    }
 
     #[test]
     fn mode_visibility() {
@@ -292,7 +335,10 @@ fn run(args) { #{ v: u::double(21) } }"#;
     fn import_outside_lib_is_a_compile_problem() {
         let tool =
             r#"import "../../etc/passwd" as p; const TOOL = #{ description: "d", class: "read" }; fn run(args) { 1 }"#;
-        let reg = Registry::new(vec![src("t.rhai", tool)], vec![]);
+        // A user script (built-ins are built on first use).
+        let mut user = src("t.rhai", tool);
+        user.origin = "/scripts/t.rhai".into();
+        let reg = Registry::new(vec![user], vec![]);
         let snap = reg.snapshot();
         assert!(snap.tools.is_empty());
         assert!(

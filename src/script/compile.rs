@@ -1,7 +1,7 @@
 //! Compile one tool script: self-contained AST, manifest, argument validator.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rhai::{AST, Engine, EvalAltResult, Position, Scope};
@@ -14,18 +14,45 @@ use super::manifest::Manifest;
 use super::sandbox;
 
 /// A tool ready to run. Immutable: a reload builds new ones, calls in flight keep theirs.
+///
+/// Its manifest is read at load; its runnable part ([`Body`]: the self-contained AST and the
+/// argument validator) is built at load for user scripts, so that a broken edit is reported
+/// at once, and on first use for built-ins, whose start-up then costs only a parse each (the
+/// test suite builds every built-in's body).
 pub struct CompiledTool {
     pub manifest: Manifest,
-    pub ast: AST,
     /// Where the script came from, as shown to users (`builtin:pve_vm_status.rhai` or a file path).
     pub origin: String,
-    pub validator: jsonschema::Validator,
-    /// Checks results when the manifest declares an output schema.
-    pub output_validator: Option<jsonschema::Validator>,
     /// Hash of the source text and of the libraries it was compiled with.
     pub source_hash: u64,
     /// SHA-256 of the script's text, in hex (the audit log names the script by it).
     pub sha256: String,
+    body: OnceLock<Result<Body, ScriptError>>,
+    /// What a deferred body is built from.
+    source: Option<(Arc<str>, Libs)>,
+}
+
+/// The runnable part of a tool.
+pub struct Body {
+    pub ast: AST,
+    pub validator: jsonschema::Validator,
+}
+
+impl CompiledTool {
+    /// The AST and the argument validator, built now if they were deferred.
+    pub fn body(&self) -> Result<&Body, ScriptError> {
+        self.body
+            .get_or_init(|| match &self.source {
+                Some((text, libs)) => build_body(&self.origin, text, libs, &self.manifest),
+                None => Err(ScriptError::at(
+                    &self.origin,
+                    Position::new(1, 1),
+                    "the tool was not compiled".into(),
+                )),
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 impl std::fmt::Debug for CompiledTool {
@@ -69,7 +96,62 @@ fn compile_engine(log: sandbox::LogFn, libs: &Libs) -> Engine {
     engine
 }
 
+/// Compile a tool now: its manifest and its body (a user script: errors show at load).
 pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result<CompiledTool, ScriptError> {
+    let tool = read_tool(stem, origin, text, None)?;
+    let body = build_body(origin, text, libs, &tool.manifest)?;
+    let _ = tool.body.set(Ok(body));
+    Ok(tool)
+}
+
+/// Read a tool's manifest now and build its body on first use (a built-in).
+pub fn compile_tool_deferred(
+    stem: &str,
+    origin: &str,
+    text: &Arc<str>,
+    libs: &Libs,
+) -> Result<CompiledTool, ScriptError> {
+    read_tool(stem, origin, text, Some((text.clone(), libs.clone())))
+}
+
+/// Parse the script (imports are not resolved here) and read its manifest.
+fn read_tool(
+    stem: &str,
+    origin: &str,
+    text: &str,
+    source: Option<(Arc<str>, Libs)>,
+) -> Result<CompiledTool, ScriptError> {
+    let engine = sandbox::engine(Arc::new(|_| {}));
+    let ast = engine.compile(text).map_err(|e| {
+        let e: Box<EvalAltResult> = e.into();
+        ScriptError::from_eval(origin, &e)
+    })?;
+    let tool = ast
+        .iter_literal_variables(true, false)
+        .find(|(name, _, _)| *name == "TOOL")
+        .map(|(_, _, value)| value);
+    let at_top = |message: String| ScriptError::at(origin, Position::new(1, 1), message);
+    let tool = tool.ok_or_else(|| at_top(super::manifest::ManifestError::Missing.to_string()))?;
+    let tool: Value = rhai::serde::from_dynamic(&tool).map_err(|e| at_top(format!("TOOL: {e}")))?;
+    let manifest = Manifest::from_value(stem, tool).map_err(|e| at_top(e.to_string()))?;
+    if !ast.iter_functions().any(|f| f.name == ENTRY && f.params.len() == 1) {
+        return Err(at_top(format!("the script has no entry function `fn {ENTRY}(args)`")));
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    Ok(CompiledTool {
+        manifest,
+        origin: origin.to_string(),
+        source_hash: hasher.finish(),
+        sha256: crate::audit::sha256_hex(text.as_bytes()),
+        body: OnceLock::new(),
+        source,
+    })
+}
+
+/// The self-contained AST (imports embedded; library top-level code runs here, bounded) and
+/// the argument validator.
+fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Result<Body, ScriptError> {
     let log_origin = origin.to_string();
     let _budget = budget::enter(LIB_MEMORY);
     let engine = compile_engine(
@@ -80,40 +162,14 @@ pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result
         .compile_into_self_contained(&Scope::new(), text)
         .map_err(|e| ScriptError::from_eval(origin, &e))?;
     ast.set_source(origin.to_string());
-
-    let tool = ast
-        .iter_literal_variables(true, false)
-        .find(|(name, _, _)| *name == "TOOL")
-        .map(|(_, _, value)| value);
     let at_top = |message: String| ScriptError::at(origin, Position::new(1, 1), message);
-    let tool = tool.ok_or_else(|| at_top(super::manifest::ManifestError::Missing.to_string()))?;
-    let tool: Value = rhai::serde::from_dynamic(&tool).map_err(|e| at_top(format!("TOOL: {e}")))?;
-    let manifest = Manifest::from_value(stem, tool).map_err(|e| at_top(e.to_string()))?;
-
-    if !ast.iter_functions().any(|f| f.name == ENTRY && f.params.len() == 1) {
-        return Err(at_top(format!("the script has no entry function `fn {ENTRY}(args)`")));
-    }
     let validator = jsonschema::validator_for(&Value::Object(manifest.input_schema.clone()))
         .map_err(|e| at_top(format!("TOOL.params is not a valid JSON Schema: {e}")))?;
-
-    let output_validator = match &manifest.output_schema {
-        Some(schema) => Some(
-            jsonschema::validator_for(&Value::Object(schema.clone()))
-                .map_err(|e| at_top(format!("TOOL.output is not a valid JSON Schema: {e}")))?,
-        ),
-        None => None,
-    };
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    Ok(CompiledTool {
-        manifest,
-        ast,
-        origin: origin.to_string(),
-        validator,
-        output_validator,
-        source_hash: hasher.finish(),
-        sha256: crate::audit::sha256_hex(text.as_bytes()),
-    })
+    if let Some(schema) = &manifest.output_schema {
+        jsonschema::validator_for(&Value::Object(schema.clone()))
+            .map_err(|e| at_top(format!("TOOL.output is not a valid JSON Schema: {e}")))?;
+    }
+    Ok(Body { ast, validator })
 }
 
 /// Compile a library module on its own, to report its errors by its own file.

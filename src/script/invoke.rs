@@ -119,7 +119,8 @@ impl CallError {
 /// Check the arguments against the tool's schema; every problem names its field.
 pub fn validate_args(tool: &CompiledTool, args: &Map<String, Value>) -> Result<(), CallError> {
     let value = Value::Object(args.clone());
-    let problems: Vec<String> = tool
+    let body = tool.body().map_err(CallError::Script)?;
+    let problems: Vec<String> = body
         .validator
         .iter_errors(&value)
         .map(|e| {
@@ -381,7 +382,8 @@ fn run_script(
     });
     let args =
         convert::to_dynamic(Value::Object(args)).map_err(|e| CallError::InvalidArguments(vec![e.to_string()]))?;
-    let result = engine.call_fn::<Dynamic>(&mut Scope::new(), &tool.ast, ENTRY, (args,));
+    let ast = &tool.body().map_err(CallError::Script)?.ast;
+    let result = engine.call_fn::<Dynamic>(&mut Scope::new(), ast, ENTRY, (args,));
     if over_budget.load(Ordering::Relaxed) {
         return Err(CallError::OutOfMemory(limits.memory));
     }

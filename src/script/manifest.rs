@@ -68,9 +68,9 @@ pub enum ManifestError {
     Invalid(String),
 }
 
-pub const CONFIRM_TOKEN_DESCRIPTION: &str = "The confirm_token of the plan this call confirms, with confirm=true: the call may then do only what the plan showed, and fails if a guest changed since.";
-pub const CONFIRM_DESCRIPTION: &str = "Set to true to carry out this destructive operation. Without it nothing destructive is done: if the call would destroy or lose anything, the tool answers with a plan (what would be done and lost, the exact requests, and a confirm_token) and changes nothing; a call that would destroy nothing (e.g. a restore to a new vmid) goes ahead without it.";
-pub const CONFIRM_WRITES_DESCRIPTION: &str = "Set to true to carry out this operation. Without it nothing is changed: the tool answers with a plan (what would be done, the exact requests, and a confirm_token).";
+pub const CONFIRM_TOKEN_DESCRIPTION: &str = "The plan's token: then only what the plan showed is done.";
+pub const CONFIRM_DESCRIPTION: &str = "true: do it. Without: if anything is lost, only a plan and a confirm_token.";
+pub const CONFIRM_WRITES_DESCRIPTION: &str = "true: do it. Without: only a plan and a confirm_token.";
 
 /// Is `name` usable as an MCP tool name?
 pub fn valid_tool_name(name: &str) -> bool {
@@ -196,7 +196,8 @@ fn input_schema(
     }
     // A typo in an argument name should be an error, not silently ignored.
     schema.entry("additionalProperties").or_insert(json!(false));
-    jsonschema::validator_for(&Value::Object(schema.clone()))
+    // Against the meta-schema only (cheap); the validator itself is built with the tool's body.
+    jsonschema::meta::validate(&Value::Object(schema.clone()))
         .map_err(|e| format!("params is not a valid JSON Schema: {e}"))?;
     Ok(schema)
 }

@@ -24,9 +24,8 @@ pub fn annotations(m: &Manifest) -> ToolAnnotations {
     if let Some(i) = idempotent {
         a = a.idempotent(i);
     }
-    if let Some(t) = &m.title {
-        a.title = Some(t.clone());
-    }
+    // The title is the tool's own (`Tool.title`); repeating it here would cost every host
+    // the bytes again on every turn.
     a.open_world(true)
 }
 

@@ -106,8 +106,11 @@ impl ServerHandler for PveMcpServer {
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let snap = self.inner.registry.snapshot();
-        let mode = self.inner.runtime.settings.mode;
-        let tools = snap.visible(mode).map(|t| listing::to_tool(&t.manifest)).collect();
+        let settings = &self.inner.runtime.settings;
+        let tools = snap
+            .served(settings.mode, &settings.tools)
+            .map(|t| listing::to_tool(&t.manifest))
+            .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -118,12 +121,9 @@ impl ServerHandler for PveMcpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let snap = self.inner.registry.snapshot();
         let mode = self.inner.runtime.settings.mode;
-        let Some(tool) = snap.get_visible(&request.name, mode).cloned() else {
-            let why = if snap.tools.contains_key(request.name.as_ref()) {
-                "is not available in the server's current mode (read-only, or exec disabled)"
-            } else {
-                "does not exist"
-            };
+        let filter = &self.inner.runtime.settings.tools;
+        let Some(tool) = snap.get_served(&request.name, mode, filter).cloned() else {
+            let why = snap.why_not_served(&request.name, mode);
             return Err(ErrorData::invalid_params(
                 format!("tool '{}' {why}", shorten(&request.name, MAX_NAME_SHOWN)),
                 None,
