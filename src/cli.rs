@@ -15,6 +15,7 @@ use crate::config::{self, AuditLog, Config, ConfigError, ProcessEnv, Settings};
 use crate::confirm::PlanKey;
 use crate::pve::PveClient;
 use crate::registry::{self, Registry, sources};
+use crate::script::invoke::{Approving, CallRequest};
 use crate::script::{Outcome, Runtime, invoke};
 use crate::server::{PveMcpServer, result};
 
@@ -246,6 +247,7 @@ fn runtime(config: &Config) -> Result<Runtime, Exit> {
         client,
         settings: config.settings.clone(),
         plan_key: Arc::new(plan_key),
+        spent: Arc::default(),
         audit: Arc::new(Audit::open(&config.settings.audit_log)),
     })
 }
@@ -458,7 +460,16 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
         }
     });
     let progress: crate::script::context::ProgressFn = Arc::new(|_, _, msg| tracing::info!("{msg}"));
-    let outcome = invoke(&runtime, compiled, args, cancel, Some(progress)).await;
+    // A terminal is not an MCP client: nobody can be asked through elicitation.
+    let call = CallRequest {
+        tool: compiled,
+        args,
+        client: config.settings.confirm.for_client(false),
+        approving: Approving::Arguments,
+        cancel,
+        progress: Some(progress),
+    };
+    let outcome = invoke(&runtime, call).await;
     let (json, code) = match outcome {
         Outcome::Done(v) => (result::as_object(v), ExitCode::SUCCESS),
         Outcome::Plan {

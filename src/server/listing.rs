@@ -4,6 +4,9 @@ use std::sync::Arc;
 
 use rmcp::model::{Tool, ToolAnnotations};
 
+use serde_json::Value;
+
+use crate::confirm::{Asked, ClientApproval};
 use crate::gate::Capability;
 use crate::script::Manifest;
 
@@ -30,9 +33,35 @@ pub fn annotations(m: &Manifest) -> ToolAnnotations {
     a.open_world(true)
 }
 
-pub fn to_tool(m: &Manifest) -> Tool {
-    let mut tool = Tool::new(m.name.clone(), m.description.clone(), Arc::new(m.input_schema.clone()))
-        .with_annotations(annotations(m));
+/// Added to a tool's description where a person approves its calls.
+pub const HUMAN_NOTE: &str = "On this server the user approves each such call directly (shown the exact requests) before anything is sent, so no confirm argument is needed; a declined call changes nothing.";
+/// Added to `confirm`'s description where plans must be confirmed with their token.
+pub const PLAN_NOTE: &str = " On this server confirm=true also needs the confirm_token of that plan.";
+
+/// The tool as listed to a client: `confirm` and `confirm_token` only where this client
+/// confirms with them.
+pub fn to_tool(m: &Manifest, client: &ClientApproval) -> Tool {
+    let approval = client.for_tool(m.class, m.confirm_writes).map(|a| a.asked);
+    let mut schema = m.input_schema.clone();
+    let mut description = m.description.clone();
+    if let Some(Value::Object(props)) = schema.get_mut("properties") {
+        match approval {
+            None | Some(Asked::Human) => {
+                props.remove("confirm");
+                props.remove("confirm_token");
+            }
+            Some(Asked::Plan) => {
+                if let Some(Value::String(d)) = props.get_mut("confirm").and_then(|c| c.get_mut("description")) {
+                    d.push_str(PLAN_NOTE);
+                }
+            }
+            Some(Asked::Flag) => {}
+        }
+    }
+    if approval == Some(Asked::Human) {
+        description = format!("{description} {HUMAN_NOTE}");
+    }
+    let mut tool = Tool::new(m.name.clone(), description, Arc::new(schema)).with_annotations(annotations(m));
     if let Some(t) = &m.title {
         tool = tool.with_title(t.clone());
     }
