@@ -559,3 +559,24 @@ async fn a_backup_holds_the_backup_lock_while_it_runs() {
             .is_none()
     );
 }
+
+/// The examples of docs/cluster-file.md are what the simulator loads.
+#[test]
+fn the_documented_examples_load() {
+    let doc = include_str!("../docs/cluster-file.md");
+    let blocks: Vec<Value> = doc
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("{e}: {b}")))
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    let spec = cluster(json!({"guests": [blocks[0]], "tasks": [blocks[1]], "faults": [blocks[2]]}));
+    let g = spec.guests.iter().find(|g| g.vmid == 100).unwrap();
+    assert_eq!(
+        (g.cpu, g.lock.as_deref(), g.agent_commands.len()),
+        (Some(0.35), Some("backup"), 1)
+    );
+    assert_eq!(spec.tasks[0].status.as_deref(), Some("job errors"));
+    assert!(spec.faults[0].fault().is_ok());
+}
