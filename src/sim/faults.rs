@@ -26,9 +26,12 @@ pub enum FaultAction {
     NodeOffline,
     /// `596`, as pveproxy answers when TLS to the node fails.
     NodeTls,
-    /// Answer as usual, but without these top-level fields of `data` (an answer from
-    /// another release or a PVE-compatible API that leaves them out).
+    /// Answer as usual, but without these fields of `data`, or of each object of a list
+    /// (an answer from another release or a PVE-compatible API that leaves them out).
     Omit(Vec<String>),
+    /// `200` with this as `data`: `null`, a string where a list belongs, … (a broken
+    /// PVE-compatible service, or a proxy that rewrites answers).
+    Data(serde_json::Value),
     /// Answer as if the request had no query or body parameters (a proxy that drops the
     /// query string).
     IgnoreParams,
@@ -96,6 +99,7 @@ pub fn reply(action: &FaultAction) -> Option<Reply> {
     Some(match action {
         FaultAction::Latency(_) | FaultAction::Hang | FaultAction::Omit(_) | FaultAction::IgnoreParams => return None,
         FaultAction::Status(code, msg) => Reply::error(*code, msg.clone()),
+        FaultAction::Data(v) => Reply::data(v.clone()),
         FaultAction::MalformedJson => Reply {
             status: 200,
             reason: None,
