@@ -34,6 +34,9 @@ pub struct ClusterSpec {
     pub guests: Vec<GuestSpec>,
     #[serde(default)]
     pub tokens: Vec<TokenSpec>,
+    /// Finished tasks in the nodes' task history (`/var/log/pve/tasks/index`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskSpec>,
 }
 
 fn default_version() -> String {
@@ -169,6 +172,33 @@ pub struct SnapshotSpec {
     pub snaptime: i64,
     #[serde(default)]
     pub vmstate: bool,
+}
+
+/// A finished task of a node's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub node: String,
+    /// `qmstart`, `vzdump`, …
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// The guest's vmid or another id; empty for none.
+    #[serde(default)]
+    pub id: String,
+    /// `user@realm` or `user@realm!token`.
+    pub user: String,
+    /// Epoch seconds.
+    pub starttime: u64,
+    /// Seconds it ran.
+    #[serde(default)]
+    pub duration: u64,
+    /// The exit status: `OK`, `WARNINGS: n` or the error.
+    #[serde(default = "task_ok")]
+    pub status: String,
+}
+
+fn task_ok() -> String {
+    "OK".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -247,6 +247,38 @@ impl Task {
     }
 }
 
+/// A finished task of the cluster description, with a UPID as PVE writes one.
+fn past_task(t: &crate::sim::spec::TaskSpec, i: usize) -> Task {
+    let pid = 0x0001_0000 + i as u32;
+    let pstart = 0x0100_0000 + i as u32;
+    let upid = format!(
+        "UPID:{}:{pid:08X}:{pstart:08X}:{:08X}:{}:{}:{}:",
+        t.node, t.starttime, t.task_type, t.id, t.user
+    );
+    let mut log = vec![format!("{} {}", t.task_type, t.id)];
+    log.push(if t.status == "OK" {
+        "TASK OK".into()
+    } else if t.status.starts_with("WARNINGS") {
+        format!("TASK {}", t.status)
+    } else {
+        format!("TASK ERROR: {}", t.status)
+    });
+    Task {
+        upid,
+        node: t.node.clone(),
+        task_type: t.task_type.clone(),
+        id: t.id.clone(),
+        user: t.user.clone(),
+        starttime: t.starttime as f64,
+        endtime: (t.starttime + t.duration) as f64,
+        pid,
+        pstart,
+        exitstatus: Some(t.status.clone()),
+        log,
+        effect: None,
+    }
+}
+
 /// A command started through the guest agent.
 #[derive(Debug, Clone)]
 pub struct ExecJob {
@@ -347,7 +379,7 @@ impl State {
             storages,
             volumes,
             guests,
-            tasks: Vec::new(),
+            tasks: spec.tasks.iter().enumerate().map(|(i, t)| past_task(t, i)).collect(),
             exec_jobs: Vec::new(),
             next_pid: 0x0012_EBC1,
             next_exec_pid: 4180,
