@@ -282,8 +282,9 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
         mode.exec_enabled,
         mode.admin_enabled
     );
-    let input = crate::server::input::WatchedInput::new(tokio::io::stdin(), server.shutdown_token());
-    let service = match server.clone().serve((input, tokio::io::stdout())).await {
+    let transport =
+        crate::server::input::LineTransport::new(tokio::io::stdin(), tokio::io::stdout(), server.shutdown_token());
+    let service = match server.clone().serve(transport).await {
         Ok(service) => service,
         Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
             tracing::info!("the client closed stdin before initializing; exiting");

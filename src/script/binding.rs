@@ -149,7 +149,29 @@ fn number(n: &NativeCallContext, v: &Dynamic, f: &str) -> Result<f64, Box<EvalAl
     v.as_int()
         .map(|i| i as f64)
         .or_else(|_| v.as_float())
-        .map_err(|t| usage(n, format!("pve::{f} takes a number, got {t}")))
+        .map_err(|t| type_mismatch(n, format!("pve::{f} takes a number, got {t}")))
+}
+
+/// A `pve::` helper given a value of the wrong type, which is often a PVE answer of an
+/// unexpected shape: reported like Rhai's own type errors (see [`super::answers`]).
+fn type_mismatch(n: &NativeCallContext, message: String) -> Box<EvalAltResult> {
+    thrown(n, super::answers::TYPE_MISMATCH, message)
+}
+
+/// PVE answered `path` with something a `pve::` helper cannot use.
+fn unexpected(
+    cx: &CallContext,
+    n: &NativeCallContext,
+    path: &ApiPath,
+    v: &Value,
+    expected: &str,
+) -> Box<EvalAltResult> {
+    let answer = super::answers::Answer::of(Method::Get, path, v);
+    thrown(
+        n,
+        "unexpected_answer",
+        super::answers::sentence(&cx.tool, &answer, Some(expected)),
+    )
 }
 
 fn to_path(
@@ -329,7 +351,7 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
         .read_lock::<rhai::ImmutableString>()
         .map(|s| s.to_string())
         .ok_or_else(|| {
-            usage(
+            type_mismatch(
                 n,
                 format!(
                     "pve::wait_task takes the UPID string a PVE call returned, got {}",
@@ -452,13 +474,24 @@ fn resolve_vmid(cx: &CallContext, n: &NativeCallContext, vmid: Dynamic) -> R {
     let path = ApiPath::parse("/cluster/resources").map_err(|e| usage(n, e.to_string()))?;
     let params = json!({"type": "vm"});
     let rows = request(cx, n, Method::Get, &path, params.as_object().unwrap_or(&Map::new()))?.unwrap_or(Value::Null);
-    let rows = rows.as_array().cloned().unwrap_or_default();
+    let Some(rows) = rows.as_array().cloned() else {
+        return Err(unexpected(cx, n, &path, &rows, "a list of guests"));
+    };
     let row_vmid = |r: &Value| {
         r.get("vmid")
             .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
     };
     if let Some(r) = rows.iter().find(|r| row_vmid(r) == Some(vmid)) {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        if s("node").is_empty() || !matches!(s("type").as_str(), "qemu" | "lxc") {
+            return Err(unexpected(
+                cx,
+                n,
+                &path,
+                r,
+                "a guest with its node and type (qemu or lxc)",
+            ));
+        }
         return to_dynamic(
             n,
             json!({
@@ -515,14 +548,14 @@ fn next_vmid(cx: &CallContext, n: &NativeCallContext) -> R {
     let v = request(cx, n, Method::Get, &path, &Map::new())?.unwrap_or(Value::Null);
     let id = v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
     id.map(Dynamic::from_int)
-        .ok_or_else(|| usage(n, format!("PVE answered /cluster/nextid with {v}, not a vmid")))
+        .ok_or_else(|| unexpected(cx, n, &path, &v, "a free vmid"))
 }
 
 /// Keep only `fields` of a map; byte fields gain a `*_human` companion and epoch fields an
 /// `*_iso` one.
 fn pick(n: &NativeCallContext, obj: Dynamic, fields: Array) -> R {
     let Some(src) = obj.read_lock::<RMap>() else {
-        return Err(usage(
+        return Err(type_mismatch(
             n,
             format!("pve::pick takes an object map, got {}", obj.type_name()),
         ));

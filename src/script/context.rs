@@ -19,6 +19,7 @@ use crate::audit::CallAudit;
 use crate::gate::{ApiPath, Gate, Method, PathError, Permit, PlannedRequest, Refusal, Verdict, Violation};
 use crate::pve::{PveClient, PveError};
 
+use super::answers::{Answer, Answers};
 use super::sandbox::limits;
 
 /// Receives progress while a script waits: (progress so far, total if known, message).
@@ -78,6 +79,8 @@ pub struct CallContext {
     interrupt: Mutex<Option<Interrupt>>,
     /// Guest config path → digest, for every guest config this call read.
     digests: Mutex<BTreeMap<String, String>>,
+    /// What PVE answered lately, in short (see [`super::answers`]).
+    answers: Mutex<Answers>,
 }
 
 impl CallContext {
@@ -108,6 +111,7 @@ impl CallContext {
             progress_step: AtomicUsize::new(0),
             interrupt: Mutex::new(None),
             digests: Mutex::new(BTreeMap::new()),
+            answers: Mutex::new(Answers::default()),
         }
     }
 
@@ -197,8 +201,13 @@ impl CallContext {
         self.gate.planned()
     }
 
-    /// Remember the digest of a guest config this call read (a plan binds it).
+    /// Remember what PVE answered, in short, and the digest of a guest config this call
+    /// read (a plan binds it).
     pub fn note_read(&self, method: Method, path: &ApiPath, answer: &Value) {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(Answer::of(method, path, answer));
         let routed = path.routed();
         let is_config = routed.len() == 5
             && routed[0] == "nodes"
@@ -211,6 +220,15 @@ impl CallContext {
             let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
             digests.entry(path.to_string()).or_insert_with(|| d.to_string());
         }
+    }
+
+    /// The answer a type error in the script is most likely about, if PVE answered at all.
+    pub fn suspect_answer(&self) -> Option<Answer> {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .suspect()
+            .cloned()
     }
 
     pub fn digests(&self) -> BTreeMap<String, String> {

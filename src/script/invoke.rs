@@ -16,12 +16,12 @@ use thiserror::Error;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::binding;
 use super::budget;
 use super::compile::{CompiledTool, ENTRY};
 use super::context::{CallContext, CallParts, Interrupt, MAX_REQUESTS, ProgressFn};
 use super::convert::{self, ConvertError};
 use super::error::ScriptError;
+use super::{answers, binding};
 use super::{sandbox, thread};
 use crate::audit::Audit;
 use crate::config::Settings;
@@ -78,6 +78,14 @@ pub enum CallError {
         "the result is larger than {0} bytes of JSON (PVE_MCP_MAX_RESULT_BYTES); narrow the request (one node, one guest, fewer items or fields) or raise PVE_MCP_MAX_RESULT_BYTES"
     )]
     ResultTooLarge(usize),
+    /// The script tripped over a PVE answer of an unexpected shape.
+    #[error("{message} (The script stopped at {at}.)")]
+    UnexpectedAnswer {
+        message: String,
+        at: String,
+        /// The script's own error, for authors.
+        detail: String,
+    },
     #[error("the script's result does not match its declared output schema: {0}")]
     BadOutput(String),
     #[error("{0}")]
@@ -114,6 +122,7 @@ impl CallError {
             CallError::TooManyRequests => "too_many_requests",
             CallError::OutOfMemory(_) => "out_of_memory",
             CallError::ResultTooLarge(_) => "result_too_large",
+            CallError::UnexpectedAnswer { .. } => "unexpected_answer",
             CallError::BadOutput(_) => "bad_output",
             CallError::Confirm(_) => "confirmation",
             CallError::StalePlan { .. } => "stale_plan",
@@ -395,6 +404,29 @@ async fn run_once(
     })
 }
 
+/// A script's error as the call's failure. A type error (a loop over null, a field of a
+/// string, …) after PVE answered is reported as an unexpected answer, naming the endpoint
+/// and what it returned; the script's own words are kept as the detail.
+fn script_failure(cx: &CallContext, tool: &CompiledTool, e: &rhai::EvalAltResult) -> CallError {
+    let err = ScriptError::from_eval(&tool.origin, e);
+    if answers::is_type_error(e, &tool.ast)
+        && let Some(answer) = cx.suspect_answer()
+    {
+        let expected = answers::expected(e);
+        let at = match (err.line, err.col) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", err.origin),
+            (Some(l), None) => format!("{}:{l}", err.origin),
+            _ => err.origin.clone(),
+        };
+        return CallError::UnexpectedAnswer {
+            message: answers::sentence(&tool.manifest.name, &answer, expected.as_deref()),
+            at,
+            detail: err.message,
+        };
+    }
+    CallError::Script(err)
+}
+
 /// What one script run may use.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -435,7 +467,7 @@ fn run_script(
     if over_budget.load(Ordering::Relaxed) {
         return Err(CallError::OutOfMemory(limits.memory));
     }
-    let value = result.map_err(|e| CallError::Script(ScriptError::from_eval(&tool.origin, &e)))?;
+    let value = result.map_err(|e| script_failure(cx, tool, &e))?;
     convert::to_json(&value, limits.result_bytes).map_err(|e| match e {
         ConvertError::TooLarge { limit } => CallError::ResultTooLarge(limit),
         other => CallError::Script(ScriptError {

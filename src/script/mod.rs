@@ -1,6 +1,7 @@
 //! Tool scripts: the sandboxed Rhai engine, the manifest, compilation, the `pve` binding
 //! and the runner for one call.
 
+pub mod answers;
 pub mod binding;
 pub mod budget;
 pub mod compile;

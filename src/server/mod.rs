@@ -106,9 +106,20 @@ impl ServerHandler for PveMcpServer {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        // Every tool is listed at once, so no cursor is ever handed out: any cursor is one
+        // this server did not give.
+        if let Some(cursor) = request.and_then(|r| r.cursor) {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "invalid cursor '{}': this server lists every tool in one answer and never gives a cursor; call tools/list without one",
+                    shorten(&cursor, MAX_NAME_SHOWN)
+                ),
+                None,
+            ));
+        }
         let snap = self.inner.registry.snapshot();
         let mode = self.inner.runtime.settings.mode;
         let elicitation = cx.client_capabilities().is_some_and(|c| c.elicitation.is_some());

@@ -42,7 +42,11 @@ pub const PLAN_META: &str = "pve-mcp/plan";
 
 /// The JSON of a failure: a kind and the actionable sentence.
 pub fn error_json(tool: &str, e: &CallError) -> Value {
-    json!({ "error": e.kind(), "tool": tool, "message": format!("{tool}: {e}") })
+    let mut v = json!({ "error": e.kind(), "tool": tool, "message": format!("{tool}: {e}") });
+    if let CallError::UnexpectedAnswer { detail, .. } = e {
+        v["script_detail"] = json!(detail);
+    }
+    v
 }
 
 pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {

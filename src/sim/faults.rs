@@ -27,17 +27,17 @@ pub enum FaultAction {
     NodeOffline,
     /// `596`, as pveproxy answers when TLS to the node fails.
     NodeTls,
-    /// Answer as usual, but without these top-level fields of `data` (an answer from
-    /// another release or a PVE-compatible API that leaves them out).
+    /// Answer as usual, but without these fields of `data`, or of each object of a list
+    /// (an answer from another release or a PVE-compatible API that leaves them out).
     Omit(Vec<String>),
+    /// `200` with this as `data`: `null`, a string where a list belongs, … (a broken
+    /// PVE-compatible service, or a proxy that rewrites answers).
+    Data(serde_json::Value),
     /// Answer as if the request had no query or body parameters (a proxy that drops the
     /// query string).
     IgnoreParams,
     /// Close the connection without answering.
     Reset,
-    /// `200` with this as `data` (an answer of the wrong shape, from a proxy or another
-    /// PVE-compatible API).
-    Data(serde_json::Value),
 }
 
 #[derive(Debug, Clone, PartialEq)]

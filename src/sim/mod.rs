@@ -252,9 +252,16 @@ async fn handle(shared: &Shared, raw: hyper::Request<hyper::body::Incoming>) -> 
     let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
     st.advance();
     let mut reply = api::dispatch(&mut st, &req, &who, &shared.tokens);
-    if let http::ReplyBody::Data(serde_json::Value::Object(data), _) = &mut reply.body {
-        for field in &omit {
-            data.remove(field);
+    if let http::ReplyBody::Data(data, _) = &mut reply.body {
+        let objects: Vec<&mut serde_json::Map<String, serde_json::Value>> = match data {
+            serde_json::Value::Object(m) => vec![m],
+            serde_json::Value::Array(items) => items.iter_mut().filter_map(|i| i.as_object_mut()).collect(),
+            _ => Vec::new(),
+        };
+        for m in objects {
+            for field in &omit {
+                m.remove(field);
+            }
         }
     }
     reply
