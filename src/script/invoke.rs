@@ -37,6 +37,8 @@ pub struct Runtime {
     pub settings: Settings,
     pub plan_key: Arc<PlanKey>,
     pub audit: Arc<Audit>,
+    /// The tools in service, for `pve::call_tool` (none: it is unavailable).
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 #[derive(Debug)]
@@ -313,6 +315,7 @@ async fn run_once(
         task_wait: rt.settings.task_wait,
         progress,
         rt: tokio::runtime::Handle::current(),
+        tools: rt.registry.as_ref().map(|r| r.snapshot()),
     }));
     // The script blocks on PVE requests, so it runs on a thread of its own while the
     // runtime's workers drive the requests. Its value becomes JSON on that thread too: it is

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod error;
 pub mod invoke;
 pub mod libs;
+pub mod lint;
 pub mod manifest;
 pub mod sandbox;
 pub mod thread;

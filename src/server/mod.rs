@@ -4,13 +4,15 @@
 pub mod input;
 pub mod listing;
 pub mod result;
+pub mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig, SubscriptionFilter,
+    CallToolRequestParams, CallToolResponse, Implementation, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscriptionFilter,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
@@ -94,6 +96,7 @@ impl ServerHandler for PveMcpServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(Implementation::new("pve-mcp", env!("CARGO_PKG_VERSION")))
@@ -119,6 +122,9 @@ impl ServerHandler for PveMcpServer {
         let snap = self.inner.registry.snapshot();
         let mode = self.inner.runtime.settings.mode;
         let Some(tool) = snap.get_visible(&request.name, mode).cloned() else {
+            if let Some(message) = scripts::not_in_service(&snap, &request.name) {
+                return Ok(scripts::not_in_service_result(&request.name, message).into());
+            }
             let why = if snap.tools.contains_key(request.name.as_ref()) {
                 "is not available in the server's current mode (read-only, or exec disabled)"
             } else {
@@ -169,7 +175,36 @@ impl ServerHandler for PveMcpServer {
         if let crate::script::Outcome::Failed(e) = &outcome {
             tracing::info!("{name} failed: {e}");
         }
-        Ok(result::to_result(&name, outcome).into())
+        let mut answer = result::to_result(&name, outcome);
+        scripts::add_stale_note(&snap, &name, &mut answer);
+        Ok(answer.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(scripts::resources()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let snap = self.inner.registry.snapshot();
+        match scripts::read(&snap, self.inner.runtime.settings.mode, &request.uri) {
+            Some(r) => Ok(r.into()),
+            None => Err(ErrorData::resource_not_found(
+                format!(
+                    "no resource '{}'; the server has {}",
+                    shorten(&request.uri, MAX_NAME_SHOWN),
+                    scripts::SCRIPTS_URI
+                ),
+                None,
+            )),
+        }
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
