@@ -220,3 +220,17 @@ async fn time_formatting_and_rounding() {
     assert_eq!(v["r2"], 2.35);
     assert_eq!(v["r0"], 8.0);
 }
+
+/// The core fills the schema's defaults before `run`.
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_defaults_are_filled_in() {
+    let sim = simulator(100).await;
+    let script = r#"const TOOL = #{ description: "Defaults.", class: "read", params: #{ "type": "object",
+    "properties": #{ "limit": #{ "type": "integer", "default": 50 }, "label": #{ "type": "string" } } } };
+fn run(args) { #{ limit: args.limit, has_label: args.contains("label") } }
+"#;
+    let s = serve(&sim, &[("defaults", script)], &[]).await;
+    let v = s.ok("defaults", json!({})).await;
+    assert_eq!(v, json!({"limit": 50, "has_label": false}));
+    assert_eq!(s.ok("defaults", json!({"limit": 3})).await["limit"], 3);
+}

@@ -567,3 +567,56 @@ fn run(args) {
     assert!(!e.contains("ImmutableString"), "{e}");
     assert!(e.contains("oops.rhai:4:"), "{e}");
 }
+
+#[tokio::test]
+async fn describe_shows_what_a_host_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["describe", "pve_vm_power"], &[], dir.path()).await;
+    let text = out(&o);
+    assert!(o.status.success(), "{}", err(&o));
+    for expect in [
+        "source:       builtin:pve_vm_power.rhai",
+        "class:        write",
+        "annotations:  readOnly false, destructive false",
+        "vmid: integer (required",
+        "action: string (required, one of",
+    ] {
+        assert!(text.contains(expect), "{expect}\n{text}");
+    }
+    let o = run(&["describe", "nope"], &[], dir.path()).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("tool 'nope' does not exist"), "{}", err(&o));
+}
+
+/// `new` writes a skeleton that compiles, passes check and runs.
+#[tokio::test]
+async fn new_writes_a_working_skeleton() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, class) in [
+        ("my_list", "read"),
+        ("my_start", "write"),
+        ("my_run", "write,exec"),
+        ("my_drop", "destructive"),
+    ] {
+        let o = run(&["new", name, "--class", class], &[], dir.path()).await;
+        assert!(o.status.success(), "{class}: {}", err(&o));
+        assert!(dir.path().join(format!("{name}.rhai")).is_file());
+    }
+    let o = run(&["new", "my_list"], &[], dir.path()).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("exists already"), "{}", err(&o));
+    let o = run(&["new", "Bad-Name"], &[], dir.path()).await;
+    assert!(err(&o).contains("is not a tool name"), "{}", err(&o));
+    let o = run(&["check", dir.path().to_str().unwrap()], &[], dir.path()).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("ok     my_run"), "{}", out(&o));
+
+    // It runs against the simulated cluster.
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command("http://127.0.0.1:9", dir.path(), home.path(), &[]);
+    cmd.args(["--simulate", "call", "my_list", r#"{"vmid": 0}"#]);
+    let o = cmd.output().await.unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert!(v["count"].as_i64().unwrap() > 0, "{v}");
+}

@@ -323,3 +323,43 @@ fn run(args) { #{ said: text::shout("hi") } }
     assert_eq!(vms["count"], 3, "{vms}");
     assert_eq!(s.ok("loud", json!({})).await["said"], "HI");
 }
+
+/// A tool that declares an output schema: its plan fits the listed (widened) schema, and its
+/// errors carry no structured content that hosts would check against it.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_schemas_admit_plans_and_errors() {
+    let pve = permissive_pve().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("drop_it.rhai"),
+        r#"const TOOL = #{ description: "Deletes.", class: "destructive",
+    params: #{ "type": "object", "properties": #{ "fail": #{ "type": "boolean", "default": false } } },
+    output: #{ "type": "object", "properties": #{ "deleted": #{ "type": "boolean" } }, "required": ["deleted"] } };
+fn run(args) {
+    if args.fail { throw "it broke"; }
+    pve::delete("/nodes/pve1/qemu/100");
+    #{ deleted: true }
+}
+"#,
+    )
+    .unwrap();
+    let s = start(&pve.uri(), dir, &[]).await;
+    let tools = s.client.list_all_tools().await.unwrap();
+    let t = tools.iter().find(|t| t.name == "drop_it").unwrap();
+    let schema = serde_json::Value::Object((*t.output_schema.clone().unwrap()).clone());
+    let validator = jsonschema::validator_for(&schema).unwrap();
+
+    let plan = s.ok("drop_it", json!({})).await;
+    assert_eq!(plan["status"], "confirmation_required");
+    assert!(validator.is_valid(&plan), "the plan fits the listed schema: {schema}");
+    assert!(
+        !validator.is_valid(&json!({"nothing": 1})),
+        "the declared part still binds"
+    );
+
+    let r = s.call("drop_it", json!({"fail": true})).await;
+    assert!(is_error(&r), "{}", text(&r));
+    assert!(r.structured_content.is_none(), "{:?}", r.structured_content);
+    assert!(text(&r).contains("it broke"), "{}", text(&r));
+    assert!(sent_writes(&pve).await.is_empty());
+}

@@ -276,11 +276,10 @@ fn check_digests(cx: &CallContext, call: &CallMode) -> Result<(), CallError> {
 }
 
 fn check_output(tool: &CompiledTool, value: &Value) -> Result<(), CallError> {
-    let Some(schema) = &tool.manifest.output_schema else {
+    // Built once, when the tool was compiled.
+    let Some(validator) = &tool.output_validator else {
         return Ok(());
     };
-    let validator =
-        jsonschema::validator_for(&Value::Object(schema.clone())).map_err(|e| CallError::BadOutput(e.to_string()))?;
     match validator.validate(value) {
         Ok(()) => Ok(()),
         Err(e) => Err(CallError::BadOutput(format!("{} at '{}'", e, e.instance_path()))),
@@ -382,6 +381,8 @@ fn run_script(
         }
         stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
     });
+    let mut args = args;
+    super::defaults::fill(&tool.manifest.input_schema, &mut args);
     let args =
         convert::to_dynamic(Value::Object(args)).map_err(|e| CallError::InvalidArguments(vec![e.to_string()]))?;
     let result = engine.call_fn::<Dynamic>(&mut Scope::new(), &tool.ast, ENTRY, (args,));

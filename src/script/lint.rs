@@ -76,6 +76,12 @@ pub fn native_arities(name: &str) -> Option<String> {
     NATIVES.get(ns, bare).map(arities)
 }
 
+/// Function name → arities.
+type Fns = BTreeMap<String, BTreeSet<usize>>;
+
+/// Import alias → (library name, its public functions; `None` when the roots lack it).
+type Imports = BTreeMap<String, (String, Option<Fns>)>;
+
 /// Functions a script (or a library) defines: name → arities.
 fn script_fns(ast: &AST, public_only: bool) -> BTreeMap<String, BTreeSet<usize>> {
     let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
@@ -125,7 +131,7 @@ pub fn lint(origin: &str, text: &str, class: Capabilities, libs: &Libs) -> Vec<S
     };
     let own = script_fns(&ast, false);
     // Import aliases → the library's public functions (None: not a library the roots have).
-    let mut imports: BTreeMap<String, (String, Option<BTreeMap<String, BTreeSet<usize>>>)> = BTreeMap::new();
+    let mut imports: Imports = BTreeMap::new();
     let mut consts: BTreeSet<String> = BTreeSet::new();
     for stmt in ast.statements() {
         match stmt {
@@ -265,7 +271,7 @@ fn check_plain_call(
     lint: &mut Lint,
     natives: &Natives,
     own: &BTreeMap<String, BTreeSet<usize>>,
-    imports: &BTreeMap<String, (String, Option<BTreeMap<String, BTreeSet<usize>>>)>,
+    imports: &Imports,
     name: &str,
     argc: usize,
     pos: Position,
@@ -306,7 +312,7 @@ fn check_plain_call(
 fn check_namespaced_call(
     lint: &mut Lint,
     natives: &Natives,
-    imports: &BTreeMap<String, (String, Option<BTreeMap<String, BTreeSet<usize>>>)>,
+    imports: &Imports,
     class: Capabilities,
     root: &str,
     name: &str,

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod compile;
 pub mod context;
 pub mod convert;
+pub mod defaults;
 pub mod error;
 pub mod invoke;
 pub mod libs;

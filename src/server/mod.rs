@@ -146,6 +146,7 @@ impl ServerHandler for PveMcpServer {
         };
         let _unlink = AbortOnDrop(link);
         let name = tool.manifest.name.clone();
+        let declares_output = tool.manifest.output_schema.is_some();
         let max = self.inner.runtime.settings.max_calls;
         let permit = tokio::select! {
             p = tokio::time::timeout(QUEUE_WAIT, self.inner.calls.clone().acquire_owned()) => p,
@@ -177,6 +178,7 @@ impl ServerHandler for PveMcpServer {
         }
         let mut answer = result::to_result(&name, outcome);
         scripts::add_stale_note(&snap, &name, &mut answer);
+        listing::fit_output_schema(declares_output, &mut answer);
         Ok(answer.into())
     }
 

@@ -136,6 +136,8 @@ fn call_tool(cx: Arc<CallContext>, n: &NativeCallContext, name: Dynamic, args: D
             format!("pve::call_tool(\"{name}\"): {e}"),
         ));
     }
+    let mut map = map;
+    crate::script::defaults::fill(&callee.manifest.input_schema, &mut map);
     let args = convert::to_dynamic(Value::Object(map)).map_err(|e| usage(n, e.to_string()))?;
 
     CHAIN.with(|c| {
@@ -203,11 +205,8 @@ fn engine(cx: &Arc<CallContext>, over_budget: Arc<AtomicBool>) -> rhai::Engine {
 /// `#{kind: "tool_failed", tool, message}` map naming the callee's file, line and column.
 fn rethrow(n: &NativeCallContext, name: &str, origin: &str, e: EvalAltResult) -> Box<EvalAltResult> {
     let mut inner = &e;
-    loop {
-        match inner {
-            EvalAltResult::ErrorInFunctionCall(_, _, i, _) | EvalAltResult::ErrorInModule(_, i, _) => inner = i,
-            _ => break,
-        }
+    while let EvalAltResult::ErrorInFunctionCall(_, _, i, _) | EvalAltResult::ErrorInModule(_, i, _) = inner {
+        inner = i;
     }
     match inner {
         EvalAltResult::ErrorTerminated(why, _) => EvalAltResult::ErrorTerminated(why.clone(), n.call_position()).into(),
