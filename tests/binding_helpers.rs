@@ -124,12 +124,16 @@ async fn confirmation_comes_only_from_the_caller() {
         r#"pve::call_tool("pve_vm_delete", #{ vmid: 102, confirm: true })"#,
     );
     let write_calls_destructive = tool("\"write\"", r#"pve::call_tool("pve_vm_delete", #{ vmid: 102 })"#);
+    let careful = "const TOOL = #{ description: \"Asks first.\", class: \"write\", confirm: true };\nfn run(args) { pve::post(\"/nodes/pve2/qemu/102/status/start\") }\n";
+    let careless = tool("\"write\"", r#"pve::call_tool("careful", #{})"#);
     let s = serve(
         &sim,
         &[
             ("wrapper", &wrapper),
             ("self_confirm", &self_confirm),
             ("write_calls_destructive", &write_calls_destructive),
+            ("careful", careful),
+            ("careless", &careless),
         ],
         &[],
     )
@@ -145,6 +149,8 @@ async fn confirmation_comes_only_from_the_caller() {
     assert!(msg.contains("passes no confirm"), "{msg}");
     let msg = s.fails("write_calls_destructive", json!({})).await;
     assert!(msg.contains("refused"), "{msg}");
+    let msg = s.fails("careless", json!({})).await;
+    assert!(msg.contains("plans every write and asks first"), "{msg}");
     assert_eq!(sim.write_count(), before, "nothing was destroyed");
     assert!(sim.with_state(|st| st.guests.contains_key(&102)));
 

@@ -92,6 +92,18 @@ fn call_tool(cx: Arc<CallContext>, n: &NativeCallContext, name: Dynamic, args: D
             ),
         ));
     }
+    // A callee that plans every write (`confirm: true`) keeps that only under a caller that
+    // plans every write too; otherwise its writes would go out unconfirmed.
+    let root_plans_writes = tools.tools.get(&cx.tool).is_some_and(|t| t.manifest.confirm_writes);
+    if callee.manifest.confirm_writes && !root_plans_writes {
+        return Err(refused(
+            n,
+            format!(
+                "pve::call_tool(\"{name}\") refused: {name} plans every write and asks first (confirm: true), and {} does not; declare confirm: true in {} to call it",
+                cx.tool, cx.tool
+            ),
+        ));
+    }
     let depth = CHAIN.with(|c| c.borrow().len());
     if depth >= MAX_DEPTH {
         return Err(refused(
