@@ -240,3 +240,18 @@ fn run(args) { #{ limit: args.limit, has_label: args.contains("label") } }
     assert_eq!(v, json!({"limit": 50, "has_label": false}));
     assert_eq!(s.ok("defaults", json!({"limit": 3})).await["limit"], 3);
 }
+
+/// An uncaught PVE error reaches the host as a PVE error, not as a bug of the script.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uncaught_pve_error_is_a_pve_error() {
+    let sim = simulator(100).await;
+    let uncaught = tool("\"read\"", r#"pve::get("/nodes/pve1/qemu/999/config")"#);
+    let buggy = tool("\"read\"", r#"throw "my own bug""#);
+    let s = serve(&sim, &[("uncaught", &uncaught), ("buggy", &buggy)], &[]).await;
+    let r = s.call("uncaught", json!({})).await;
+    assert!(is_error(&r));
+    assert_eq!(structured(&r)["error"], "pve_error", "{}", text(&r));
+    assert!(text(&r).contains("999.conf"), "{}", text(&r));
+    let r = s.call("buggy", json!({})).await;
+    assert_eq!(structured(&r)["error"], "script_error", "{}", text(&r));
+}

@@ -66,6 +66,18 @@ impl ScriptError {
     }
 }
 
+/// The `kind` of the map a script threw (or let through, like a PVE error), if it threw one.
+pub fn thrown_kind(err: &EvalAltResult) -> Option<String> {
+    let mut e = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, i, _) | EvalAltResult::ErrorInModule(_, i, _) = e {
+        e = i;
+    }
+    match e {
+        EvalAltResult::ErrorRuntime(v, _) => v.read_lock::<rhai::Map>()?.get("kind").map(|k| k.to_string()),
+        _ => None,
+    }
+}
+
 /// Characters kept of a thrown value's text.
 pub const MAX_THROWN_CHARS: usize = 2_000;
 

@@ -63,6 +63,9 @@ pub enum CallError {
     Refused(Violation),
     #[error("{}{}", .0.message, location(.0))]
     Script(ScriptError),
+    /// A PVE error the script did not catch: PVE's answer, not a bug of the script.
+    #[error("{}{}", .0.message, location(.0))]
+    Pve(ScriptError),
     #[error("the script did not finish within {0:?} and was stopped (PVE_MCP_SCRIPT_TIMEOUT)")]
     TimedOut(Duration),
     #[error("the call was cancelled by the client; any PVE task already started keeps running")]
@@ -105,6 +108,7 @@ impl CallError {
             CallError::InvalidArguments(_) => "invalid_arguments",
             CallError::Refused(_) => "refused",
             CallError::Script(_) => "script_error",
+            CallError::Pve(_) => "pve_error",
             CallError::TimedOut(_) => "timeout",
             CallError::Cancelled => "cancelled",
             CallError::TooManyRequests => "too_many_requests",
@@ -389,7 +393,14 @@ fn run_script(
     if over_budget.load(Ordering::Relaxed) {
         return Err(CallError::OutOfMemory(limits.memory));
     }
-    let value = result.map_err(|e| CallError::Script(ScriptError::from_eval(&tool.origin, &e)))?;
+    let value = result.map_err(|e| {
+        let at = ScriptError::from_eval(&tool.origin, &e);
+        if super::error::thrown_kind(&e).as_deref() == Some("pve") {
+            CallError::Pve(at)
+        } else {
+            CallError::Script(at)
+        }
+    })?;
     convert::to_json(&value, limits.result_bytes).map_err(|e| match e {
         ConvertError::TooLarge { limit } => CallError::ResultTooLarge(limit),
         other => CallError::Script(ScriptError {
