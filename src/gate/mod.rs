@@ -219,6 +219,11 @@ impl Gate {
         matches!(self.call, CallMode::Plan)
     }
 
+    /// The capabilities the running tool declared.
+    pub fn tool_class(&self) -> Capabilities {
+        self.tool
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means another thread panicked mid-update; the data is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -1,7 +1,8 @@
 //! The `pve` module scripts call: `pve::get(path, params)`, `pve::post`, `pve::put`,
 //! `pve::delete`, `pve::wait_task(upid)`, `pve::resolve_vmid(vmid)`, `pve::next_vmid()`,
 //! `pve::pick(map, fields)`, `pve::human_bytes(n)`, `pve::iso_time(epoch)`, `pve::log(msg)`, `pve::is_plan()`,
-//! `pve::sleep(seconds)`, `pve::now()`, `pve::task_wait()`.
+//! `pve::sleep(seconds)`, `pve::now()`, `pve::task_wait()`; the helpers of the submodules
+//! (`exec`, `guests`, `call_tool`, `progress`, time formatting and rounding).
 //!
 //! Every request goes through the call's gate. A refusal, a timeout or a cancellation stops
 //! the script with an error it cannot catch; a PVE error is thrown as a catchable map
@@ -20,6 +21,11 @@ use crate::human;
 use crate::pve::{PveError, Upid};
 
 type R = Result<Dynamic, Box<EvalAltResult>>;
+
+mod exec;
+mod format;
+mod guests;
+mod nested;
 
 /// Lines of a failed task's log returned by `wait_task`.
 pub const LOG_TAIL_LINES: usize = 20;
@@ -67,8 +73,18 @@ fn build() -> Module {
         );
     }
     reg(&mut m, "wait_task", |n: NativeCallContext, upid: Dynamic| -> R {
-        wait_task(&*call(&n)?, &n, upid)
+        let cx = call(&n)?;
+        wait_task(&cx, &n, upid, cx.task_wait)
     });
+    reg(
+        &mut m,
+        "wait_task",
+        |n: NativeCallContext, upid: Dynamic, secs: Dynamic| -> R {
+            let cx = call(&n)?;
+            let wait = format::wait_seconds(&n, &cx, &secs)?;
+            wait_task(&cx, &n, upid, wait)
+        },
+    );
     reg(&mut m, "resolve_vmid", |n: NativeCallContext, vmid: Dynamic| -> R {
         resolve_vmid(&*call(&n)?, &n, vmid)
     });
@@ -111,6 +127,10 @@ fn build() -> Module {
     reg(&mut m, "task_wait", |n: NativeCallContext| -> R {
         Ok(Dynamic::from_float(call(&n)?.task_wait.as_secs_f64()))
     });
+    exec::register(&mut m);
+    format::register(&mut m);
+    guests::register(&mut m);
+    nested::register(&mut m);
     m
 }
 
@@ -343,7 +363,7 @@ fn segs(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
+fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic, wait: Duration) -> R {
     if upid.is_unit() && cx.is_plan() {
         return to_dynamic(n, json!({"status": "planned"}));
     }
@@ -378,9 +398,9 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
         let st = match try_request(cx, n, Method::Get, &status_path, &Map::new())? {
             None => Value::Null,
             Some(Ok(v)) => v,
-            Some(Err(e)) if transient(&e) && started.elapsed() < cx.task_wait => {
+            Some(Err(e)) if transient(&e) && started.elapsed() < wait => {
                 last_failure = Some(e.to_string());
-                cx.sleep(interval.min(cx.task_wait.saturating_sub(started.elapsed())))
+                cx.sleep(interval.min(wait.saturating_sub(started.elapsed())))
                     .map_err(|i| stop(n, i))?;
                 interval = (interval * 3 / 2).min(Duration::from_secs(2));
                 continue;
@@ -418,7 +438,7 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
             return to_dynamic(n, out);
         }
         let waited = started.elapsed();
-        if waited >= cx.task_wait {
+        if waited >= wait {
             return to_dynamic(
                 n,
                 json!({
@@ -438,7 +458,7 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
             u.node,
             waited.as_secs_f64()
         ));
-        cx.sleep(interval.min(cx.task_wait - waited)).map_err(|i| stop(n, i))?;
+        cx.sleep(interval.min(wait - waited)).map_err(|i| stop(n, i))?;
         interval = (interval * 3 / 2).min(Duration::from_secs(2));
     }
 }

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::audit::CallAudit;
 use crate::gate::{ApiPath, Gate, Method, PathError, Permit, PlannedRequest, Refusal, Verdict, Violation};
 use crate::pve::{PveClient, PveError};
+use crate::registry::Snapshot;
 
 use super::answers::{Answer, Answers};
 use super::sandbox::limits;
@@ -58,6 +59,8 @@ pub struct CallParts {
     pub task_wait: Duration,
     pub progress: Option<ProgressFn>,
     pub rt: Handle,
+    /// The tools in service when the call started, for `pve::call_tool`.
+    pub tools: Option<Arc<Snapshot>>,
 }
 
 /// The client and the gate are private: a script's request reaches PVE only through
@@ -73,6 +76,7 @@ pub struct CallContext {
     pub task_wait: Duration,
     pub progress: Option<ProgressFn>,
     rt: Handle,
+    pub tools: Option<Arc<Snapshot>>,
     requests: AtomicUsize,
     log_lines: AtomicUsize,
     progress_step: AtomicUsize,
@@ -95,6 +99,7 @@ impl CallContext {
             task_wait,
             progress,
             rt,
+            tools,
         } = parts;
         CallContext {
             tool,
@@ -106,6 +111,7 @@ impl CallContext {
             task_wait,
             progress,
             rt,
+            tools,
             requests: AtomicUsize::new(0),
             log_lines: AtomicUsize::new(0),
             progress_step: AtomicUsize::new(0),
@@ -191,6 +197,11 @@ impl CallContext {
 
     pub fn is_plan(&self) -> bool {
         self.gate.is_plan()
+    }
+
+    /// The capabilities the running tool declared (the gate holds every request to them).
+    pub fn class(&self) -> crate::gate::Capabilities {
+        self.gate.tool_class()
     }
 
     pub fn violation(&self) -> Option<Violation> {

@@ -39,6 +39,8 @@ pub struct Runtime {
     /// Plans already carried out.
     pub spent: Arc<SpentPlans>,
     pub audit: Arc<Audit>,
+    /// The tools in service, for `pve::call_tool` (none: it is unavailable).
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 #[derive(Debug)]
@@ -63,6 +65,9 @@ pub enum CallError {
     Refused(Violation),
     #[error("{}{}", .0.message, location(.0))]
     Script(ScriptError),
+    /// A PVE error the script did not catch: PVE's answer, not a bug of the script.
+    #[error("{}{}", .0.message, location(.0))]
+    Pve(ScriptError),
     #[error("the script did not finish within {0:?} and was stopped (PVE_MCP_SCRIPT_TIMEOUT)")]
     TimedOut(Duration),
     #[error("the call was cancelled by the client; any PVE task already started keeps running")]
@@ -117,6 +122,7 @@ impl CallError {
             CallError::InvalidArguments(_) => "invalid_arguments",
             CallError::Refused(_) => "refused",
             CallError::Script(_) => "script_error",
+            CallError::Pve(_) => "pve_error",
             CallError::TimedOut(_) => "timeout",
             CallError::Cancelled => "cancelled",
             CallError::TooManyRequests => "too_many_requests",
@@ -332,11 +338,10 @@ fn check_digests(cx: &CallContext, call: &CallMode) -> Result<(), CallError> {
 }
 
 fn check_output(tool: &CompiledTool, value: &Value) -> Result<(), CallError> {
-    let Some(schema) = &tool.manifest.output_schema else {
+    // Built once, when the tool was compiled.
+    let Some(validator) = &tool.output_validator else {
         return Ok(());
     };
-    let validator =
-        jsonschema::validator_for(&Value::Object(schema.clone())).map_err(|e| CallError::BadOutput(e.to_string()))?;
     match validator.validate(value) {
         Ok(()) => Ok(()),
         Err(e) => Err(CallError::BadOutput(format!("{} at '{}'", e, e.instance_path()))),
@@ -372,6 +377,7 @@ async fn run_once(
         task_wait: rt.settings.task_wait,
         progress,
         rt: tokio::runtime::Handle::current(),
+        tools: rt.registry.as_ref().map(|r| r.snapshot()),
     }));
     // The script blocks on PVE requests, so it runs on a thread of its own while the
     // runtime's workers drive the requests. Its value becomes JSON on that thread too: it is
@@ -409,6 +415,10 @@ async fn run_once(
 /// and what it returned; the script's own words are kept as the detail.
 fn script_failure(cx: &CallContext, tool: &CompiledTool, e: &rhai::EvalAltResult) -> CallError {
     let err = ScriptError::from_eval(&tool.origin, e);
+    // A PVE error the script did not catch is PVE's answer, not a bug of the script.
+    if super::error::thrown_kind(e).as_deref() == Some("pve") {
+        return CallError::Pve(err);
+    }
     if answers::is_type_error(e, &tool.ast)
         && let Some(answer) = cx.suspect_answer()
     {
@@ -461,6 +471,8 @@ fn run_script(
         }
         stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
     });
+    let mut args = args;
+    super::defaults::fill(&tool.manifest.input_schema, &mut args);
     let args =
         convert::to_dynamic(Value::Object(args)).map_err(|e| CallError::InvalidArguments(vec![e.to_string()]))?;
     let result = engine.call_fn::<Dynamic>(&mut Scope::new(), &tool.ast, ENTRY, (args,));

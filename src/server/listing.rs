@@ -66,7 +66,39 @@ pub fn to_tool(m: &Manifest, client: &ClientApproval) -> Tool {
         tool = tool.with_title(t.clone());
     }
     if let Some(out) = &m.output_schema {
-        tool = tool.with_raw_output_schema(Arc::new(out.clone()));
+        tool = tool.with_raw_output_schema(Arc::new(output_schema(m, out)));
     }
     tool
+}
+
+/// The output schema hosts see: the declared one, widened with the plan's shape for a tool
+/// that can answer with a plan (as `confirm` widens its input), so that hosts which check
+/// `structuredContent` against it accept the plan too.
+pub fn output_schema(
+    m: &Manifest,
+    declared: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    if !m.class.has(Capability::Destructive) && !m.confirm_writes {
+        return declared.clone();
+    }
+    let plan = json!({
+        "type": "object",
+        "properties": {
+            "status": {"const": "confirmation_required"},
+            "performed": {"const": false},
+            "confirm_token": {"type": "string"}
+        },
+        "required": ["status", "confirm_token"]
+    });
+    let widened = json!({"type": "object", "anyOf": [declared, plan]});
+    widened.as_object().cloned().unwrap_or_default()
+}
+
+/// A failure of a tool that declares an output schema carries no `structuredContent`: the
+/// error is not of that shape, and hosts that check it would reject the error itself.
+pub fn fit_output_schema(declares_output: bool, r: &mut rmcp::model::CallToolResult) {
+    if declares_output && r.is_error == Some(true) {
+        r.structured_content = None;
+    }
 }

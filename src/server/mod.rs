@@ -5,13 +5,15 @@ pub mod approval;
 pub mod input;
 pub mod listing;
 pub mod result;
+pub mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig, SubscriptionFilter,
+    CallToolRequestParams, CallToolResponse, Implementation, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscriptionFilter,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
@@ -98,6 +100,7 @@ impl ServerHandler for PveMcpServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(Implementation::new("pve-mcp", env!("CARGO_PKG_VERSION")))
@@ -139,6 +142,9 @@ impl ServerHandler for PveMcpServer {
         let snap = self.inner.registry.snapshot();
         let mode = self.inner.runtime.settings.mode;
         let Some(tool) = snap.get_visible(&request.name, mode).cloned() else {
+            if let Some(message) = scripts::not_in_service(&snap, &request.name) {
+                return Ok(scripts::not_in_service_result(&request.name, message).into());
+            }
             let why = if snap.tools.contains_key(request.name.as_ref()) {
                 "is not available in the server's current mode (read-only, or exec disabled)"
             } else {
@@ -160,6 +166,7 @@ impl ServerHandler for PveMcpServer {
         };
         let _unlink = AbortOnDrop(link);
         let name = tool.manifest.name.clone();
+        let declares_output = tool.manifest.output_schema.is_some();
         let max = self.inner.runtime.settings.max_calls;
         let permit = tokio::select! {
             p = tokio::time::timeout(QUEUE_WAIT, self.inner.calls.clone().acquire_owned()) => p,
@@ -200,13 +207,48 @@ impl ServerHandler for PveMcpServer {
         };
         if asks_person {
             let modern = cx.protocol_version().is_some_and(|v| !v.has_initialize());
-            return Ok(self.call_with_person(call, &request, &cx, modern).await);
+            let mut response = self.call_with_person(call, &request, &cx, modern).await;
+            if let CallToolResponse::Complete(answer) = &mut response {
+                scripts::add_stale_note(&snap, &name, answer);
+                listing::fit_output_schema(declares_output, answer);
+            }
+            return Ok(response);
         }
         let outcome = invoke(&self.inner.runtime, call).await;
         if let Outcome::Failed(e) = &outcome {
             tracing::info!("{name} failed: {e}");
         }
-        Ok(result::to_result(&name, outcome).into())
+        let mut answer = result::to_result(&name, outcome);
+        scripts::add_stale_note(&snap, &name, &mut answer);
+        listing::fit_output_schema(declares_output, &mut answer);
+        Ok(answer.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(scripts::resources()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let snap = self.inner.registry.snapshot();
+        match scripts::read(&snap, self.inner.runtime.settings.mode, &request.uri) {
+            Some(r) => Ok(r.into()),
+            None => Err(ErrorData::resource_not_found(
+                format!(
+                    "no resource '{}'; the server has {}",
+                    shorten(&request.uri, MAX_NAME_SHOWN),
+                    scripts::SCRIPTS_URI
+                ),
+                None,
+            )),
+        }
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
