@@ -1,5 +1,5 @@
 //! The command line: serve over stdio (default), the script author's commands `tools`,
-//! `check` and `call`, and `audit verify|show` for the audit log.
+//! `check`, `describe`, `new` and `call`, and `audit verify|show` for the audit log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +15,7 @@ use crate::config::{self, AuditLog, Config, ConfigError, ProcessEnv, Settings};
 use crate::confirm::PlanKey;
 use crate::pve::PveClient;
 use crate::registry::{self, Registry, sources};
+use crate::script::invoke::{Approving, CallRequest};
 use crate::script::{Outcome, Runtime, invoke};
 use crate::server::{PveMcpServer, result};
 
@@ -47,6 +48,20 @@ pub enum Command {
     Check {
         /// Directories to check instead of PVE_MCP_SCRIPTS.
         dirs: Vec<PathBuf>,
+    },
+    /// Show one tool as a host sees it: description, parameters (types, defaults), class,
+    /// annotations, source file, and its state.
+    Describe {
+        /// Tool name, e.g. pve_list_vms.
+        tool: String,
+    },
+    /// Write a commented, working skeleton of a new tool into the first script directory.
+    New {
+        /// Tool name (the file name): lowercase letters, digits and _.
+        name: String,
+        /// Its class: read, write, destructive, exec, admin, or several joined by commas.
+        #[arg(long, default_value = "read")]
+        class: String,
     },
     /// Call one tool and print its JSON result, through the same gate and modes as the server.
     Call {
@@ -226,6 +241,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
         Command::Serve => serve(Target::from(&cli).await?).await,
         Command::Tools => tools(),
         Command::Check { dirs } => check(dirs.clone()),
+        Command::Describe { tool } => describe(tool),
+        Command::New { name, class } => new_tool(name, class),
         Command::Audit { action } => audit(action),
         Command::Call { tool, args } => call(Target::from(&cli).await?, tool, args).await,
         #[cfg(feature = "simulator")]
@@ -246,22 +263,29 @@ fn runtime(config: &Config) -> Result<Runtime, Exit> {
         client,
         settings: config.settings.clone(),
         plan_key: Arc::new(plan_key),
+        spent: Arc::default(),
         audit: Arc::new(Audit::open(&config.settings.audit_log)),
+        registry: None,
     })
 }
 
 fn load_registry(settings: &Settings) -> Arc<Registry> {
     let registry = Arc::new(Registry::with_builtins(settings.script_dirs.clone()));
-    for p in &registry.snapshot().problems {
+    let snap = registry.snapshot();
+    for p in &snap.problems {
         tracing::warn!("{}: {p}", p.origin);
+    }
+    for found in snap.findings.values().flatten() {
+        tracing::warn!("{found} (pve-mcp check reports it)");
     }
     registry
 }
 
 async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let config = &target.config;
-    let runtime = runtime(config)?;
+    let mut runtime = runtime(config)?;
     let registry = load_registry(&config.settings);
+    runtime.registry = Some(registry.clone());
     let server = PveMcpServer::new(registry.clone(), runtime);
     let notifier = server.clone();
     let _watch = registry::watch::spawn(registry.clone(), config.settings.script_dirs_explicit, move |report| {
@@ -280,8 +304,9 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
         mode.exec_enabled,
         mode.admin_enabled
     );
-    let input = crate::server::input::WatchedInput::new(tokio::io::stdin(), server.shutdown_token());
-    let service = match server.clone().serve((input, tokio::io::stdout())).await {
+    let transport =
+        crate::server::input::LineTransport::new(tokio::io::stdin(), tokio::io::stdout(), server.shutdown_token());
+    let service = match server.clone().serve(transport).await {
         Ok(service) => service,
         Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
             tracing::info!("the client closed stdin before initializing; exiting");
@@ -313,6 +338,30 @@ fn tools() -> Result<ExitCode, Exit> {
     for p in &snap.problems {
         eprintln!("{}: {p}", p.origin);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(tool: &str) -> Result<ExitCode, Exit> {
+    let settings = Settings::from_env(&ProcessEnv)?;
+    let registry = load_registry(&settings);
+    let text = crate::author::describe(&registry.snapshot(), settings.mode, tool).map_err(|e| fail(1, e))?;
+    print!("{text}"); // stdout-ok
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new_tool(name: &str, class: &str) -> Result<ExitCode, Exit> {
+    let settings = Settings::from_env(&ProcessEnv)?;
+    let dir = settings.script_dirs.first().cloned().ok_or_else(|| {
+        fail(
+            1,
+            "no script directory is configured; set PVE_MCP_SCRIPTS (or HOME for ~/.config/pve-mcp/scripts)",
+        )
+    })?;
+    let path = crate::author::new_tool(&dir, name, class).map_err(|e| fail(1, e))?;
+    println!(
+        "wrote {}; edit its description and run, then: pve-mcp check",
+        path.display()
+    ); // stdout-ok
     Ok(ExitCode::SUCCESS)
 }
 
@@ -353,14 +402,24 @@ fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
         );
         println!("{row}"); // stdout-ok
     }
+    for (name, file) in &snap.shadowed {
+        let row = format!(
+            "note   {file} has the name of the built-in {name}: your tools import yours, the built-in tools keep the built-in one"
+        );
+        println!("{row}"); // stdout-ok
+    }
     for p in &snap.problems {
         println!("error  {}", p.message); // stdout-ok
     }
-    if snap.problems.is_empty() {
+    for found in snap.findings.values().flatten() {
+        println!("error  {found}"); // stdout-ok
+    }
+    let problems = snap.problems.len() + snap.findings.values().map(Vec::len).sum::<usize>();
+    if problems == 0 {
         println!("{} tools, no problems", snap.tools.len()); // stdout-ok
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} tools, {} problems", snap.tools.len(), snap.problems.len()); // stdout-ok
+        println!("{} tools, {problems} problems", snap.tools.len()); // stdout-ok
         Ok(ExitCode::from(1))
     }
 }
@@ -442,13 +501,17 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
         }
     };
     let config = &target.config;
-    let runtime = runtime(config)?;
+    let mut runtime = runtime(config)?;
     let registry = load_registry(&config.settings);
+    runtime.registry = Some(registry.clone());
     let snap = registry.snapshot();
     let Some(compiled) = snap
         .get_served(tool, config.settings.mode, &config.settings.tools)
         .cloned()
     else {
+        if let Some(message) = crate::server::scripts::not_in_service(&snap, tool) {
+            return Err(fail(1, message));
+        }
         let why = if snap.get_visible(tool, config.settings.mode).is_some() {
             "is disabled by PVE_MCP_TOOLS / PVE_MCP_DISABLE_TOOLS".to_string()
         } else if snap.tools.contains_key(tool) {
@@ -466,9 +529,23 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
         }
     });
     let progress: crate::script::context::ProgressFn = Arc::new(|_, _, msg| tracing::info!("{msg}"));
-    let outcome = invoke(&runtime, compiled, args, cancel, Some(progress)).await;
+    // A terminal is not an MCP client: nobody can be asked through elicitation.
+    let call = CallRequest {
+        tool: compiled,
+        args,
+        client: config.settings.confirm.for_client(false),
+        approving: Approving::Arguments,
+        cancel,
+        progress: Some(progress),
+    };
+    let outcome = invoke(&runtime, call).await;
     let (json, code) = match outcome {
-        Outcome::Done(v) => (result::as_object(v), ExitCode::SUCCESS),
+        Outcome::Done(v) => {
+            if let Some(note) = crate::server::scripts::stale_note(&snap, tool) {
+                eprintln!("{note}");
+            }
+            (result::as_object(v), ExitCode::SUCCESS)
+        }
         Outcome::Plan {
             explanation,
             requests,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
-use crate::confirm::ConfirmMode;
+use crate::confirm::{ConfirmMode, Confirmations};
 use crate::gate::{Capabilities, Capability};
 use crate::registry::ToolFilter;
 
@@ -103,8 +103,9 @@ pub struct Settings {
     pub max_result_bytes: usize,
     /// Memory one call's script may hold, in bytes (`PVE_MCP_SCRIPT_MEMORY`, given in MiB).
     pub script_memory: usize,
-    /// How a destructive call is confirmed (`PVE_MCP_CONFIRM`).
-    pub confirm: ConfirmMode,
+    /// How calls that need approval get it (`PVE_MCP_CONFIRM`, `PVE_MCP_CONFIRM_EXEC`,
+    /// `PVE_MCP_CONFIRM_ADMIN`).
+    pub confirm: Confirmations,
     /// How long a plan's `confirm_token` stays valid (`PVE_MCP_PLAN_TTL`).
     pub plan_ttl: Duration,
     /// Where the audit log goes (`PVE_MCP_AUDIT_LOG`).
@@ -239,17 +240,10 @@ impl Settings {
             1 << 30,
         )?;
         let script_memory = count(env, "PVE_MCP_SCRIPT_MEMORY", DEFAULT_SCRIPT_MEMORY_MIB, 8, 65_536)? * 1024 * 1024;
-        let confirm = match env.get("PVE_MCP_CONFIRM") {
-            None => ConfirmMode::default(),
-            Some(v) if v.trim().is_empty() => ConfirmMode::default(),
-            Some(v) => ConfirmMode::parse(&v).ok_or_else(|| ConfigError::Malformed {
-                var: "PVE_MCP_CONFIRM",
-                why: format!(
-                    "'{}' is not a confirmation mode",
-                    v.chars().take(40).collect::<String>()
-                ),
-                expected: "flag (confirm=true suffices) or plan (confirm=true with the plan's confirm_token)",
-            })?,
+        let confirm = Confirmations {
+            destructive: confirm_mode(env, "PVE_MCP_CONFIRM", false)?,
+            exec: confirm_mode(env, "PVE_MCP_CONFIRM_EXEC", true)?,
+            admin: confirm_mode(env, "PVE_MCP_CONFIRM_ADMIN", true)?,
         };
         let plan_ttl = seconds(env, "PVE_MCP_PLAN_TTL", 600.0, false)?;
         let audit_log = audit_log(env);
@@ -279,6 +273,34 @@ fn tools_error(var: &'static str, e: crate::registry::filter::PatternError) -> C
         var,
         why: e.to_string(),
         expected: "comma-separated tool names or globs, e.g. pve_list_*,pve_vm_status",
+    }
+}
+
+/// A confirmation mode; `auto` when unset. Destructive requests cannot be `off`.
+fn confirm_mode(env: &dyn Env, var: &'static str, may_be_off: bool) -> Result<ConfirmMode, ConfigError> {
+    let expected = if may_be_off {
+        "off, flag, plan, human or auto"
+    } else {
+        "flag, plan, human or auto (destructive requests always need a confirmation)"
+    };
+    let Some(v) = env.get(var).filter(|v| !v.trim().is_empty()) else {
+        return Ok(ConfirmMode::Auto);
+    };
+    match ConfirmMode::parse(&v) {
+        Some(ConfirmMode::Off) if !may_be_off => Err(ConfigError::Malformed {
+            var,
+            why: "destructive requests cannot go unconfirmed".into(),
+            expected,
+        }),
+        Some(m) => Ok(m),
+        None => Err(ConfigError::Malformed {
+            var,
+            why: format!(
+                "'{}' is not a confirmation mode",
+                v.chars().take(40).collect::<String>()
+            ),
+            expected,
+        }),
     }
 }
 

@@ -2,6 +2,7 @@
 //! enforced by the core. See ARCHITECTURE.md for the map of the code.
 
 pub mod audit;
+pub mod author;
 pub mod cli;
 pub mod config;
 pub mod confirm;

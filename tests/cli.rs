@@ -466,3 +466,157 @@ async fn a_malformed_dotenv_line_is_named_not_shown() {
     assert!(!stderr.contains("5b0e7f3c"), "part of the secret was logged: {stderr}");
     assert!(stderr.contains(".env") && stderr.contains("line 2"), "{stderr}");
 }
+
+#[tokio::test]
+async fn call_on_a_tool_that_never_compiled_gives_the_compile_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fresh.rhai"),
+        "const TOOL = #{ description: \"New.\", class: \"read\" };\nfn run(args) { 1 +; }\n",
+    )
+    .unwrap();
+    let o = run(&["call", "fresh"], &[], dir.path()).await;
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    assert!(e.contains("tool 'fresh' is not in service"), "{e}");
+    assert!(e.contains("fresh.rhai:2:"), "{e}");
+    assert!(!e.contains("does not exist"), "{e}");
+}
+
+/// `check` compiles every tool against the libraries it really gets, and says which user
+/// libraries carry a built-in's name.
+#[tokio::test]
+async fn check_uses_the_libraries_each_tool_really_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(dir.path().join("lib/text.rhai"), "fn shout(s) { s.to_upper() }\n").unwrap();
+    // A user tool that expects the built-in lib/text: it gets the user's, which lacks join.
+    std::fs::write(
+        dir.path().join("joins.rhai"),
+        r#"import "lib/text" as text;
+const TOOL = #{ description: "Joins.", class: "read" };
+fn run(args) { #{ s: text::join(["a", "b"], ", ") } }
+"#,
+    )
+    .unwrap();
+    let o = run(&["check", dir.path().to_str().unwrap()], &[], dir.path()).await;
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("ok     pve_list_vms"), "{text}");
+    assert!(text.contains("has the name of the built-in lib/text"), "{text}");
+    assert!(
+        text.contains("joins.rhai:3:28: lib/text (imported as text) has no fn join; it has shout"),
+        "{text}"
+    );
+    assert!(text.contains("1 problems"), "{text}");
+}
+
+#[tokio::test]
+async fn check_catches_what_the_ast_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slips.rhai"),
+        r#"const NODE = "pve1";
+const TOOL = #{ description: "Slips.", class: "read" };
+fn run(args) {
+    let rows = pve::get(`/nodes/${NODE}/qemu`);
+    pve::post(`/nodes/${global::NODE}/qemu/100/status/start`);
+    pve::exec(100, "uptime", 10);
+    #{ n: lenght(rows) }
+}
+"#,
+    )
+    .unwrap();
+    let o = run(&["check", dir.path().to_str().unwrap()], &[], dir.path()).await;
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    for expect in [
+        "slips.rhai:4:35: NODE is a top-level constant, which a fn does not see by its bare name: write global::NODE in fn run",
+        "slips.rhai:5:10: pve::post sends a POST request, which changes something, but the tool is declared class \"read\"",
+        "slips.rhai:6:10: pve::exec needs the exec capability",
+        "slips.rhai:7:11: lenght(…) is called, but no function lenght exists",
+        "4 problems",
+    ] {
+        assert!(text.contains(expect), "{expect}\n{text}");
+    }
+}
+
+/// At call time too, Rhai's jargon becomes words.
+#[tokio::test]
+async fn a_runtime_error_is_told_in_words() {
+    let pve = fake_pve().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oops.rhai"),
+        r#"const TOOL = #{ description: "Oops.", class: "read" };
+fn run(args) {
+    let g = #{ vmid: 100 };
+    g.name.split(" ")
+}
+"#,
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command(&pve.uri(), dir.path(), home.path(), &[]);
+    cmd.args(["call", "oops"]);
+    let o = cmd.output().await.unwrap();
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("no function split takes (() (nothing), a string)"), "{e}");
+    assert!(e.contains("missing map field"), "{e}");
+    assert!(!e.contains("ImmutableString"), "{e}");
+    assert!(e.contains("oops.rhai:4:"), "{e}");
+}
+
+#[tokio::test]
+async fn describe_shows_what_a_host_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["describe", "pve_vm_power"], &[], dir.path()).await;
+    let text = out(&o);
+    assert!(o.status.success(), "{}", err(&o));
+    for expect in [
+        "source:       builtin:pve_vm_power.rhai",
+        "class:        write",
+        "annotations:  readOnly false, destructive false",
+        "vmid: integer (required",
+        "action: string (required, one of",
+    ] {
+        assert!(text.contains(expect), "{expect}\n{text}");
+    }
+    let o = run(&["describe", "nope"], &[], dir.path()).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("tool 'nope' does not exist"), "{}", err(&o));
+}
+
+/// `new` writes a skeleton that compiles, passes check and runs.
+#[tokio::test]
+async fn new_writes_a_working_skeleton() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, class) in [
+        ("my_list", "read"),
+        ("my_start", "write"),
+        ("my_run", "write,exec"),
+        ("my_drop", "destructive"),
+    ] {
+        let o = run(&["new", name, "--class", class], &[], dir.path()).await;
+        assert!(o.status.success(), "{class}: {}", err(&o));
+        assert!(dir.path().join(format!("{name}.rhai")).is_file());
+    }
+    let o = run(&["new", "my_list"], &[], dir.path()).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("exists already"), "{}", err(&o));
+    let o = run(&["new", "Bad-Name"], &[], dir.path()).await;
+    assert!(err(&o).contains("is not a tool name"), "{}", err(&o));
+    let o = run(&["check", dir.path().to_str().unwrap()], &[], dir.path()).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("ok     my_run"), "{}", out(&o));
+
+    // It runs against the simulated cluster.
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command("http://127.0.0.1:9", dir.path(), home.path(), &[]);
+    cmd.args(["--simulate", "call", "my_list", r#"{"vmid": 0}"#]);
+    let o = cmd.output().await.unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert!(v["count"].as_i64().unwrap() > 0, "{v}");
+}

@@ -37,7 +37,7 @@ async fn a_confirmed_call_cannot_do_what_its_plan_did_not_show() {
         .await;
     assert!(is_error(&r));
     assert_eq!(structured(&r)["error"], "refused", "{}", text(&r));
-    assert!(text(&r).contains("not one the confirmed plan showed"), "{}", text(&r));
+    assert!(text(&r).contains("not one the approved plan showed"), "{}", text(&r));
     assert!(non_get(&pve).await.is_empty(), "sent: {:?}", non_get(&pve).await);
 
     // A token is for its own tool and arguments only.

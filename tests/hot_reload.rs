@@ -209,3 +209,157 @@ async fn a_reload_does_not_trigger_the_next_one() {
         s.stderr_text()
     );
 }
+
+/// Poll a call until its text satisfies `ok` (the watcher reloads asynchronously).
+async fn call_until(s: &Server, tool: &str, ok: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let args = json!({"who": "pve"}).as_object().cloned().unwrap_or_default();
+        let params = rmcp::model::CallToolRequestParams::new(tool.to_string()).with_arguments(args);
+        last = match s.client.call_tool(params).await {
+            Ok(r) => text(&r),
+            // Not loaded yet.
+            Err(e) => e.to_string(),
+        };
+        if ok(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{tool} never answered as expected; last answer: {last}");
+}
+
+async fn scripts_resource(s: &Server) -> serde_json::Value {
+    let r = s
+        .client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new("pve-mcp://scripts"))
+        .await
+        .unwrap();
+    let text = match &r.contents[0] {
+        rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+        other => panic!("not text: {other:?}"),
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_save_is_visible_to_the_mcp_user() {
+    let pve = fake_pve().await;
+    let s = start(&pve.uri(), tempfile::tempdir().unwrap(), &[]).await;
+    let file = s.scripts.path().join("hello.rhai");
+    std::fs::write(&file, HELLO).unwrap();
+    s.wait_for("list_changed after adding", |e| e.list_changed >= 1).await;
+    let fine = call_until(&s, "hello", |t| t.contains("hello pve")).await;
+    assert!(!fine.contains("note:"), "{fine}");
+
+    // The edit breaks at line 2, column 20: the next call says so, and that the old version ran.
+    std::fs::write(
+        &file,
+        "const TOOL = #{ description: \"Says hello.\", class: \"read\" };\nfn run(args) { let = 1; }\n",
+    )
+    .unwrap();
+    let answer = call_until(&s, "hello", |t| t.contains("note:")).await;
+    assert!(answer.contains("hello pve"), "the previous version ran: {answer}");
+    let shown = file.display().to_string();
+    assert!(
+        answer.contains(&format!("the last edit of {shown} failed to compile at {shown}:2:")),
+        "{answer}"
+    );
+    assert!(answer.contains("the previous version of that file ran"), "{answer}");
+
+    // A new tool that never compiled: its call answers with the compile error.
+    std::fs::write(
+        s.scripts.path().join("fresh.rhai"),
+        "const TOOL = #{ description: \"New.\", class: \"read\" };\nfn run(args) { 1 +; }\n",
+    )
+    .unwrap();
+    let answer = call_until(&s, "fresh", |t| t.contains("not in service")).await;
+    assert!(answer.contains("fresh.rhai:2:"), "{answer}");
+    assert!(!answer.contains("does not exist"), "{answer}");
+
+    // The scripts resource lists both, with state and place.
+    let resources = s.client.list_all_resources().await.unwrap();
+    assert!(resources.iter().any(|r| r.uri == "pve-mcp://scripts"), "{resources:?}");
+    let status = scripts_resource(&s).await;
+    let row = |name: &str| {
+        status["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tool"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {status}"))
+    };
+    assert_eq!(row("fresh")["state"], "broken; not in service");
+    assert_eq!(row("fresh")["error"]["line"], 2);
+    assert_eq!(row("hello")["state"], "broken; the previous version is in service");
+    assert_eq!(row("hello")["error"]["line"], 2);
+    assert_eq!(row("pve_list_vms")["state"], "ok");
+
+    // Fixed: the note goes away.
+    std::fs::write(&file, HELLO).unwrap();
+    call_until(&s, "hello", |t| !t.contains("note:")).await;
+}
+
+/// A user library named like a built-in one serves the user's tools only; the built-in
+/// tools keep the built-in library.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_library_does_not_replace_the_builtin_one_for_builtin_tools() {
+    let pve = fake_pve().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(dir.path().join("lib/text.rhai"), "fn shout(s) { s.to_upper() }\n").unwrap();
+    std::fs::write(dir.path().join("lib/guest.rhai"), "fn nothing() { 0 }\n").unwrap();
+    std::fs::write(
+        dir.path().join("loud.rhai"),
+        r#"import "lib/text" as text;
+const TOOL = #{ description: "Shouts.", class: "read" };
+fn run(args) { #{ said: text::shout("hi") } }
+"#,
+    )
+    .unwrap();
+    let s = start(&pve.uri(), dir, &[]).await;
+    let vms = s.ok("pve_list_vms", json!({})).await;
+    assert_eq!(vms["count"], 3, "{vms}");
+    assert_eq!(s.ok("loud", json!({})).await["said"], "HI");
+}
+
+/// A tool that declares an output schema: its plan fits the listed (widened) schema, and its
+/// errors carry no structured content that hosts would check against it.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_schemas_admit_plans_and_errors() {
+    let pve = permissive_pve().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("drop_it.rhai"),
+        r#"const TOOL = #{ description: "Deletes.", class: "destructive",
+    params: #{ "type": "object", "properties": #{ "fail": #{ "type": "boolean", "default": false } } },
+    output: #{ "type": "object", "properties": #{ "deleted": #{ "type": "boolean" } }, "required": ["deleted"] } };
+fn run(args) {
+    if args.fail { throw "it broke"; }
+    pve::delete("/nodes/pve1/qemu/100");
+    #{ deleted: true }
+}
+"#,
+    )
+    .unwrap();
+    let s = start(&pve.uri(), dir, &[]).await;
+    let tools = s.client.list_all_tools().await.unwrap();
+    let t = tools.iter().find(|t| t.name == "drop_it").unwrap();
+    let schema = serde_json::Value::Object((*t.output_schema.clone().unwrap()).clone());
+    let validator = jsonschema::validator_for(&schema).unwrap();
+
+    let plan = s.ok("drop_it", json!({})).await;
+    assert_eq!(plan["status"], "confirmation_required");
+    assert!(validator.is_valid(&plan), "the plan fits the listed schema: {schema}");
+    assert!(
+        !validator.is_valid(&json!({"nothing": 1})),
+        "the declared part still binds"
+    );
+
+    let r = s.call("drop_it", json!({"fail": true})).await;
+    assert!(is_error(&r), "{}", text(&r));
+    assert!(r.structured_content.is_none(), "{:?}", r.structured_content);
+    assert!(text(&r).contains("it broke"), "{}", text(&r));
+    assert!(sent_writes(&pve).await.is_empty());
+}

@@ -159,12 +159,17 @@ async fn html_error_pages_and_bad_json_are_explained() {
         .await;
     let c = client(&pve.uri(), Duration::from_secs(5));
     let err = request(&c, Method::Get, &p("/version"), &Map::new()).await.unwrap_err();
-    assert_eq!(err.to_string(), "PVE failed GET /version: Bad Gateway");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("A proxy in front of PVE, not PVE itself, answered GET /version with HTTP 502 (Bad Gateway) and an HTML page."),
+        "{text}"
+    );
     let err = request(&c, Method::Get, &p("/cluster/status"), &Map::new())
         .await
         .unwrap_err();
     assert!(matches!(err, PveError::BadResponse { .. }), "{err:?}");
-    assert!(err.to_string().contains("not the JSON envelope"), "{err}");
+    assert!(err.to_string().contains("not with the JSON envelope"), "{err}");
+    assert!(err.to_string().contains("sent something unexpected"), "{err}");
 }
 
 /// A one-shot raw HTTP server: PVE before http-server 5.2 says what went wrong only in

@@ -400,3 +400,187 @@ async fn stdin_closed_before_initialize_is_a_clean_exit() {
     assert!(!p.stderr_text().contains("handshake failed"), "{}", p.stderr_text());
     assert!(within("stdout", 10, p.next()).await.is_none(), "nothing on stdout");
 }
+
+impl Raw {
+    async fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    async fn handshake(&mut self) {
+        self.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+            .await;
+        let init = within("initialize", 60, self.next()).await.unwrap();
+        assert_eq!(init["id"], 0, "{init}");
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+    }
+}
+
+/// Raw lines that rmcp cannot take: each request among them is answered with its id and
+/// the right code, and the server keeps answering after them.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_on_the_wire_gets_an_answer() {
+    let pve = fake_pve().await;
+    let mut p = raw(&pve.uri(), tempfile::tempdir().unwrap()).await;
+    p.handshake().await;
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{{"name":"pve_list_vms","arguments":{{"a":{}{}}}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let lines: Vec<(Value, i64, String)> = vec![
+        (Value::Null, -32700, "this is not JSON".into()),
+        (json!(10), -32700, r#"{"jsonrpc":"2.0","id":10,"method":"tools/list""#.into()),
+        (
+            json!(11),
+            -32602,
+            r#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"pve_list_vms","arguments":{"node":"\ud800"}}}"#.into(),
+        ),
+        (
+            json!(12),
+            -32602,
+            r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"pve_list_vms","arguments":{"n":1e400}}}"#.into(),
+        ),
+        (json!(13), -32602, deep),
+        (
+            json!(14),
+            -32602,
+            r#"{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{"name":5}}"#.into(),
+        ),
+        (
+            json!("fifteen"),
+            -32602,
+            r#"{"jsonrpc":"2.0","id":"fifteen","method":"tools/list","params":{"cursor":"bogus"}}"#.into(),
+        ),
+    ];
+    for (_, _, line) in &lines {
+        p.send_line(line).await;
+    }
+    p.send_line(r#"[{"jsonrpc":"2.0","id":16,"method":"ping"},{"jsonrpc":"2.0","id":17,"method":"tools/list"}]"#)
+        .await;
+    p.send(json!({"jsonrpc": "2.0", "id": 18, "method": "ping"})).await;
+    let mut answers: Vec<Value> = Vec::new();
+    let mut batch: Option<Value> = None;
+    while !answers.iter().any(|a| a["id"] == 18) {
+        let msg = within("an answer", 60, p.next())
+            .await
+            .unwrap_or_else(|| panic!("stdout ended:\n{}", p.stderr_text()));
+        if msg.is_array() {
+            batch = Some(msg);
+        } else {
+            answers.push(msg);
+        }
+    }
+    for (id, code, line) in &lines {
+        let a = answers
+            .iter()
+            .find(|a| a["id"] == *id)
+            .unwrap_or_else(|| panic!("no answer for id {id} ({}…): {answers:?}", &line[..line.len().min(80)]));
+        assert_eq!(a["error"]["code"], *code, "id {id}: {a}");
+        assert!(a["error"]["message"].as_str().unwrap().len() < 1_000, "{a}");
+    }
+    let batch = batch.expect("the batch is answered");
+    let ids: Vec<&Value> = batch.as_array().unwrap().iter().map(|e| &e["id"]).collect();
+    assert_eq!(ids, [&json!(16), &json!(17)], "{batch}");
+    assert!(
+        batch.as_array().unwrap().iter().all(|e| e["error"]["code"] == -32600),
+        "{batch}"
+    );
+    let pong = answers.iter().find(|a| a["id"] == 18).unwrap();
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    // A tool call still works.
+    p.send(json!({"jsonrpc": "2.0", "id": 19, "method": "tools/call", "params": {"name": "pve_list_vms", "arguments": {}}}))
+        .await;
+    loop {
+        let msg = within("tools/call", 60, p.next()).await.unwrap();
+        if msg["id"] == 19 {
+            assert_eq!(msg["result"]["structuredContent"]["count"], 3, "{msg}");
+            break;
+        }
+    }
+    drop(p.stdin.take());
+    let status = within("exit", 60, p.child.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}\n{}", p.stderr_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_closed_after_discover_is_a_clean_exit() {
+    let pve = fake_pve().await;
+    let mut p = raw(&pve.uri(), tempfile::tempdir().unwrap()).await;
+    p.send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}}}}),
+    )
+    .await;
+    let found = within("server/discover", 60, p.next()).await.unwrap();
+    assert_eq!(found["id"], 1, "{found}");
+    assert!(found.get("result").is_some(), "{found}");
+    drop(p.stdin.take());
+    let status = within("exit", 60, p.child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", p.stderr_text());
+    assert!(!p.stderr_text().contains("handshake failed"), "{}", p.stderr_text());
+}
+
+#[cfg(feature = "simulator")]
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_tasks_list() {
+    use pve_mcp::sim::spec::{ClusterSpec, TaskSpec};
+    let mut spec = ClusterSpec::default_cluster();
+    let base = 1_760_000_000i64;
+    let types = ["qmstart", "vzdump", "qmsnapshot", "vzstart"];
+    spec.tasks = (0..10_000i64)
+        .map(|i| TaskSpec {
+            node: "pve1".into(),
+            kind: types[(i % 4) as usize].into(),
+            id: (100 + i % 7).to_string(),
+            user: "root@pam".into(),
+            starttime: base + i * 60,
+            duration: 5,
+            status: Some(if i % 10 == 3 {
+                "unable to find configuration file".into()
+            } else {
+                "OK".into()
+            }),
+            log: Vec::new(),
+        })
+        .collect();
+    let sim = simulator_with(spec).await;
+    let s = start_on(&sim, None, &[]).await;
+    let r = within(
+        "10,000 tasks of a node",
+        240,
+        s.call("pve_list_tasks", json!({"node": "pve1", "limit": 10_000})),
+    )
+    .await;
+    assert!(!is_error(&r), "{}", text(&r));
+    let listed = structured(&r);
+    assert_eq!(listed["count"], 10_000);
+    let tasks = listed["tasks"].as_array().unwrap();
+    assert_eq!(tasks[0]["starttime"], base + 9_999 * 60, "newest first");
+    assert_eq!(tasks[9_999]["starttime"], base, "oldest last");
+    assert_eq!(tasks.iter().filter(|t| t["status"] == "failed").count(), 1_000);
+    let failed = s
+        .ok(
+            "pve_list_tasks",
+            json!({"node": "pve1", "vmid": 103, "errors_only": true, "limit": 10_000}),
+        )
+        .await;
+    let rows = failed["tasks"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter().all(|t| t["id"] == "103" && t["status"] == "failed"),
+        "{failed}"
+    );
+    // Cluster-wide, PVE lists each node's running tasks and newest finished ones, up to 25.
+    let all = s.ok("pve_list_tasks", json!({"limit": 10_000})).await;
+    assert_eq!(all["count"], 25, "{}", all["count"]);
+    let oldest = tasks[9_999]["upid"].as_str().unwrap();
+    let st = s.ok("pve_task_status", json!({"upid": oldest})).await;
+    assert_eq!(st["status"], "ok", "{st}");
+}

@@ -386,7 +386,11 @@ async fn faults_are_injected_per_path() {
     let c = root(&s);
     s.add_fault(Fault::new("/cluster/resources", FaultAction::HtmlPage(502)).times(1));
     let e = get(&c, "/cluster/resources", json!({})).await.unwrap_err();
-    assert_eq!(e.to_string(), "PVE failed GET /cluster/resources: Bad Gateway");
+    assert!(
+        e.to_string()
+            .starts_with("A proxy in front of PVE, not PVE itself, answered GET /cluster/resources with HTTP 502"),
+        "{e}"
+    );
     assert!(
         get(&c, "/cluster/resources", json!({})).await.is_ok(),
         "times(1) applies once"
@@ -1391,4 +1395,122 @@ async fn the_default_cluster_has_tags_recent_backups_and_a_nearly_full_storage()
         .map(|s| s["storage"].as_str().unwrap())
         .collect();
     assert_eq!(full, vec!["pbs"]);
+}
+
+/// A cluster of PVE `version` with one extra token per (id, role on `/`).
+async fn sim_version(version: &str, extra: &[(&str, &str)]) -> Simulator {
+    let mut spec = ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    spec.version = version.into();
+    for (id, role) in extra {
+        spec.tokens.push(
+            serde_json::from_value(json!({"id": id, "secret": "s3cret", "acl": [{"path": "/", "role": role}]}))
+                .unwrap(),
+        );
+    }
+    Simulator::start(SimOptions::new(spec)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_and_agent_privileges_follow_the_pve_version() {
+    let tokens = [
+        ("audit@pve!a", "PVEAuditor"),
+        ("vmuser@pve!u", "PVEVMUser"),
+        ("vmadmin@pve!v", "PVEVMAdmin"),
+    ];
+    let ping = "/nodes/pve1/qemu/100/agent/ping";
+    let exec = "/nodes/pve1/qemu/100/agent/exec";
+
+    // PVE 9: VM.GuestAgent.Audit is in the audit group, Unrestricted in the admin group.
+    let s9 = sim_version("9.1.1", &tokens).await;
+    let url = s9.https_url().unwrap();
+    let c = |id: &str| client_for(&url, id, "s3cret", false);
+    let audit = c("audit@pve!a");
+    assert!(
+        post(&audit, ping, json!({})).await.is_ok(),
+        "PVEAuditor may ping on PVE 9"
+    );
+    let e = api_err(post(&audit, exec, json!({"command": ["id"]})).await.unwrap_err());
+    assert_eq!(
+        (e.status, e.reason.as_deref()),
+        (
+            403,
+            Some("Permission check failed (/vms/100, VM.GuestAgent.Unrestricted)")
+        )
+    );
+    let perms = get(&audit, "/access/permissions", json!({"path": "/vms/100"}))
+        .await
+        .unwrap();
+    let held: Vec<&String> = perms["/vms/100"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        held,
+        [
+            "Datastore.Audit",
+            "Mapping.Audit",
+            "Pool.Audit",
+            "SDN.Audit",
+            "Sys.Audit",
+            "VM.Audit",
+            "VM.GuestAgent.Audit"
+        ]
+    );
+    let user = c("vmuser@pve!u");
+    let perms = get(&user, "/access/permissions", json!({"path": "/vms/100"}))
+        .await
+        .unwrap();
+    for p in [
+        "VM.GuestAgent.FileRead",
+        "VM.GuestAgent.FileWrite",
+        "VM.GuestAgent.FileSystemMgmt",
+    ] {
+        assert_eq!(perms["/vms/100"][p], 1, "PVEVMUser holds {p} on PVE 9");
+    }
+    assert!(post(&user, exec, json!({"command": ["id"]})).await.is_err());
+    let admin = c("vmadmin@pve!v");
+    let perms = get(&admin, "/access/permissions", json!({"path": "/vms/100"}))
+        .await
+        .unwrap();
+    assert_eq!(perms["/vms/100"]["VM.Replicate"], 1);
+    assert!(perms["/vms/100"].get("VM.Monitor").is_none(), "PVE 9 has no VM.Monitor");
+    assert!(post(&admin, exec, json!({"command": ["id"]})).await.is_ok());
+    let root = root(&s9);
+    let perms = get(&root, "/access/permissions", json!({"path": "/"})).await.unwrap();
+    assert_eq!(perms["/"]["Sys.AccessNetwork"], 1);
+
+    // PVE 8: every agent command needs VM.Monitor, which only the admin group has.
+    let s8 = sim_version("8.4.14", &tokens).await;
+    let url = s8.https_url().unwrap();
+    let c = |id: &str| client_for(&url, id, "s3cret", false);
+    let e = api_err(post(&c("audit@pve!a"), ping, json!({})).await.unwrap_err());
+    assert_eq!(
+        e.reason.as_deref(),
+        Some("Permission check failed (/vms/100, VM.Monitor)")
+    );
+    let e = api_err(
+        post(&c("vmuser@pve!u"), exec, json!({"command": ["id"]}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        e.reason.as_deref(),
+        Some("Permission check failed (/vms/100, VM.Monitor)")
+    );
+    assert!(
+        post(&c("vmadmin@pve!v"), exec, json!({"command": ["id"]}))
+            .await
+            .is_ok()
+    );
+    let perms = get(&c("vmadmin@pve!v"), "/access/permissions", json!({"path": "/vms/100"}))
+        .await
+        .unwrap();
+    assert!(perms["/vms/100"].get("VM.Replicate").is_none() && perms["/vms/100"]["VM.Monitor"] == 1);
+}
+
+#[test]
+fn a_cluster_file_names_only_roles_of_its_pve_version() {
+    let mut spec = ClusterSpec::default_cluster();
+    spec.tokens[1].acl[0].role = "PVEVMOperator".into();
+    let err = spec.validate().unwrap_err().to_string();
+    assert!(err.contains("role 'PVEVMOperator' does not exist in PVE 8"), "{err}");
+    assert!(err.contains("PVEAuditor"), "{err}");
 }

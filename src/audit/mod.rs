@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::AuditLog;
+use crate::confirm::BoundRequest;
 use crate::gate::{ApiPath, CallMode, Capabilities, Capability, Classification, Method, Permit, Violation, classify};
 use crate::pve::{PveError, Upid};
 use crate::script::compile::CompiledTool;
@@ -68,11 +69,15 @@ pub enum Approval {
     Flag,
     /// `confirm=true` with a valid plan token.
     Token,
+    /// A person approved the plan (MCP elicitation).
+    #[serde(rename = "human accept")]
+    Human,
 }
 
 impl Approval {
     pub fn of(call: &CallMode) -> Approval {
         match call {
+            CallMode::Run { bound: Some(p), .. } if p.human => Approval::Human,
             CallMode::Run { bound: Some(_), .. } => Approval::Token,
             CallMode::Run { confirmed: true, .. } => Approval::Flag,
             _ => Approval::None,
@@ -163,6 +168,32 @@ impl Audit {
             *slot = None;
         }
         written
+    }
+
+    /// A person was asked to approve a plan: the tool, its arguments, the requests shown and
+    /// the answer (`human accept`, `human decline`, `human cancel`, `human no answer`).
+    /// An error means nothing may be carried out: the approval is not on record.
+    pub fn approval(
+        &self,
+        tool: &CompiledTool,
+        args: &Map<String, Value>,
+        requests: &[BoundRequest],
+        answer: &str,
+    ) -> Result<(), AuditError> {
+        if self.is_off() {
+            return Ok(());
+        }
+        let mut m = Map::new();
+        m.insert("tool".into(), tool.manifest.name.clone().into());
+        m.insert("script".into(), tool.sha256.clone().into());
+        m.insert("args".into(), Value::Object(redact::redact_map(args)));
+        let shown: Vec<Value> = requests
+            .iter()
+            .map(|r| json!({"method": r.method, "path": r.path, "params": redact::redact_map(&r.params)}))
+            .collect();
+        m.insert("requests".into(), Value::Array(shown));
+        m.insert("approval".into(), answer.into());
+        self.append("approval", m).map(|_| ())
     }
 
     /// What one call writes with.

@@ -86,6 +86,15 @@ impl Capabilities {
         c == Capability::Read || self.0 & c.bit() != 0
     }
 
+    /// Does a request needing `self` wait for an approval, where `approve` holds the
+    /// capabilities that do? Only destructive, exec and admin requests can; `write` alone
+    /// never does (the writes of a `confirm: true` tool are bound by their plan instead).
+    pub fn calls_for_approval(self, approve: Capabilities) -> bool {
+        [Capability::Destructive, Capability::Exec, Capability::Admin]
+            .iter()
+            .any(|c| self.has(*c) && approve.has(*c))
+    }
+
     /// Nothing beyond reading.
     pub fn is_read(self) -> bool {
         self.0 == 0

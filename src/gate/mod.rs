@@ -99,10 +99,12 @@ pub enum Refusal {
         tool: Capabilities,
         needs: Capabilities,
     },
-    #[error("this is a destructive request and the call did not carry confirm=true")]
+    #[error(
+        "this request needs a confirmation (it is destructive, or guest exec or administration on a server that confirms those) and the call did not carry confirm=true"
+    )]
     NotConfirmed,
     #[error(
-        "this destructive request is not one the confirmed plan showed ({planned} planned), so it is refused; call the tool again without confirm for a new plan"
+        "this request is not one the approved plan showed ({planned} planned), so it is refused; call the tool again for a new plan"
     )]
     NotInPlan { planned: usize },
     #[error("{0}")]
@@ -190,6 +192,8 @@ pub struct Gate {
     mode: Mode,
     tool: Capabilities,
     call: CallMode,
+    /// Requests needing any of these need the call's approval: destructive always.
+    approve: Capabilities,
     state: Mutex<State>,
 }
 
@@ -199,12 +203,25 @@ impl Gate {
             mode,
             tool,
             call,
+            approve: Capabilities::of(&[Capability::Destructive]),
             state: Mutex::new(State::default()),
         }
     }
 
+    /// Requests needing any of `caps` (besides destructive ones) need the call's approval
+    /// too: exec and admin, where the server confirms those.
+    pub fn approving(mut self, caps: Capabilities) -> Gate {
+        self.approve = self.approve.union(caps);
+        self
+    }
+
     pub fn is_plan(&self) -> bool {
         matches!(self.call, CallMode::Plan)
+    }
+
+    /// The capabilities the running tool declared.
+    pub fn tool_class(&self) -> Capabilities {
+        self.tool
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -271,15 +288,16 @@ impl Gate {
                 needs,
             });
         }
+        let approved_here = needs.calls_for_approval(self.approve);
         if let CallMode::Run { bound: Some(plan), .. } = &self.call {
-            let bound_here = needs.has(Capability::Destructive) || (plan.binds_writes && !needs.is_read());
+            let bound_here = approved_here || (plan.binds_writes && !needs.is_read());
             if bound_here && !plan.allows(method, &path.to_string(), params) {
                 return Err(Refusal::NotInPlan {
                     planned: plan.requests.len(),
                 });
             }
         }
-        if needs.has(Capability::Destructive) {
+        if approved_here {
             match &self.call {
                 CallMode::Plan => {}
                 CallMode::Run { confirmed: false, .. } => return Err(Refusal::NotConfirmed),
@@ -468,6 +486,75 @@ mod tests {
     }
 
     #[test]
+    fn where_the_server_confirms_exec_an_unconfirmed_command_is_refused_and_a_plan_binds_it() {
+        use crate::confirm::BoundRequest;
+        let exec = "/nodes/n/qemu/100/agent/exec";
+        let cmd = json!({"command": ["/bin/sh", "-c", "ls"]});
+        let g = Gate::new(ALL, caps(&[Exec]), RUN).approving(caps(&[Exec]));
+        assert_eq!(
+            refusal(&g, Method::Post, exec, cmd.clone()),
+            Some(Refusal::NotConfirmed)
+        );
+        // Without the setting, exec needs no confirmation (the reference behaviour).
+        let g = Gate::new(ALL, caps(&[Exec]), RUN);
+        assert_eq!(refusal(&g, Method::Post, exec, cmd.clone()), None);
+        let plan = BoundPlan {
+            binds_writes: false,
+            requests: vec![BoundRequest {
+                method: Method::Post,
+                path: exec.into(),
+                params: cmd.as_object().cloned().unwrap_or_default(),
+            }],
+            digests: Default::default(),
+            human: true,
+            id: "t".into(),
+            expires: 0,
+        };
+        let call = CallMode::Run {
+            confirmed: true,
+            bound: Some(Arc::new(plan)),
+        };
+        let g = Gate::new(ALL, caps(&[Exec]), call.clone()).approving(caps(&[Exec]));
+        assert_eq!(refusal(&g, Method::Post, exec, cmd.clone()), None);
+        // Its output may be read, whatever pid the agent gave.
+        assert_eq!(
+            refusal(
+                &g,
+                Method::Get,
+                "/nodes/n/qemu/100/agent/exec-status",
+                json!({"pid": 77})
+            ),
+            None
+        );
+        // Another command, or a file read, was not approved.
+        assert!(matches!(
+            refusal(&g, Method::Post, exec, json!({"command": ["rm", "-rf", "/"]})),
+            Some(Refusal::NotInPlan { .. })
+        ));
+        let g = Gate::new(ALL, caps(&[Exec]), call.clone()).approving(caps(&[Exec]));
+        assert!(matches!(
+            refusal(
+                &g,
+                Method::Get,
+                "/nodes/n/qemu/100/agent/file-read",
+                json!({"file": "/etc/shadow"})
+            ),
+            Some(Refusal::NotInPlan { .. })
+        ));
+        // Output of a command on another guest neither.
+        let g = Gate::new(ALL, caps(&[Exec]), call).approving(caps(&[Exec]));
+        assert!(matches!(
+            refusal(
+                &g,
+                Method::Get,
+                "/nodes/n/qemu/101/agent/exec-status",
+                json!({"pid": 1})
+            ),
+            Some(Refusal::NotInPlan { .. })
+        ));
+    }
+
+    #[test]
     fn a_bound_plan_allows_only_its_own_destructive_requests() {
         use crate::confirm::BoundRequest;
         let plan = BoundPlan {
@@ -478,6 +565,9 @@ mod tests {
                 params: Map::new(),
             }],
             digests: Default::default(),
+            human: false,
+            id: "t".into(),
+            expires: 0,
         };
         let call = CallMode::Run {
             confirmed: true,

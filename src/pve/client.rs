@@ -160,13 +160,26 @@ impl PveClient {
             .get::<hyper::ext::ReasonPhrase>()
             .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
             .or_else(|| status.canonical_reason().map(str::to_string));
+        let html_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
         let body = resp.bytes().await.map_err(transport)?;
+        let html = html_type || body.trim_ascii_start().starts_with(b"<");
         if status.is_success() {
             let envelope: Value = serde_json::from_slice(&body).map_err(|e| PveError::BadResponse {
                 method: method.as_str(),
                 path: path.to_string(),
                 status: status.as_u16(),
-                detail: format!("{e}; body starts with {:?}", preview(&body)),
+                detail: if html {
+                    format!(
+                        "an HTML page, which PVE's API never sends, so a proxy or another web server answered; it starts with {:?}",
+                        preview(&body)
+                    )
+                } else {
+                    format!("{e}; the body starts with {:?}", preview(&body))
+                },
             })?;
             return match envelope {
                 Value::Object(mut map) if map.contains_key("data") => Ok(map.remove("data").unwrap_or(Value::Null)),
@@ -174,7 +187,7 @@ impl PveClient {
                     method: method.as_str(),
                     path: path.to_string(),
                     status: status.as_u16(),
-                    detail: "no 'data' field".into(),
+                    detail: format!("no 'data' field; the body starts with {:?}", preview(&body)),
                 }),
             };
         }
@@ -186,6 +199,7 @@ impl PveClient {
             reason,
             message,
             errors,
+            proxy_page: html,
         }))
     }
 }

@@ -13,7 +13,7 @@ pub enum PveError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(
-        "PVE answered {method} {path} with HTTP {status} but the body is not the JSON envelope PVE sends ({detail}); is PVE_HOST pointing at PVE itself rather than a proxy or another service?"
+        "{method} {path} was answered with HTTP {status}, but not with the JSON envelope PVE sends ({detail}): PVE, or a proxy in front of it, sent something unexpected. Check that PVE_HOST points at PVE itself (port 8006) rather than a proxy or another service"
     )]
     BadResponse {
         method: &'static str,
@@ -38,6 +38,9 @@ pub struct ApiError {
     pub message: Option<String>,
     /// PVE's per-parameter `errors` map.
     pub errors: BTreeMap<String, String>,
+    /// The body was an HTML page, which PVE's API never sends: a proxy in front of PVE
+    /// (nginx, HAProxy, a load balancer) answered, not PVE.
+    pub proxy_page: bool,
 }
 
 impl ApiError {
@@ -70,6 +73,12 @@ impl ApiError {
 
     fn sentence(&self) -> String {
         let (m, p, msg) = (self.method, &self.path, self.pve_message());
+        if self.proxy_page {
+            return format!(
+                "A proxy in front of PVE, not PVE itself, answered {m} {p} with HTTP {} ({msg}) and an HTML page. PVE behind it may be down, restarting or unreachable from the proxy: retry in a little while, and if it persists check the proxy and pveproxy on the PVE node (or point PVE_HOST at PVE directly).",
+                self.status
+            );
+        }
         match self.status {
             401 => format!(
                 "PVE rejected the API token ({msg}) for {m} {p}. Check PVE_TOKEN_ID (USER@REALM!TOKENNAME) and PVE_TOKEN_SECRET, and that the token exists, has not expired and its user is enabled. (A token created with privilege separation does authenticate, but has no rights until ACLs are granted to the token itself: that shows as 403s or empty lists, not as 401.) PVE delays every 401 by about 3 seconds, so do not retry in a loop."
@@ -260,6 +269,7 @@ mod tests {
             reason: reason.map(Into::into),
             message: message.map(Into::into),
             errors: BTreeMap::new(),
+            proxy_page: false,
         }
     }
 
@@ -308,5 +318,13 @@ mod tests {
                 .contains("offline")
         );
         assert_eq!(api(500, None, None).pve_message(), "HTTP 500");
+        let mut e = api(502, Some("Bad Gateway"), None);
+        e.proxy_page = true;
+        let s = e.to_string();
+        assert!(
+            s.starts_with("A proxy in front of PVE, not PVE itself, answered POST"),
+            "{s}"
+        );
+        assert!(s.contains("HTTP 502 (Bad Gateway)"), "{s}");
     }
 }

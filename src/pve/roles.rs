@@ -1,8 +1,15 @@
-//! PVE's built-in roles and their privileges, built the way pve-access-control builds them:
-//! privileges are grouped per category into root/admin/user/audit, and the roles
-//! `PVE<Cat>Admin`, `PVE<Cat>User`, `PVEAdmin`, `PVEAuditor` and `PVETemplateUser` are
-//! derived from those groups. PVE 9 adds the `VM.GuestAgent.*` privileges (guest exec needs
-//! `VM.GuestAgent.Unrestricted` there; PVE 8 needs `VM.Monitor`).
+//! PVE's built-in roles and their privileges, exactly as pve-access-control builds them
+//! (`PVE::AccessControl`'s `$privgroups` and `create_roles`): each category's privileges
+//! are split into root/admin/user/audit groups, and `PVE<Cat>Admin` (admin+user+audit),
+//! `PVE<Cat>User` (user+audit, when the category has user privileges), `PVEAdmin` (every
+//! category's admin+user+audit, less `Mapping.Modify`), `PVEAuditor` (every audit group),
+//! `PVETemplateUser`, `NoAccess` and `Administrator` (every privilege) are derived from
+//! them.
+//!
+//! The groups are those of libpve-access-control 8.2.2 (PVE 8.x; `Sys.AccessNetwork`
+//! since 8.1.2) and 9.1.1 (PVE 9.x), which added the `VM.GuestAgent.*` privileges (audit
+//! in the audit group, file and file-system ones in the user group, `Unrestricted` in the
+//! admin group) and `VM.Replicate`, and dropped `VM.Monitor`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,33 +28,25 @@ struct Category {
     audit: &'static [&'static str],
 }
 
-const VM_ADMIN: &[&str] = &[
-    "VM.Config.Disk",
-    "VM.Config.CPU",
-    "VM.Config.Memory",
-    "VM.Config.Network",
-    "VM.Config.HWType",
-    "VM.Config.Options",
-    "VM.Allocate",
-    "VM.Clone",
-    "VM.Migrate",
-    "VM.Monitor",
-    "VM.Snapshot",
-    "VM.Snapshot.Rollback",
-];
-const VM_GUEST_AGENT: &[&str] = &[
-    "VM.GuestAgent.Audit",
-    "VM.GuestAgent.FileRead",
-    "VM.GuestAgent.FileWrite",
-    "VM.GuestAgent.FileSystemMgmt",
-    "VM.GuestAgent.Unrestricted",
-];
-
-const CATEGORIES: &[Category] = &[
+/// `$privgroups` of libpve-access-control 8.2.2.
+const GROUPS_8: &[Category] = &[
     Category {
         name: "VM",
         root: &[],
-        admin: VM_ADMIN,
+        admin: &[
+            "VM.Config.Disk",
+            "VM.Config.CPU",
+            "VM.Config.Memory",
+            "VM.Config.Network",
+            "VM.Config.HWType",
+            "VM.Config.Options",
+            "VM.Allocate",
+            "VM.Clone",
+            "VM.Migrate",
+            "VM.Monitor",
+            "VM.Snapshot",
+            "VM.Snapshot.Rollback",
+        ],
         user: &[
             "VM.Config.CDROM",
             "VM.Config.Cloudinit",
@@ -57,63 +56,110 @@ const CATEGORIES: &[Category] = &[
         ],
         audit: &["VM.Audit"],
     },
-    Category {
-        name: "Sys",
-        root: &["Sys.PowerMgmt", "Sys.Modify", "Sys.Incoming"],
-        admin: &["Sys.Console", "Sys.Syslog"],
-        user: &[],
-        audit: &["Sys.Audit"],
-    },
-    Category {
-        name: "Datastore",
-        root: &[],
-        admin: &["Datastore.Allocate", "Datastore.AllocateTemplate"],
-        user: &["Datastore.AllocateSpace"],
-        audit: &["Datastore.Audit"],
-    },
-    Category {
-        name: "SDN",
-        root: &[],
-        admin: &["SDN.Allocate", "SDN.Audit"],
-        user: &["SDN.Use"],
-        audit: &["SDN.Audit"],
-    },
-    Category {
-        name: "User",
-        root: &["Realm.Allocate"],
-        admin: &["User.Modify", "Group.Allocate", "Realm.AllocateUser"],
-        user: &[],
-        audit: &[],
-    },
-    Category {
-        name: "Pool",
-        root: &[],
-        admin: &["Pool.Allocate"],
-        user: &["Pool.Audit"],
-        audit: &["Pool.Audit"],
-    },
-    Category {
-        name: "Mapping",
-        root: &[],
-        admin: &["Mapping.Modify"],
-        user: &["Mapping.Use"],
-        audit: &["Mapping.Audit"],
-    },
+    SYS,
+    DATASTORE,
+    SDN,
+    USER,
+    POOL,
+    MAPPING,
 ];
 
-/// Role name → privileges, for one PVE major version.
+/// `$privgroups` of libpve-access-control 9.1.1.
+const GROUPS_9: &[Category] = &[
+    Category {
+        name: "VM",
+        root: &[],
+        admin: &[
+            "VM.Config.Disk",
+            "VM.Config.CPU",
+            "VM.Config.Memory",
+            "VM.Config.Network",
+            "VM.Config.HWType",
+            "VM.Config.Options",
+            "VM.Allocate",
+            "VM.Clone",
+            "VM.GuestAgent.Unrestricted",
+            "VM.Migrate",
+            "VM.Replicate",
+            "VM.Snapshot",
+            "VM.Snapshot.Rollback",
+        ],
+        user: &[
+            "VM.Config.CDROM",
+            "VM.Config.Cloudinit",
+            "VM.Console",
+            "VM.Backup",
+            "VM.GuestAgent.FileRead",
+            "VM.GuestAgent.FileSystemMgmt",
+            "VM.GuestAgent.FileWrite",
+            "VM.PowerMgmt",
+        ],
+        audit: &["VM.Audit", "VM.GuestAgent.Audit"],
+    },
+    SYS,
+    DATASTORE,
+    SDN,
+    USER,
+    POOL,
+    MAPPING,
+];
+
+// The categories both versions share unchanged.
+const SYS: Category = Category {
+    name: "Sys",
+    root: &["Sys.PowerMgmt", "Sys.Modify", "Sys.Incoming", "Sys.AccessNetwork"],
+    admin: &["Sys.Console", "Sys.Syslog"],
+    user: &[],
+    audit: &["Sys.Audit"],
+};
+const DATASTORE: Category = Category {
+    name: "Datastore",
+    root: &[],
+    admin: &["Datastore.Allocate", "Datastore.AllocateTemplate"],
+    user: &["Datastore.AllocateSpace"],
+    audit: &["Datastore.Audit"],
+};
+const SDN: Category = Category {
+    name: "SDN",
+    root: &[],
+    admin: &["SDN.Allocate", "SDN.Audit"],
+    user: &["SDN.Use"],
+    audit: &["SDN.Audit"],
+};
+const USER: Category = Category {
+    name: "User",
+    root: &["Realm.Allocate"],
+    admin: &["User.Modify", "Group.Allocate", "Realm.AllocateUser"],
+    user: &[],
+    audit: &[],
+};
+const POOL: Category = Category {
+    name: "Pool",
+    root: &[],
+    admin: &["Pool.Allocate"],
+    user: &["Pool.Audit"],
+    audit: &["Pool.Audit"],
+};
+const MAPPING: Category = Category {
+    name: "Mapping",
+    root: &[],
+    admin: &["Mapping.Modify"],
+    user: &["Mapping.Use"],
+    audit: &["Mapping.Audit"],
+};
+
+/// Role name → privileges, for one PVE major version (`create_roles`).
 pub fn builtin_roles(major: PveMajor) -> BTreeMap<String, BTreeSet<&'static str>> {
+    let groups = match major {
+        PveMajor::V8 => GROUPS_8,
+        PveMajor::V9 => GROUPS_9,
+    };
     let mut roles: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+    // `Permissions.Modify` is in no group.
     let mut all: BTreeSet<&'static str> = BTreeSet::from(["Permissions.Modify"]);
-    for cat in CATEGORIES {
-        let extra: &[&str] = if cat.name == "VM" && major == PveMajor::V9 {
-            VM_GUEST_AGENT
-        } else {
-            &[]
-        };
-        let admin: Vec<&'static str> = cat.admin.iter().chain(extra).copied().collect();
-        all.extend(cat.root.iter().chain(&admin).chain(cat.user).chain(cat.audit));
-        for p in admin.iter().chain(cat.user).chain(cat.audit) {
+    for cat in groups {
+        all.extend(cat.root.iter().chain(cat.admin).chain(cat.user).chain(cat.audit));
+        for p in cat.admin.iter().chain(cat.user).chain(cat.audit) {
             roles.entry(format!("PVE{}Admin", cat.name)).or_default().insert(p);
             roles.entry("PVEAdmin".into()).or_default().insert(p);
         }
@@ -133,6 +179,13 @@ pub fn builtin_roles(major: PveMajor) -> BTreeMap<String, BTreeSet<&'static str>
     roles.insert("NoAccess".into(), BTreeSet::new());
     roles.insert("Administrator".into(), all);
     roles
+}
+
+/// Is `privilege` one this version knows (`$valid_privs`)?
+pub fn is_privilege(privilege: &str, major: PveMajor) -> bool {
+    builtin_roles(major)
+        .get("Administrator")
+        .is_some_and(|all| all.contains(privilege))
 }
 
 /// The smallest built-in roles that grant `privilege` (excluding Administrator unless
@@ -192,6 +245,72 @@ mod tests {
         assert!(r["NoAccess"].is_empty());
         assert!(!r["PVEVMAdmin"].contains("VM.GuestAgent.Unrestricted"));
         assert!(builtin_roles(PveMajor::V9)["PVEVMAdmin"].contains("VM.GuestAgent.Unrestricted"));
+    }
+
+    fn joined(r: &BTreeMap<String, BTreeSet<&'static str>>, role: &str) -> String {
+        r[role].iter().copied().collect::<Vec<_>>().join(",")
+    }
+
+    /// The expectations of pve-access-control's own `src/test/perm-test1.pl` (PVEVMAdmin and
+    /// Administrator on `/vms/300` and `/vms/400`), 8.2.2 and 9.1.1.
+    #[test]
+    fn roles_as_pve_access_controls_tests_expect() {
+        let vm_admin_8 = "VM.Allocate,VM.Audit,VM.Backup,VM.Clone,VM.Config.CDROM,VM.Config.CPU,VM.Config.Cloudinit,\
+            VM.Config.Disk,VM.Config.HWType,VM.Config.Memory,VM.Config.Network,VM.Config.Options,\
+            VM.Console,VM.Migrate,VM.Monitor,VM.PowerMgmt,VM.Snapshot,VM.Snapshot.Rollback";
+        let vm_admin_9 = "VM.Allocate,VM.Audit,VM.Backup,VM.Clone,VM.Config.CDROM,VM.Config.CPU,VM.Config.Cloudinit,\
+            VM.Config.Disk,VM.Config.HWType,VM.Config.Memory,VM.Config.Network,VM.Config.Options,\
+            VM.Console,VM.GuestAgent.Audit,VM.GuestAgent.FileRead,VM.GuestAgent.FileSystemMgmt,\
+            VM.GuestAgent.FileWrite,VM.GuestAgent.Unrestricted,VM.Migrate,VM.PowerMgmt,VM.Replicate,\
+            VM.Snapshot,VM.Snapshot.Rollback";
+        let others = "Datastore.Allocate,Datastore.AllocateSpace,Datastore.AllocateTemplate,Datastore.Audit,\
+            Group.Allocate,Mapping.Audit,Mapping.Modify,Mapping.Use,Permissions.Modify,\
+            Pool.Allocate,Pool.Audit,Realm.Allocate,Realm.AllocateUser,SDN.Allocate,SDN.Audit,SDN.Use,\
+            Sys.AccessNetwork,Sys.Audit,Sys.Console,Sys.Incoming,Sys.Modify,Sys.PowerMgmt,Sys.Syslog,\
+            User.Modify";
+        let (r8, r9) = (builtin_roles(PveMajor::V8), builtin_roles(PveMajor::V9));
+        assert_eq!(joined(&r8, "PVEVMAdmin"), vm_admin_8);
+        assert_eq!(joined(&r9, "PVEVMAdmin"), vm_admin_9);
+        assert_eq!(joined(&r8, "Administrator"), format!("{others},{vm_admin_8}"));
+        assert_eq!(joined(&r9, "Administrator"), format!("{others},{vm_admin_9}"));
+
+        assert_eq!(
+            joined(&r9, "PVEAuditor"),
+            "Datastore.Audit,Mapping.Audit,Pool.Audit,SDN.Audit,Sys.Audit,VM.Audit,VM.GuestAgent.Audit"
+        );
+        assert_eq!(
+            joined(&r9, "PVEVMUser"),
+            "VM.Audit,VM.Backup,VM.Config.CDROM,VM.Config.Cloudinit,VM.Console,VM.GuestAgent.Audit,\
+             VM.GuestAgent.FileRead,VM.GuestAgent.FileSystemMgmt,VM.GuestAgent.FileWrite,VM.PowerMgmt"
+                .replace(' ', "")
+        );
+        assert!(r9["PVEAdmin"].contains("VM.Replicate") && !r9["PVEAdmin"].contains("Sys.AccessNetwork"));
+        assert!(!r9["PVEAdmin"].contains("Mapping.Modify") && r9["PVEMappingAdmin"].contains("Mapping.Modify"));
+        assert!(is_privilege("VM.Monitor", PveMajor::V8) && !is_privilege("VM.Monitor", PveMajor::V9));
+        assert!(!is_privilege("VM.Replicate", PveMajor::V8) && is_privilege("VM.Replicate", PveMajor::V9));
+        let names: Vec<&String> = r9.keys().collect();
+        assert_eq!(
+            names,
+            [
+                "Administrator",
+                "NoAccess",
+                "PVEAdmin",
+                "PVEAuditor",
+                "PVEDatastoreAdmin",
+                "PVEDatastoreUser",
+                "PVEMappingAdmin",
+                "PVEMappingUser",
+                "PVEPoolAdmin",
+                "PVEPoolUser",
+                "PVESDNAdmin",
+                "PVESDNUser",
+                "PVESysAdmin",
+                "PVETemplateUser",
+                "PVEUserAdmin",
+                "PVEVMAdmin",
+                "PVEVMUser"
+            ]
+        );
     }
 
     #[test]

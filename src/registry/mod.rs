@@ -5,6 +5,10 @@
 //! everything from scratch into a new immutable [`Snapshot`]. A script that no longer
 //! compiles keeps its last good version in service; one that never compiled falls back to
 //! the next source of the same name (usually the built-in).
+//!
+//! Libraries are scoped by root: built-in tools import only the built-in `lib/`, so a user's
+//! `lib/text.rhai` cannot change them; user tools import from the user directories first
+//! (the first directory wins), then from the built-ins.
 
 pub mod filter;
 pub mod sources;
@@ -16,7 +20,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Mode;
 use crate::gate::Capabilities;
-use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool, compile_tool_deferred};
+use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool, compile_tool_deferred, lint};
 pub use filter::ToolFilter;
 pub use sources::{Root, SourceFile};
 
@@ -29,6 +33,8 @@ pub struct Problem {
     pub tool: Option<String>,
     /// True when an older good version (or another source) of the tool is serving instead.
     pub kept_previous: bool,
+    /// The compile error with its place, when the problem is one.
+    pub error: Option<ScriptError>,
 }
 
 impl std::fmt::Display for Problem {
@@ -45,6 +51,13 @@ impl std::fmt::Display for Problem {
 pub struct Snapshot {
     pub tools: BTreeMap<String, Arc<CompiledTool>>,
     pub problems: Vec<Problem>,
+    /// The libraries tools were compiled with, per root.
+    pub libs: RootLibs,
+    /// User libraries with a built-in's name, as (import name, user file): user tools get
+    /// them, built-in tools keep the built-in ones.
+    pub shadowed: Vec<(String, String)>,
+    /// What `check` reports about tools that compile (see [`crate::script::lint`]), by tool.
+    pub findings: BTreeMap<String, Vec<ScriptError>>,
 }
 
 /// Is a tool of this class listed and callable in this mode?
@@ -82,6 +95,11 @@ impl Snapshot {
         }
     }
 
+    /// The compile problem of a tool's newest source, if it has one.
+    pub fn problem_of(&self, tool: &str) -> Option<&Problem> {
+        self.problems.iter().find(|p| p.tool.as_deref() == Some(tool))
+    }
+
     /// What hosts see: the listed definition of every tool.
     fn listing(&self) -> BTreeMap<&str, &crate::script::Manifest> {
         self.tools.iter().map(|(k, v)| (k.as_str(), &v.manifest)).collect()
@@ -95,6 +113,14 @@ pub struct ReloadReport {
     pub listing_changed: bool,
     /// Problems that were not there before.
     pub new_problems: Vec<Problem>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("dirs", &self.dirs)
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct Registry {
@@ -146,13 +172,12 @@ impl Registry {
     }
 }
 
-/// Candidates for one name, highest priority first.
-type Candidates = BTreeMap<String, Vec<SourceFile>>;
+/// Candidates for one name, highest priority first, with the root each comes from.
+type Candidates = BTreeMap<String, Vec<(SourceFile, Scope)>>;
 
 fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snapshot {
     let mut problems = Vec::new();
     let mut tools: Candidates = BTreeMap::new();
-    let mut libs: BTreeMap<String, LibSource> = BTreeMap::new();
 
     // Lowest priority first, so that later inserts win for libraries; tools keep every
     // candidate, highest priority at the front.
@@ -165,6 +190,7 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
                     message: p.message,
                     tool: None,
                     kept_previous: false,
+                    error: None,
                 }));
                 sets.push(files);
             }
@@ -174,40 +200,65 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
                 message: format!("the script directory cannot be read: {e}"),
                 tool: None,
                 kept_previous: false,
+                error: None,
             }),
         }
     }
-    for set in sets {
+    let mut builtin_libs: BTreeMap<String, LibSource> = BTreeMap::new();
+    let mut user_libs: BTreeMap<String, LibSource> = BTreeMap::new();
+    for (index, set) in sets.into_iter().enumerate() {
+        let root = if index == 0 { Scope::Builtin } else { Scope::User };
         for file in set {
             if let Some(name) = file.tool_name() {
-                tools.entry(name.to_string()).or_default().insert(0, file.clone());
+                tools
+                    .entry(name.to_string())
+                    .or_default()
+                    .insert(0, (file.clone(), root));
             } else if let Some(lib) = file.lib_name() {
-                libs.insert(
-                    lib,
-                    LibSource {
-                        origin: file.origin.clone(),
-                        text: file.text.clone(),
-                    },
-                );
+                let source = LibSource {
+                    origin: file.origin.clone(),
+                    text: file.text.clone(),
+                };
+                if root == Scope::Builtin {
+                    builtin_libs.insert(lib.clone(), source.clone());
+                }
+                user_libs.insert(lib, source);
             }
         }
     }
-    let libs = Libs::new(libs);
+    let shadowed: Vec<(String, String)> = builtin_libs
+        .iter()
+        .filter_map(|(name, b)| {
+            let u = user_libs.get(name)?;
+            (u.origin != b.origin).then(|| (name.clone(), u.origin.clone()))
+        })
+        .collect();
+    let libs = RootLibs {
+        builtin: Libs::new(builtin_libs),
+        user: Libs::new(user_libs),
+    };
 
     let mut compiled = BTreeMap::new();
+    let mut findings = BTreeMap::new();
     for (name, candidates) in tools {
         let mut first_error: Option<(SourceFile, ScriptError)> = None;
         let mut chosen = None;
-        for file in &candidates {
-            // Built-ins are known good (the tests build each one): their bodies are built on
-            // first use, so start-up only reads their manifests.
-            let compiled = if file.origin.starts_with(sources::BUILTIN_ORIGIN) {
-                compile_tool_deferred(&name, &file.origin, &file.text, &libs)
-            } else {
-                compile_tool(&name, &file.origin, &file.text, &libs)
+        for (file, root) in &candidates {
+            let root_libs = libs.for_root(*root);
+            // Built-ins are known good (the tests build and lint each one): their bodies are
+            // built on first use, so start-up only reads their manifests.
+            let compiled = match root {
+                Scope::Builtin => compile_tool_deferred(&name, &file.origin, &file.text, root_libs),
+                Scope::User => compile_tool(&name, &file.origin, &file.text, root_libs),
             };
             match compiled {
                 Ok(tool) => {
+                    if *root == Scope::User {
+                        let found = lint::lint(&file.origin, &file.text, tool.manifest.class, root_libs);
+                        if !found.is_empty() {
+                            findings.insert(name.clone(), found);
+                        }
+                    }
                     chosen = Some(Arc::new(tool));
                     break;
                 }
@@ -227,11 +278,12 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
                 message: err.to_string(),
                 tool: Some(name.clone()),
                 kept_previous: chosen.is_some(),
+                error: Some(err),
             });
         }
         if let Some(tool) = chosen {
-            if candidates.len() > 1 && candidates[0].origin == tool.origin {
-                tracing::debug!("{} overrides {}", tool.origin, candidates[1].origin);
+            if candidates.len() > 1 && candidates[0].0.origin == tool.origin {
+                tracing::debug!("{} overrides {}", tool.origin, candidates[1].0.origin);
             }
             compiled.insert(name, tool);
         }
@@ -239,6 +291,42 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
     Snapshot {
         tools: compiled,
         problems,
+        libs,
+        shadowed,
+        findings,
+    }
+}
+
+/// Which libraries a tool gets: the built-in ones for a built-in tool, the user's (then
+/// the built-in ones) for a user's tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Builtin,
+    User,
+}
+
+/// The two library sets of one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct RootLibs {
+    pub builtin: Libs,
+    pub user: Libs,
+}
+
+impl RootLibs {
+    pub fn for_root(&self, root: Scope) -> &Libs {
+        match root {
+            Scope::Builtin => &self.builtin,
+            Scope::User => &self.user,
+        }
+    }
+
+    /// The libraries a tool from this origin was compiled with.
+    pub fn for_origin(&self, origin: &str) -> &Libs {
+        if origin.starts_with(sources::BUILTIN_ORIGIN) {
+            &self.builtin
+        } else {
+            &self.user
+        }
     }
 }
 
@@ -329,6 +417,37 @@ fn run(args) { #{ v: u::double(21) } }"#;
         assert!(snap.problems.is_empty(), "{:?}", snap.problems);
         assert!(snap.tools.contains_key("t"));
         assert!(!snap.tools.contains_key("util"));
+    }
+
+    #[test]
+    fn libraries_are_scoped_by_root() {
+        let tool = |v: &str| {
+            format!(
+                r#"import "lib/util" as u; const TOOL = #{{ description: "{v}", class: "read" }}; fn run(args) {{ #{{ v: u::value() }} }}"#
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lib")).unwrap();
+        std::fs::write(dir.path().join("lib/util.rhai"), "fn value() { \"user\" }").unwrap();
+        std::fs::write(dir.path().join("mine.rhai"), tool("mine")).unwrap();
+        let reg = Registry::new(
+            vec![
+                src("t.rhai", &tool("t")),
+                src("lib/util.rhai", "fn value() { \"builtin\" }"),
+            ],
+            vec![dir.path().to_path_buf()],
+        );
+        let snap = reg.snapshot();
+        assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+        let lib_of = |name: &str| {
+            let t = &snap.tools[name];
+            let origin = snap.libs.for_origin(&t.origin);
+            origin.source("lib/util").map(|l| l.origin.clone())
+        };
+        assert_eq!(lib_of("t").as_deref(), Some("builtin:lib/util.rhai"));
+        assert!(lib_of("mine").unwrap().ends_with("lib/util.rhai"));
+        assert!(!lib_of("mine").unwrap().starts_with("builtin:"));
+        assert_eq!(snap.shadowed.len(), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The `pve` module scripts call: `pve::get(path, params)`, `pve::post`, `pve::put`,
 //! `pve::delete`, `pve::wait_task(upid)`, `pve::resolve_vmid(vmid)`, `pve::next_vmid()`,
 //! `pve::pick(map, fields)`, `pve::human_bytes(n)`, `pve::iso_time(epoch)`, `pve::log(msg)`, `pve::is_plan()`,
-//! `pve::sleep(seconds)`, `pve::now()`, `pve::task_wait()`.
+//! `pve::sleep(seconds)`, `pve::now()`, `pve::task_wait()`; the helpers of the submodules
+//! (`exec`, `guests`, `call_tool`, `progress`, time formatting and rounding).
 //!
 //! Every request goes through the call's gate. A refusal, a timeout or a cancellation stops
 //! the script with an error it cannot catch; a PVE error is thrown as a catchable map
@@ -15,11 +16,17 @@ use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map as RMap, Module,
 use serde_json::{Map, Value, json};
 
 use super::context::{CallContext, Interrupt, SendError};
+use super::resolve::resolve_vmid;
 use crate::gate::{ApiPath, Method, Verdict};
 use crate::human;
 use crate::pve::{PveError, Upid};
 
 pub(super) type R = Result<Dynamic, Box<EvalAltResult>>;
+
+mod exec;
+mod format;
+mod guests;
+mod nested;
 
 /// Lines of a failed task's log returned by `wait_task`.
 pub const LOG_TAIL_LINES: usize = 20;
@@ -68,10 +75,20 @@ fn build() -> Module {
     }
     super::fanout::register(&mut m);
     reg(&mut m, "wait_task", |n: NativeCallContext, upid: Dynamic| -> R {
-        wait_task(&*call(&n)?, &n, upid)
+        let cx = call(&n)?;
+        wait_task(&cx, &n, upid, cx.task_wait)
     });
+    reg(
+        &mut m,
+        "wait_task",
+        |n: NativeCallContext, upid: Dynamic, secs: Dynamic| -> R {
+            let cx = call(&n)?;
+            let wait = format::wait_seconds(&n, &cx, &secs)?;
+            wait_task(&cx, &n, upid, wait)
+        },
+    );
     reg(&mut m, "resolve_vmid", |n: NativeCallContext, vmid: Dynamic| -> R {
-        super::resolve::resolve_vmid(&*call(&n)?, &n, vmid)
+        resolve_vmid(&*call(&n)?, &n, vmid)
     });
     reg(&mut m, "next_vmid", |n: NativeCallContext| -> R {
         next_vmid(&*call(&n)?, &n)
@@ -112,6 +129,10 @@ fn build() -> Module {
     reg(&mut m, "task_wait", |n: NativeCallContext| -> R {
         Ok(Dynamic::from_float(call(&n)?.task_wait.as_secs_f64()))
     });
+    exec::register(&mut m);
+    format::register(&mut m);
+    guests::register(&mut m);
+    nested::register(&mut m);
     m
 }
 
@@ -150,7 +171,29 @@ fn number(n: &NativeCallContext, v: &Dynamic, f: &str) -> Result<f64, Box<EvalAl
     v.as_int()
         .map(|i| i as f64)
         .or_else(|_| v.as_float())
-        .map_err(|t| usage(n, format!("pve::{f} takes a number, got {t}")))
+        .map_err(|t| type_mismatch(n, format!("pve::{f} takes a number, got {t}")))
+}
+
+/// A `pve::` helper given a value of the wrong type, which is often a PVE answer of an
+/// unexpected shape: reported like Rhai's own type errors (see [`super::answers`]).
+fn type_mismatch(n: &NativeCallContext, message: String) -> Box<EvalAltResult> {
+    thrown(n, super::answers::TYPE_MISMATCH, message)
+}
+
+/// PVE answered `path` with something a `pve::` helper cannot use.
+pub(super) fn unexpected(
+    cx: &CallContext,
+    n: &NativeCallContext,
+    path: &ApiPath,
+    v: &Value,
+    expected: &str,
+) -> Box<EvalAltResult> {
+    let answer = super::answers::Answer::of(Method::Get, path, v);
+    thrown(
+        n,
+        "unexpected_answer",
+        super::answers::sentence(&cx.tool, &answer, Some(expected)),
+    )
 }
 
 pub(super) fn to_path(
@@ -322,7 +365,7 @@ fn segs(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
+fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic, wait: Duration) -> R {
     if upid.is_unit() && cx.is_plan() {
         return to_dynamic(n, json!({"status": "planned"}));
     }
@@ -330,7 +373,7 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
         .read_lock::<rhai::ImmutableString>()
         .map(|s| s.to_string())
         .ok_or_else(|| {
-            usage(
+            type_mismatch(
                 n,
                 format!(
                     "pve::wait_task takes the UPID string a PVE call returned, got {}",
@@ -357,9 +400,9 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
         let st = match try_request(cx, n, Method::Get, &status_path, &Map::new())? {
             None => Value::Null,
             Some(Ok(v)) => v,
-            Some(Err(e)) if transient(&e) && started.elapsed() < cx.task_wait => {
+            Some(Err(e)) if transient(&e) && started.elapsed() < wait => {
                 last_failure = Some(e.to_string());
-                cx.sleep(interval.min(cx.task_wait.saturating_sub(started.elapsed())))
+                cx.sleep(interval.min(wait.saturating_sub(started.elapsed())))
                     .map_err(|i| stop(n, i))?;
                 interval = (interval * 3 / 2).min(Duration::from_secs(2));
                 continue;
@@ -397,7 +440,7 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
             return to_dynamic(n, out);
         }
         let waited = started.elapsed();
-        if waited >= cx.task_wait {
+        if waited >= wait {
             return to_dynamic(
                 n,
                 json!({
@@ -417,7 +460,7 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic) -> R {
             u.node,
             waited.as_secs_f64()
         ));
-        cx.sleep(interval.min(cx.task_wait - waited)).map_err(|i| stop(n, i))?;
+        cx.sleep(interval.min(wait - waited)).map_err(|i| stop(n, i))?;
         interval = (interval * 3 / 2).min(Duration::from_secs(2));
     }
 }
@@ -444,14 +487,14 @@ fn next_vmid(cx: &CallContext, n: &NativeCallContext) -> R {
     let v = request(cx, n, Method::Get, &path, &Map::new())?.unwrap_or(Value::Null);
     let id = v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
     id.map(Dynamic::from_int)
-        .ok_or_else(|| usage(n, format!("PVE answered /cluster/nextid with {v}, not a vmid")))
+        .ok_or_else(|| unexpected(cx, n, &path, &v, "a free vmid"))
 }
 
 /// Keep only `fields` of a map; byte fields gain a `*_human` companion and epoch fields an
 /// `*_iso` one.
 fn pick(n: &NativeCallContext, obj: Dynamic, fields: Array) -> R {
     let Some(src) = obj.read_lock::<RMap>() else {
-        return Err(usage(
+        return Err(type_mismatch(
             n,
             format!("pve::pick takes an object map, got {}", obj.type_name()),
         ));

@@ -36,6 +36,8 @@ pub struct CompiledTool {
 pub struct Body {
     pub ast: AST,
     pub validator: jsonschema::Validator,
+    /// Checks results when the manifest declares an output schema.
+    pub output_validator: Option<jsonschema::Validator>,
 }
 
 impl CompiledTool {
@@ -150,7 +152,7 @@ fn read_tool(
 }
 
 /// The self-contained AST (imports embedded; library top-level code runs here, bounded) and
-/// the argument validator.
+/// the validators of the arguments and of the result.
 fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Result<Body, ScriptError> {
     let log_origin = origin.to_string();
     let _budget = budget::enter(LIB_MEMORY);
@@ -165,11 +167,18 @@ fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Res
     let at_top = |message: String| ScriptError::at(origin, Position::new(1, 1), message);
     let validator = jsonschema::validator_for(&Value::Object(manifest.input_schema.clone()))
         .map_err(|e| at_top(format!("TOOL.params is not a valid JSON Schema: {e}")))?;
-    if let Some(schema) = &manifest.output_schema {
-        jsonschema::validator_for(&Value::Object(schema.clone()))
-            .map_err(|e| at_top(format!("TOOL.output is not a valid JSON Schema: {e}")))?;
-    }
-    Ok(Body { ast, validator })
+    let output_validator = match &manifest.output_schema {
+        Some(schema) => Some(
+            jsonschema::validator_for(&Value::Object(schema.clone()))
+                .map_err(|e| at_top(format!("TOOL.output is not a valid JSON Schema: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Body {
+        ast,
+        validator,
+        output_validator,
+    })
 }
 
 /// Compile a library module on its own, to report its errors by its own file.

@@ -18,7 +18,9 @@ use serde_json::{Map, Value};
 use crate::audit::CallAudit;
 use crate::gate::{ApiPath, Gate, Method, PathError, Permit, PlannedRequest, Refusal, Verdict, Violation};
 use crate::pve::{PveClient, PveError};
+use crate::registry::Snapshot;
 
+use super::answers::{Answer, Answers};
 use super::sandbox::limits;
 
 /// Receives progress while a script waits: (progress so far, total if known, message).
@@ -60,6 +62,8 @@ pub struct CallParts {
     pub task_wait: Duration,
     pub progress: Option<ProgressFn>,
     pub rt: Handle,
+    /// The tools in service when the call started, for `pve::call_tool`.
+    pub tools: Option<Arc<Snapshot>>,
 }
 
 /// The client and the gate are private: a script's request reaches PVE only through
@@ -75,12 +79,15 @@ pub struct CallContext {
     pub task_wait: Duration,
     pub progress: Option<ProgressFn>,
     rt: Handle,
+    pub tools: Option<Arc<Snapshot>>,
     requests: AtomicUsize,
     log_lines: AtomicUsize,
     progress_step: AtomicUsize,
     interrupt: Mutex<Option<Interrupt>>,
     /// Guest config path → digest, for every guest config this call read.
     digests: Mutex<BTreeMap<String, String>>,
+    /// What PVE answered lately, in short (see [`super::answers`]).
+    answers: Mutex<Answers>,
 }
 
 impl CallContext {
@@ -95,6 +102,7 @@ impl CallContext {
             task_wait,
             progress,
             rt,
+            tools,
         } = parts;
         CallContext {
             tool,
@@ -106,11 +114,13 @@ impl CallContext {
             task_wait,
             progress,
             rt,
+            tools,
             requests: AtomicUsize::new(0),
             log_lines: AtomicUsize::new(0),
             progress_step: AtomicUsize::new(0),
             interrupt: Mutex::new(None),
             digests: Mutex::new(BTreeMap::new()),
+            answers: Mutex::new(Answers::default()),
         }
     }
 
@@ -197,6 +207,11 @@ impl CallContext {
         self.gate.is_plan()
     }
 
+    /// The capabilities the running tool declared (the gate holds every request to them).
+    pub fn class(&self) -> crate::gate::Capabilities {
+        self.gate.tool_class()
+    }
+
     pub fn violation(&self) -> Option<Violation> {
         self.gate.violation()
     }
@@ -205,8 +220,13 @@ impl CallContext {
         self.gate.planned()
     }
 
-    /// Remember the digest of a guest config this call read (a plan binds it).
+    /// Remember what PVE answered, in short, and the digest of a guest config this call
+    /// read (a plan binds it).
     pub fn note_read(&self, method: Method, path: &ApiPath, answer: &Value) {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(Answer::of(method, path, answer));
         let routed = path.routed();
         let is_config = routed.len() == 5
             && routed[0] == "nodes"
@@ -219,6 +239,15 @@ impl CallContext {
             let mut digests = self.digests.lock().unwrap_or_else(|p| p.into_inner());
             digests.entry(path.to_string()).or_insert_with(|| d.to_string());
         }
+    }
+
+    /// The answer a type error in the script is most likely about, if PVE answered at all.
+    pub fn suspect_answer(&self) -> Option<Answer> {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .suspect()
+            .cloned()
     }
 
     pub fn digests(&self) -> BTreeMap<String, String> {

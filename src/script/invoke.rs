@@ -16,17 +16,17 @@ use thiserror::Error;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::binding;
 use super::budget;
 use super::compile::{CompiledTool, ENTRY};
 use super::context::{CallContext, CallParts, Interrupt, MAX_REQUESTS, ProgressFn};
 use super::convert::{self, ConvertError};
 use super::error::ScriptError;
+use super::{answers, binding};
 use super::{sandbox, thread};
 use crate::audit::Audit;
 use crate::config::Settings;
-use crate::confirm::{self, ConfirmError, ConfirmMode, PlanKey};
-use crate::gate::{ApiPath, CallMode, Capability, Gate, Method, PlannedRequest, Verdict, Violation};
+use crate::confirm::{self, Asked, BoundPlan, ClientApproval, ConfirmError, PlanKey, SpentPlans, ToolApproval};
+use crate::gate::{ApiPath, CallMode, Capabilities, Gate, Method, PlannedRequest, Verdict, Violation};
 use crate::pve::PveClient;
 
 /// What a call needs from the server: the client, the settings, the key that signs plans
@@ -36,7 +36,11 @@ pub struct Runtime {
     pub client: PveClient,
     pub settings: Settings,
     pub plan_key: Arc<PlanKey>,
+    /// Plans already carried out.
+    pub spent: Arc<SpentPlans>,
     pub audit: Arc<Audit>,
+    /// The tools in service, for `pve::call_tool` (none: it is unavailable).
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 #[derive(Debug)]
@@ -61,6 +65,9 @@ pub enum CallError {
     Refused(Violation),
     #[error("{}{}", .0.message, location(.0))]
     Script(ScriptError),
+    /// A PVE error the script did not catch: PVE's answer, not a bug of the script.
+    #[error("{}{}", .0.message, location(.0))]
+    Pve(ScriptError),
     #[error("the script did not finish within {0:?} and was stopped (PVE_MCP_SCRIPT_TIMEOUT)")]
     TimedOut(Duration),
     #[error("the call was cancelled by the client; any PVE task already started keeps running")]
@@ -76,6 +83,14 @@ pub enum CallError {
         "the result is larger than {0} bytes of JSON (PVE_MCP_MAX_RESULT_BYTES); narrow the request (one node, one guest, fewer items or fields) or raise PVE_MCP_MAX_RESULT_BYTES"
     )]
     ResultTooLarge(usize),
+    /// The script tripped over a PVE answer of an unexpected shape.
+    #[error("{message} (The script stopped at {at}.)")]
+    UnexpectedAnswer {
+        message: String,
+        at: String,
+        /// The script's own error, for authors.
+        detail: String,
+    },
     #[error("the script's result does not match its declared output schema: {0}")]
     BadOutput(String),
     #[error("{0}")]
@@ -84,6 +99,10 @@ pub enum CallError {
         "the plan is stale: {path} changed since the plan was made (digest {planned} then, {now} now), so nothing was done; call the tool again without confirm for a new plan"
     )]
     StalePlan { path: String, planned: String, now: String },
+    #[error(
+        "the approval could not be written to the audit log at {place} ({why}), so nothing was done; fix the path or its permissions, or set PVE_MCP_AUDIT_LOG=off"
+    )]
+    AuditLog { place: String, why: String },
     #[error("internal error while running the script: {0}")]
     Internal(String),
 }
@@ -103,14 +122,17 @@ impl CallError {
             CallError::InvalidArguments(_) => "invalid_arguments",
             CallError::Refused(_) => "refused",
             CallError::Script(_) => "script_error",
+            CallError::Pve(_) => "pve_error",
             CallError::TimedOut(_) => "timeout",
             CallError::Cancelled => "cancelled",
             CallError::TooManyRequests => "too_many_requests",
             CallError::OutOfMemory(_) => "out_of_memory",
             CallError::ResultTooLarge(_) => "result_too_large",
+            CallError::UnexpectedAnswer { .. } => "unexpected_answer",
             CallError::BadOutput(_) => "bad_output",
             CallError::Confirm(_) => "confirmation",
             CallError::StalePlan { .. } => "stale_plan",
+            CallError::AuditLog { .. } => "audit_log",
             CallError::Internal(_) => "internal",
         }
     }
@@ -140,26 +162,51 @@ pub fn validate_args(tool: &CompiledTool, args: &Map<String, Value>) -> Result<(
     }
 }
 
+/// How a call that needs approval is to get it.
+#[derive(Debug, Clone)]
+pub enum Approving {
+    /// From its own arguments: `confirm=true`, with a `confirm_token` where the mode is
+    /// `plan` (or whenever one is given).
+    Arguments,
+    /// A person will be asked: this run only makes the plan, whatever the arguments say.
+    PlanForPerson,
+    /// A person approved this plan: the run may send only what it shows.
+    Approved(Arc<BoundPlan>),
+}
+
+/// One tool call.
+pub struct CallRequest {
+    pub tool: Arc<CompiledTool>,
+    pub args: Map<String, Value>,
+    /// How the client approves calls ([`ClientApproval`]).
+    pub client: ClientApproval,
+    pub approving: Approving,
+    pub cancel: CancellationToken,
+    pub progress: Option<ProgressFn>,
+}
+
 /// Run a tool call to its outcome.
-pub async fn invoke(
-    rt: &Runtime,
-    tool: Arc<CompiledTool>,
-    args: Map<String, Value>,
-    cancel: CancellationToken,
-    progress: Option<ProgressFn>,
-) -> Outcome {
+pub async fn invoke(rt: &Runtime, req: CallRequest) -> Outcome {
+    let CallRequest {
+        tool,
+        args,
+        client,
+        approving,
+        cancel,
+        progress,
+    } = req;
     if let Err(e) = validate_args(&tool, &args) {
         return Outcome::Failed(e);
     }
-    let confirmed = args.get("confirm") == Some(&Value::Bool(true));
-    let destructive = tool.manifest.class.has(Capability::Destructive);
-    let writes = tool.manifest.confirm_writes;
-    let call = match confirmation(rt, &tool, &args, confirmed) {
+    let approval = client.for_tool(tool.manifest.class, tool.manifest.confirm_writes);
+    let approve = client.caps();
+    let call = match confirmation(rt, &tool, &args, approval, &approving) {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
     };
-    let plan = (destructive || writes) && !confirmed;
-    let first = run_once(rt, tool.clone(), args.clone(), call, cancel.clone(), progress.clone()).await;
+    let plan = call == CallMode::Plan;
+    let writes = tool.manifest.confirm_writes;
+    let first = run_once(rt, &tool, &args, call, approve, cancel.clone(), progress.clone()).await;
     let outcome = match first {
         Err(e) => return Outcome::Failed(e),
         Ok(run) if !plan => Outcome::Done(run.value),
@@ -167,7 +214,7 @@ pub async fn invoke(
             if run
                 .planned
                 .iter()
-                .any(|r| writes || r.needs.has(Capability::Destructive)) =>
+                .any(|r| writes || r.needs.calls_for_approval(approve)) =>
         {
             let ttl = rt.settings.plan_ttl;
             let to_sign = confirm::PlanToSign {
@@ -176,6 +223,7 @@ pub async fn invoke(
                 planned: &run.planned,
                 digests: &run.digests,
                 writes,
+                approve,
             };
             let confirm_token = confirm::sign(&rt.plan_key, &to_sign, confirm::now(), ttl);
             Outcome::Plan {
@@ -185,7 +233,8 @@ pub async fn invoke(
                 ttl,
             }
         }
-        Ok(_) => match run_once(rt, tool.clone(), args, CallMode::run(confirmed), cancel, progress).await {
+        // The plan holds nothing that needs approval (e.g. a restore to a new vmid): run it.
+        Ok(_) => match run_once(rt, &tool, &args, CallMode::run(false), approve, cancel, progress).await {
             Ok(run) => Outcome::Done(run.value),
             Err(e) => return Outcome::Failed(e),
         },
@@ -215,31 +264,46 @@ fn claims_to_be_a_plan(v: &Value) -> bool {
         || v.get("_meta").is_some()
 }
 
-/// How this call runs, from its confirmation: a plan (a destructive tool without confirm),
-/// a run bound to the plan whose token it brings, or, where `confirm=true` alone suffices
-/// (`PVE_MCP_CONFIRM=flag`), a plain confirmed run.
+/// How this call runs: a plan (approval needed and not given), a run bound to the plan a
+/// token or a person approved, or, where `confirm=true` alone suffices (`flag`), a plain
+/// confirmed run. Every plan is carried out at most once.
 fn confirmation(
     rt: &Runtime,
     tool: &CompiledTool,
     args: &Map<String, Value>,
-    confirmed: bool,
+    approval: Option<ToolApproval>,
+    approving: &Approving,
 ) -> Result<CallMode, CallError> {
-    if !tool.manifest.class.has(Capability::Destructive) && !tool.manifest.confirm_writes {
+    let Some(approval) = approval else {
         return Ok(CallMode::run(false));
+    };
+    let bound = |plan: Arc<BoundPlan>| -> Result<CallMode, CallError> {
+        if !rt.spent.spend(&plan.id, plan.expires, confirm::now()) {
+            return Err(CallError::Confirm(ConfirmError::Spent));
+        }
+        Ok(CallMode::Run {
+            confirmed: true,
+            bound: Some(plan),
+        })
+    };
+    match approving {
+        Approving::PlanForPerson => return Ok(CallMode::Plan),
+        Approving::Approved(plan) => return bound(plan.clone()),
+        Approving::Arguments if approval.asked == Asked::Human => {
+            return Err(CallError::Confirm(ConfirmError::NeedsPerson));
+        }
+        Approving::Arguments => {}
     }
-    if !confirmed {
+    if args.get("confirm") != Some(&Value::Bool(true)) {
         return Ok(CallMode::Plan);
     }
     match args.get("confirm_token").and_then(Value::as_str) {
         Some(token) => {
             let plan = confirm::verify(&rt.plan_key, token, &tool.manifest.name, args, confirm::now())
                 .map_err(CallError::Confirm)?;
-            Ok(CallMode::Run {
-                confirmed: true,
-                bound: Some(Arc::new(plan)),
-            })
+            bound(Arc::new(plan))
         }
-        None if rt.settings.confirm == ConfirmMode::Plan => Err(CallError::Confirm(ConfirmError::NeedsPlan)),
+        None if approval.asked == Asked::Plan => Err(CallError::Confirm(ConfirmError::NeedsPlan)),
         None => Ok(CallMode::run(true)),
     }
 }
@@ -275,11 +339,10 @@ fn check_digests(cx: &CallContext, call: &CallMode) -> Result<(), CallError> {
 }
 
 fn check_output(tool: &CompiledTool, value: &Value) -> Result<(), CallError> {
-    let Some(schema) = &tool.manifest.output_schema else {
+    // Built once, with the tool's body.
+    let Some(validator) = &tool.body().map_err(CallError::Script)?.output_validator else {
         return Ok(());
     };
-    let validator =
-        jsonschema::validator_for(&Value::Object(schema.clone())).map_err(|e| CallError::BadOutput(e.to_string()))?;
     match validator.validate(value) {
         Ok(()) => Ok(()),
         Err(e) => Err(CallError::BadOutput(format!("{} at '{}'", e, e.instance_path()))),
@@ -296,9 +359,10 @@ struct Run {
 
 async fn run_once(
     rt: &Runtime,
-    tool: Arc<CompiledTool>,
-    args: Map<String, Value>,
+    tool: &Arc<CompiledTool>,
+    args: &Map<String, Value>,
     call: CallMode,
+    approve: Capabilities,
     cancel: CancellationToken,
     progress: Option<ProgressFn>,
 ) -> Result<Run, CallError> {
@@ -307,13 +371,14 @@ async fn run_once(
     let cx = Arc::new(CallContext::new(CallParts {
         tool: tool.manifest.name.clone(),
         client: rt.client.clone(),
-        audit: rt.audit.call(&tool, &args, &bound),
-        gate: Gate::new(rt.settings.mode, tool.manifest.class, call),
+        audit: rt.audit.call(tool, args, &bound),
+        gate: Gate::new(rt.settings.mode, tool.manifest.class, call).approving(approve),
         cancel,
         deadline: Instant::now() + timeout,
         task_wait: rt.settings.task_wait,
         progress,
         rt: tokio::runtime::Handle::current(),
+        tools: rt.registry.as_ref().map(|r| r.snapshot()),
     }));
     // The script blocks on PVE requests, so it runs on a thread of its own while the
     // runtime's workers drive the requests. Its value becomes JSON on that thread too: it is
@@ -322,7 +387,7 @@ async fn run_once(
         memory: rt.settings.script_memory,
         result_bytes: rt.settings.max_result_bytes,
     };
-    let (cx2, tool2) = (cx.clone(), tool.clone());
+    let (cx2, tool2, args) = (cx.clone(), tool.clone(), args.clone());
     let joined = thread::run(move || {
         check_digests(&cx2, &bound)?;
         run_script(&cx2, &tool2, args, limits)
@@ -344,6 +409,33 @@ async fn run_once(
         planned: cx.planned(),
         digests: cx.digests(),
     })
+}
+
+/// A script's error as the call's failure. A type error (a loop over null, a field of a
+/// string, …) after PVE answered is reported as an unexpected answer, naming the endpoint
+/// and what it returned; the script's own words are kept as the detail.
+fn script_failure(cx: &CallContext, tool: &CompiledTool, e: &rhai::EvalAltResult) -> CallError {
+    let err = ScriptError::from_eval(&tool.origin, e);
+    // A PVE error the script did not catch is PVE's answer, not a bug of the script.
+    if super::error::thrown_kind(e).as_deref() == Some("pve") {
+        return CallError::Pve(err);
+    }
+    if tool.body().is_ok_and(|b| answers::is_type_error(e, &b.ast))
+        && let Some(answer) = cx.suspect_answer()
+    {
+        let expected = answers::expected(e);
+        let at = match (err.line, err.col) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", err.origin),
+            (Some(l), None) => format!("{}:{l}", err.origin),
+            _ => err.origin.clone(),
+        };
+        return CallError::UnexpectedAnswer {
+            message: answers::sentence(&tool.manifest.name, &answer, expected.as_deref()),
+            at,
+            detail: err.message,
+        };
+    }
+    CallError::Script(err)
 }
 
 /// What one script run may use.
@@ -380,6 +472,8 @@ fn run_script(
         }
         stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
     });
+    let mut args = args;
+    super::defaults::fill(&tool.manifest.input_schema, &mut args);
     let args =
         convert::to_dynamic(Value::Object(args)).map_err(|e| CallError::InvalidArguments(vec![e.to_string()]))?;
     let ast = &tool.body().map_err(CallError::Script)?.ast;
@@ -387,7 +481,7 @@ fn run_script(
     if over_budget.load(Ordering::Relaxed) {
         return Err(CallError::OutOfMemory(limits.memory));
     }
-    let value = result.map_err(|e| CallError::Script(ScriptError::from_eval(&tool.origin, &e)))?;
+    let value = result.map_err(|e| script_failure(cx, tool, &e))?;
     convert::to_json(&value, limits.result_bytes).map_err(|e| match e {
         ConvertError::TooLarge { limit } => CallError::ResultTooLarge(limit),
         other => CallError::Script(ScriptError {

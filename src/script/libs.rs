@@ -35,6 +35,11 @@ impl Libs {
         }
     }
 
+    /// One library's source, by import name (`lib/guest`).
+    pub fn source(&self, name: &str) -> Option<&LibSource> {
+        self.modules.get(name)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.modules.keys().map(String::as_str)
     }

@@ -16,8 +16,8 @@
 //! };
 //! ```
 //!
-//! The core owns `confirm`: it is added to every destructive tool's schema, and a script
-//! may not declare it.
+//! The core owns `confirm` and `confirm_token`: they are added to the schema of every tool
+//! whose calls may need a confirmation, and a script may not declare them.
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -36,7 +36,9 @@ pub struct Manifest {
     /// Every write of the tool is planned first and needs a confirmation (`confirm: true` in
     /// the manifest), not only its destructive requests.
     pub confirm_writes: bool,
-    /// The input schema as listed to MCP hosts (with `confirm` for destructive tools).
+    /// The input schema the arguments are checked against (with `confirm` and
+    /// `confirm_token` where [`may_need_confirmation`]); the listing drops those two where
+    /// the client does not use them.
     pub input_schema: Map<String, Value>,
     pub output_schema: Option<Map<String, Value>>,
 }
@@ -71,6 +73,16 @@ pub enum ManifestError {
 pub const CONFIRM_TOKEN_DESCRIPTION: &str = "The plan's token: then only what the plan showed is done.";
 pub const CONFIRM_DESCRIPTION: &str = "true: do it. Without: if anything is lost, only a plan and a confirm_token.";
 pub const CONFIRM_WRITES_DESCRIPTION: &str = "true: do it. Without: only a plan and a confirm_token.";
+
+/// Can calls of this tool need a confirmation? Destructive tools and `confirm: true` tools
+/// always; exec and admin tools where the server confirms those. Their schema accepts
+/// `confirm` and `confirm_token`; the listing shows them where the client uses them.
+pub fn may_need_confirmation(class: Capabilities, confirm_writes: bool) -> bool {
+    confirm_writes
+        || [Capability::Destructive, Capability::Exec, Capability::Admin]
+            .iter()
+            .any(|c| class.has(*c))
+}
 
 /// Is `name` usable as an MCP tool name?
 pub fn valid_tool_name(name: &str) -> bool {
@@ -164,12 +176,12 @@ fn input_schema(
     for reserved in ["confirm", "confirm_token"] {
         if props.contains_key(reserved) {
             return Err(format!(
-                "'{reserved}' is reserved: the core adds it to every destructive tool"
+                "'{reserved}' is reserved: the core adds it to every tool that needs a confirmation"
             ));
         }
     }
-    if class.has(Capability::Destructive) || confirm_writes {
-        let description = if confirm_writes {
+    if may_need_confirmation(class, confirm_writes) {
+        let description = if confirm_writes || !class.has(Capability::Destructive) {
             CONFIRM_WRITES_DESCRIPTION
         } else {
             CONFIRM_DESCRIPTION
@@ -265,6 +277,9 @@ mod tests {
     fn classes_are_sets() {
         let m = Manifest::from_value("t", json!({"description": "x", "class": ["write", "exec"]})).unwrap();
         assert_eq!(m.class, Capabilities::of(&[Capability::Write, Capability::Exec]));
+        // Accepted, for servers that confirm guest commands; listed only where used.
+        assert_eq!(m.input_schema["properties"]["confirm"]["type"], "boolean");
+        let m = Manifest::from_value("t", json!({"description": "x", "class": "write"})).unwrap();
         assert!(m.input_schema["properties"].get("confirm").is_none());
         let m = Manifest::from_value("t", json!({"description": "x", "class": ["admin", "destructive"]})).unwrap();
         assert_eq!(m.input_schema["properties"]["confirm"]["type"], "boolean");

@@ -1,15 +1,18 @@
 //! Tool scripts: the sandboxed Rhai engine, the manifest, compilation, the `pve` binding
 //! and the runner for one call.
 
+pub mod answers;
 pub mod binding;
 pub mod budget;
 pub mod compile;
 pub mod context;
 pub mod convert;
+pub mod defaults;
 pub mod error;
 pub mod fanout;
 pub mod invoke;
 pub mod libs;
+pub mod lint;
 pub mod manifest;
 mod resolve;
 pub mod sandbox;

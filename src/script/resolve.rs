@@ -12,7 +12,7 @@
 use rhai::{Dynamic, NativeCallContext};
 use serde_json::{Map, Value, json};
 
-use super::binding::{R, request, thrown, to_dynamic, try_request, usage};
+use super::binding::{R, request, thrown, to_dynamic, try_request, unexpected, usage};
 use super::context::CallContext;
 use crate::gate::{ApiPath, Method};
 use crate::pve::Place;
@@ -63,13 +63,24 @@ fn from_resources(cx: &CallContext, n: &NativeCallContext, vmid: i64) -> R {
     let path = ApiPath::parse("/cluster/resources").map_err(|e| usage(n, e.to_string()))?;
     let params = json!({"type": "vm"});
     let rows = request(cx, n, Method::Get, &path, params.as_object().unwrap_or(&Map::new()))?.unwrap_or(Value::Null);
-    let rows = rows.as_array().cloned().unwrap_or_default();
+    let Some(rows) = rows.as_array().cloned() else {
+        return Err(unexpected(cx, n, &path, &rows, "a list of guests"));
+    };
     let row_vmid = |r: &Value| {
         r.get("vmid")
             .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
     };
     if let Some(r) = rows.iter().find(|r| row_vmid(r) == Some(vmid)) {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        if s("node").is_empty() || !matches!(s("type").as_str(), "qemu" | "lxc") {
+            return Err(unexpected(
+                cx,
+                n,
+                &path,
+                r,
+                "a guest with its node and type (qemu or lxc)",
+            ));
+        }
         return to_dynamic(
             n,
             json!({

@@ -1,25 +1,31 @@
 //! The MCP edge: rmcp over stdio, tools from the registry snapshot, calls through the
 //! script runner, `tools/list_changed` after reloads for both protocol eras.
 
+pub mod approval;
 pub mod input;
 pub mod listing;
 pub mod result;
+pub mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig, SubscriptionFilter,
+    CallToolRequestParams, CallToolResponse, Implementation, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscriptionFilter,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::confirm::{self, Asked, BoundPlan};
 use crate::registry::Registry;
 use crate::script::context::ProgressFn;
-use crate::script::{Runtime, invoke};
+use crate::script::invoke::{Approving, CallRequest};
+use crate::script::{CallError, Outcome, Runtime, invoke};
+use approval::Answer;
 
 pub const INSTRUCTIONS: &str = "Manage a Proxmox VE node or cluster. Guests are addressed by vmid alone; node and type (QEMU VM or LXC container) are resolved by the server. Read tools never change anything. Destructive tools (rollback, snapshot delete, guest delete, restore over an existing guest) only explain what they would do until called again with confirm=true: show that explanation to the user and ask before confirming. Write tools wait for the PVE task; if it is still running they return its UPID for pve_task_status.";
 
@@ -94,6 +100,7 @@ impl ServerHandler for PveMcpServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(Implementation::new("pve-mcp", env!("CARGO_PKG_VERSION")))
@@ -102,14 +109,27 @@ impl ServerHandler for PveMcpServer {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        // Every tool is listed at once, so no cursor is ever handed out: any cursor is one
+        // this server did not give.
+        if let Some(cursor) = request.and_then(|r| r.cursor) {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "invalid cursor '{}': this server lists every tool in one answer and never gives a cursor; call tools/list without one",
+                    shorten(&cursor, MAX_NAME_SHOWN)
+                ),
+                None,
+            ));
+        }
         let snap = self.inner.registry.snapshot();
         let settings = &self.inner.runtime.settings;
+        let elicitation = cx.client_capabilities().is_some_and(|c| c.elicitation.is_some());
+        let client = settings.confirm.for_client(elicitation);
         let tools = snap
             .served(settings.mode, &settings.tools)
-            .map(|t| listing::to_tool(&t.manifest))
+            .map(|t| listing::to_tool(&t.manifest, &client))
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -123,6 +143,9 @@ impl ServerHandler for PveMcpServer {
         let mode = self.inner.runtime.settings.mode;
         let filter = &self.inner.runtime.settings.tools;
         let Some(tool) = snap.get_served(&request.name, mode, filter).cloned() else {
+            if let Some(message) = scripts::not_in_service(&snap, &request.name) {
+                return Ok(scripts::not_in_service_result(&request.name, message).into());
+            }
             let why = snap.why_not_served(&request.name, mode);
             return Err(ErrorData::invalid_params(
                 format!("tool '{}' {why}", shorten(&request.name, MAX_NAME_SHOWN)),
@@ -140,10 +163,11 @@ impl ServerHandler for PveMcpServer {
         };
         let _unlink = AbortOnDrop(link);
         let name = tool.manifest.name.clone();
+        let declares_output = tool.manifest.output_schema.is_some();
         let max = self.inner.runtime.settings.max_calls;
         let permit = tokio::select! {
             p = tokio::time::timeout(QUEUE_WAIT, self.inner.calls.clone().acquire_owned()) => p,
-            _ = call_ct.cancelled() => return Ok(result::to_result(&name, crate::script::Outcome::Failed(crate::script::CallError::Cancelled)).into()),
+            _ = call_ct.cancelled() => return Ok(result::to_result(&name, Outcome::Failed(CallError::Cancelled)).into()),
         };
         let Ok(Ok(_permit)) = permit else {
             tracing::debug!("{name}: busy, {max} calls running");
@@ -164,12 +188,64 @@ impl ServerHandler for PveMcpServer {
             });
             f
         });
-        let args = request.arguments.unwrap_or_default();
-        let outcome = invoke(&self.inner.runtime, tool, args, call_ct, progress).await;
-        if let crate::script::Outcome::Failed(e) = &outcome {
+        let elicitation = cx.client_capabilities().is_some_and(|c| c.elicitation.is_some());
+        let client = self.inner.runtime.settings.confirm.for_client(elicitation);
+        let asks_person = client
+            .for_tool(tool.manifest.class, tool.manifest.confirm_writes)
+            .is_some_and(|a| a.asked == Asked::Human)
+            && elicitation;
+        let call = CallRequest {
+            tool,
+            args: request.arguments.clone().unwrap_or_default(),
+            client,
+            approving: Approving::Arguments,
+            cancel: call_ct,
+            progress,
+        };
+        if asks_person {
+            let modern = cx.protocol_version().is_some_and(|v| !v.has_initialize());
+            let mut response = self.call_with_person(call, &request, &cx, modern).await;
+            if let CallToolResponse::Complete(answer) = &mut response {
+                scripts::add_stale_note(&snap, &name, answer);
+                listing::fit_output_schema(declares_output, answer);
+            }
+            return Ok(response);
+        }
+        let outcome = invoke(&self.inner.runtime, call).await;
+        if let Outcome::Failed(e) = &outcome {
             tracing::info!("{name} failed: {e}");
         }
-        Ok(result::to_result(&name, outcome).into())
+        let mut answer = result::to_result(&name, outcome);
+        scripts::add_stale_note(&snap, &name, &mut answer);
+        listing::fit_output_schema(declares_output, &mut answer);
+        Ok(answer.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(scripts::resources()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let snap = self.inner.registry.snapshot();
+        match scripts::read(&snap, self.inner.runtime.settings.mode, &request.uri) {
+            Some(r) => Ok(r.into()),
+            None => Err(ErrorData::resource_not_found(
+                format!(
+                    "no resource '{}'; the server has {}",
+                    shorten(&request.uri, MAX_NAME_SHOWN),
+                    scripts::SCRIPTS_URI
+                ),
+                None,
+            )),
+        }
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
@@ -192,6 +268,106 @@ impl ServerHandler for PveMcpServer {
             }
         }
     }
+}
+
+impl PveMcpServer {
+    /// A call a person approves: the plan first, then the person's answer (asked now in the
+    /// handshake era, or through an input-required result and the client's retry in
+    /// 2026-07-28), then only the approved plan is carried out.
+    async fn call_with_person(
+        &self,
+        mut call: CallRequest,
+        request: &CallToolRequestParams,
+        cx: &RequestContext<RoleServer>,
+        modern: bool,
+    ) -> CallToolResponse {
+        let rt = &self.inner.runtime;
+        let name = call.tool.manifest.name.clone();
+        // The retry of a 2026-07-28 client brings the plan back (the token it was given as
+        // request state) and the person's answer.
+        if let Some(state) = &request.request_state {
+            let plan = match confirm::verify(&rt.plan_key, state, &name, &call.args, confirm::now()) {
+                Ok(p) => p,
+                Err(e) => return failed(&name, CallError::Confirm(e)),
+            };
+            let answer = approval::answer_from_responses(request.input_responses.as_ref());
+            return self.carry_out(call, plan, answer).await;
+        }
+        call.approving = Approving::PlanForPerson;
+        let again = CallRequest {
+            approving: Approving::Arguments,
+            tool: call.tool.clone(),
+            args: call.args.clone(),
+            client: call.client,
+            cancel: call.cancel.clone(),
+            progress: call.progress.clone(),
+        };
+        let (explanation, requests, token) = match invoke(rt, call).await {
+            Outcome::Plan {
+                explanation,
+                requests,
+                confirm_token,
+                ..
+            } => (explanation, requests, confirm_token),
+            other => return result::to_result(&name, other).into(),
+        };
+        let ask = approval::request(&name, &explanation, &requests);
+        if modern {
+            let mut input = rmcp::model::InputRequests::new();
+            input.insert(
+                approval::INPUT_KEY.into(),
+                rmcp::model::InputRequest::Elicitation(rmcp::model::ElicitRequest::new(ask)),
+            );
+            return rmcp::model::InputRequiredResult::new(Some(input), Some(token)).into();
+        }
+        let plan = match confirm::verify(&rt.plan_key, &token, &name, &again.args, confirm::now()) {
+            Ok(p) => p,
+            Err(e) => return failed(&name, CallError::Confirm(e)),
+        };
+        let asked = tokio::select! {
+            r = cx.peer.create_elicitation_with_timeout(ask, Some(rt.settings.plan_ttl)) => r,
+            _ = again.cancel.cancelled() => return failed(&name, CallError::Cancelled),
+        };
+        let answer = match asked {
+            Ok(r) => approval::answer(&r),
+            Err(e) => {
+                tracing::info!("{name}: the approval request to the client failed: {e}");
+                Answer::Unanswered
+            }
+        };
+        self.carry_out(again, plan, answer).await
+    }
+
+    /// Carry out a plan the person approved; anything else changes nothing and says so.
+    async fn carry_out(&self, mut call: CallRequest, plan: BoundPlan, answer: Answer) -> CallToolResponse {
+        let rt = &self.inner.runtime;
+        let name = call.tool.manifest.name.clone();
+        if let Err(e) = rt
+            .audit
+            .approval(&call.tool, &call.args, &plan.requests, answer.as_str())
+        {
+            return failed(
+                &name,
+                CallError::AuditLog {
+                    place: rt.audit.place(),
+                    why: e.to_string(),
+                },
+            );
+        }
+        if answer != Answer::Approved {
+            return result::not_approved(&name, answer, plan.requests.len()).into();
+        }
+        call.approving = Approving::Approved(Arc::new(BoundPlan { human: true, ..plan }));
+        let outcome = invoke(rt, call).await;
+        if let Outcome::Failed(e) = &outcome {
+            tracing::info!("{name} failed: {e}");
+        }
+        result::to_result(&name, outcome).into()
+    }
+}
+
+fn failed(tool: &str, e: CallError) -> CallToolResponse {
+    result::to_result(tool, Outcome::Failed(e)).into()
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

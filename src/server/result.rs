@@ -4,6 +4,7 @@
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
+use super::approval::Answer;
 use crate::script::{CallError, Outcome};
 
 /// `structuredContent` must be an object; other results are wrapped as `{"result": …}`.
@@ -26,7 +27,7 @@ pub fn plan_json(
         "status": "confirmation_required",
         "performed": false,
         "message": format!(
-            "{tool} is destructive and was NOT carried out: nothing was changed. Review what would happen below, then call {tool} again with the same arguments, confirm=true and this confirm_token to do exactly that."
+            "{tool} needs a confirmation and was NOT carried out: nothing was changed. Review what would happen below, then call {tool} again with the same arguments, confirm=true and this confirm_token to do exactly that."
         ),
         "explanation": explanation,
         "requests": requests,
@@ -41,7 +42,11 @@ pub const PLAN_META: &str = "pve-mcp/plan";
 
 /// The JSON of a failure: a kind and the actionable sentence.
 pub fn error_json(tool: &str, e: &CallError) -> Value {
-    json!({ "error": e.kind(), "tool": tool, "message": format!("{tool}: {e}") })
+    let mut v = json!({ "error": e.kind(), "tool": tool, "message": format!("{tool}: {e}") });
+    if let CallError::UnexpectedAnswer { detail, .. } = e {
+        v["script_detail"] = json!(detail);
+    }
+    v
 }
 
 pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
@@ -67,6 +72,24 @@ pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
             r
         }
     }
+}
+
+/// The answer when the person did not approve: nothing was sent.
+pub fn not_approved(tool: &str, answer: Answer, requests: usize) -> CallToolResult {
+    let (kind, why) = match answer {
+        Answer::Declined => ("declined", "the user declined the approval request"),
+        Answer::Cancelled => ("cancelled_by_user", "the user cancelled the approval request"),
+        Answer::Approved | Answer::Unanswered => (
+            "not_approved",
+            "the client gave no approval (the request failed, timed out or came back without one)",
+        ),
+    };
+    let message = format!(
+        "{tool} was NOT carried out: {why}, so none of its {requests} planned request(s) was sent and nothing was changed. Do not retry unless the user asks for it."
+    );
+    let mut r = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
+    r.structured_content = Some(json!({ "error": kind, "tool": tool, "performed": false, "message": message }));
+    r
 }
 
 /// The answer to a call that found every slot taken.

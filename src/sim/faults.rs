@@ -1,5 +1,6 @@
 //! Fault injection: rules that make matching requests slow, fail, hang, or break the way
-//! real networks and proxies do. Set per test through [`super::Simulator::add_fault`].
+//! real networks and proxies do. Set in the cluster file (`faults`, see [`FaultSpec`]) or
+//! per test through [`super::Simulator::add_fault`].
 
 use std::time::Duration;
 
@@ -26,12 +27,17 @@ pub enum FaultAction {
     NodeOffline,
     /// `596`, as pveproxy answers when TLS to the node fails.
     NodeTls,
-    /// Answer as usual, but without these top-level fields of `data` (an answer from
-    /// another release or a PVE-compatible API that leaves them out).
+    /// Answer as usual, but without these fields of `data`, or of each object of a list
+    /// (an answer from another release or a PVE-compatible API that leaves them out).
     Omit(Vec<String>),
+    /// `200` with this as `data`: `null`, a string where a list belongs, … (a broken
+    /// PVE-compatible service, or a proxy that rewrites answers).
+    Data(serde_json::Value),
     /// Answer as if the request had no query or body parameters (a proxy that drops the
     /// query string).
     IgnoreParams,
+    /// Close the connection without answering.
+    Reset,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +101,12 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 pub fn reply(action: &FaultAction) -> Option<Reply> {
     Some(match action {
         FaultAction::Latency(_) | FaultAction::Hang | FaultAction::Omit(_) | FaultAction::IgnoreParams => return None,
+        FaultAction::Reset => Reply {
+            status: 200,
+            reason: None,
+            body: ReplyBody::Reset,
+        },
+        FaultAction::Data(v) => Reply::data(v.clone()),
         FaultAction::Status(code, msg) => Reply::error(*code, msg.clone()),
         FaultAction::MalformedJson => Reply {
             status: 200,
@@ -131,6 +143,120 @@ pub fn reply(action: &FaultAction) -> Option<Reply> {
     })
 }
 
+/// One fault of a cluster file: where it applies and what it does, as a JSON (or TOML)
+/// object:
+///
+/// ```json
+/// {"path": "/nodes/pve2/*", "method": "GET", "times": 3, "fault": "status", "status": 500, "message": "..."}
+/// ```
+///
+/// `path` is a glob over the path below `/api2/json` (`*` matches anything); `method` and
+/// `times` are optional (any method; every request). `fault` is one of `status` (with
+/// `status` and `message`), `latency` (`ms`), `hang`, `malformed`, `html` (`status`, 502 by
+/// default), `truncated`, `reset`, `node_offline` (595), `node_tls` (596), `omit`
+/// (`fields`), `ignore_params`, `data` (`data`: the answer's `data`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct FaultSpec(pub serde_json::Map<String, serde_json::Value>);
+
+impl FaultSpec {
+    /// The fault it describes, or why it is not one.
+    pub fn fault(&self) -> Result<Fault, String> {
+        use serde_json::Value;
+        let m = &self.0;
+        let str_of = |k: &str| m.get(k).and_then(Value::as_str);
+        let path = str_of("path").ok_or("a fault needs \"path\" (a glob such as \"/nodes/*/status\")")?;
+        if !path.starts_with('/') && path != "*" {
+            return Err(format!(
+                "fault path '{path}' must start with '/' (the path below /api2/json)"
+            ));
+        }
+        let kind = str_of("fault").ok_or_else(|| format!("fault on {path} needs \"fault\""))?;
+        let num = |k: &str| m.get(k).and_then(Value::as_u64);
+        let status = |default: Option<u64>| -> Result<u16, String> {
+            match num("status").or(default) {
+                Some(c) if (100..=599).contains(&c) => Ok(c as u16),
+                _ => Err(format!("fault '{kind}' on {path} needs \"status\" between 100 and 599")),
+            }
+        };
+        let (action, allowed): (FaultAction, &[&str]) = match kind {
+            "status" => (
+                FaultAction::Status(status(None)?, str_of("message").unwrap_or("").to_string()),
+                &["status", "message"],
+            ),
+            "latency" => (
+                FaultAction::Latency(std::time::Duration::from_millis(
+                    num("ms").ok_or_else(|| format!("fault 'latency' on {path} needs \"ms\""))?,
+                )),
+                &["ms"],
+            ),
+            "hang" => (FaultAction::Hang, &[]),
+            "malformed" => (FaultAction::MalformedJson, &[]),
+            "html" => (FaultAction::HtmlPage(status(Some(502))?), &["status"]),
+            "truncated" => (FaultAction::DropMidBody, &[]),
+            "reset" => (FaultAction::Reset, &[]),
+            "node_offline" => (FaultAction::NodeOffline, &[]),
+            "node_tls" => (FaultAction::NodeTls, &[]),
+            "omit" => {
+                let fields = m
+                    .get("fields")
+                    .and_then(Value::as_array)
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|f| f.as_str().map(String::from))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| format!("fault 'omit' on {path} needs \"fields\", a list of names"))?;
+                (FaultAction::Omit(fields), &["fields"])
+            }
+            "ignore_params" => (FaultAction::IgnoreParams, &[]),
+            "data" => (
+                FaultAction::Data(
+                    m.get("data")
+                        .cloned()
+                        .ok_or_else(|| format!("fault 'data' on {path} needs \"data\""))?,
+                ),
+                &["data"],
+            ),
+            other => {
+                return Err(format!(
+                    "unknown fault '{other}' on {path}: status, latency, hang, malformed, html, truncated, reset, node_offline, node_tls, omit, ignore_params or data"
+                ));
+            }
+        };
+        if let Some(k) = m
+            .keys()
+            .find(|k| !["path", "method", "times", "fault"].contains(&k.as_str()) && !allowed.contains(&k.as_str()))
+        {
+            return Err(format!("fault '{kind}' on {path} has unknown field \"{k}\""));
+        }
+        let method = match str_of("method") {
+            None => None,
+            Some(s) => Some(match s.to_ascii_uppercase().as_str() {
+                "GET" => Method::Get,
+                "POST" => Method::Post,
+                "PUT" => Method::Put,
+                "DELETE" => Method::Delete,
+                _ => return Err(format!("fault on {path}: method '{s}' is not GET, POST, PUT or DELETE")),
+            }),
+        };
+        let times = match m.get("times") {
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or_else(|| format!("fault on {path}: \"times\" must be a whole number"))?
+                    as usize,
+            ),
+        };
+        Ok(Fault {
+            method,
+            path: path.to_string(),
+            action,
+            times,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +269,50 @@ mod tests {
         assert!(glob("/nodes/pve3/*", "/nodes/pve3/status"));
         assert!(!glob("/nodes/pve3/*", "/nodes/pve1/status"));
         assert!(!glob("/a*b*c", "/abx"));
+    }
+
+    #[test]
+    fn faults_from_a_cluster_file() {
+        let spec = |v: serde_json::Value| FaultSpec(v.as_object().cloned().unwrap_or_default()).fault();
+        let f = spec(serde_json::json!({"path": "/nodes/pve2/*", "method": "get", "times": 2, "fault": "status", "status": 500, "message": "boom"})).unwrap();
+        assert_eq!(
+            f,
+            Fault::new("/nodes/pve2/*", FaultAction::Status(500, "boom".into()))
+                .method(Method::Get)
+                .times(2)
+        );
+        assert_eq!(
+            spec(serde_json::json!({"path": "*", "fault": "html"})).unwrap().action,
+            FaultAction::HtmlPage(502)
+        );
+        assert_eq!(
+            spec(serde_json::json!({"path": "/version", "fault": "latency", "ms": 250}))
+                .unwrap()
+                .action,
+            FaultAction::Latency(Duration::from_millis(250))
+        );
+        for (v, why) in [
+            (serde_json::json!({"fault": "hang"}), "needs \"path\""),
+            (
+                serde_json::json!({"path": "/x", "fault": "explode"}),
+                "unknown fault 'explode'",
+            ),
+            (
+                serde_json::json!({"path": "/x", "fault": "hang", "ms": 3}),
+                "unknown field \"ms\"",
+            ),
+            (serde_json::json!({"path": "/x", "fault": "status"}), "needs \"status\""),
+            (
+                serde_json::json!({"path": "/x", "fault": "reset", "method": "PATCH"}),
+                "method 'PATCH'",
+            ),
+            (
+                serde_json::json!({"path": "x", "fault": "reset"}),
+                "must start with '/'",
+            ),
+        ] {
+            let err = spec(v).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! the error message as the reason phrase (and as `message` in the body), PVE's headers,
 //! and `Connection: close` on every error.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -76,7 +75,13 @@ pub enum ReplyBody {
     Raw { content_type: &'static str, bytes: Bytes },
     /// Claims `claimed` bytes, sends `bytes`, then drops the connection.
     Truncated { bytes: Bytes, claimed: usize },
+    /// No response at all: the connection is closed as soon as the request is read.
+    Reset,
 }
+
+/// Marks a response that must not be sent: the connection is dropped instead.
+#[derive(Debug, Clone, Copy)]
+struct ResetConnection;
 
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -179,6 +184,11 @@ fn httpdate() -> String {
 /// Turn a [`Reply`] into the HTTP response PVE would send.
 pub fn render(reply: Reply) -> Response<SimBody> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if matches!(reply.body, ReplyBody::Reset) {
+        let mut resp = Response::new(SimBody::Whole(None));
+        resp.extensions_mut().insert(ResetConnection);
+        return resp;
+    }
     let (content_type, body, broken): (Option<&str>, Bytes, Option<usize>) = match reply.body {
         ReplyBody::Data(v, extra) => {
             let mut env = extra;
@@ -203,6 +213,7 @@ pub fn render(reply: Reply) -> Response<SimBody> {
         ReplyBody::Empty => (None, Bytes::new(), None),
         ReplyBody::Raw { content_type, bytes } => (Some(content_type), bytes, None),
         ReplyBody::Truncated { bytes, claimed } => (Some("application/json;charset=UTF-8"), bytes, Some(claimed)),
+        ReplyBody::Reset => (None, Bytes::new(), None),
     };
     let len = broken.unwrap_or(body.len());
     let mut resp = Response::new(match broken {
@@ -364,7 +375,17 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, handler: Han
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let h = handler.clone();
-                async move { Ok::<_, Infallible>(h(req).await) }
+                async move {
+                    let resp = h(req).await;
+                    if resp.extensions().get::<ResetConnection>().is_some() {
+                        // A service error makes hyper close the connection unanswered.
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "connection reset by fault injection",
+                        ));
+                    }
+                    Ok(resp)
+                }
             });
             let builder = hyper::server::conn::http1::Builder::new();
             let result = match tls {

@@ -101,7 +101,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(&opts.spec)),
             tokens: Tokens::new(opts.spec.tokens.clone(), opts.spec.major()),
-            faults: Mutex::new(Vec::new()),
+            faults: Mutex::new(opts.spec.faults.iter().filter_map(|f| f.fault().ok()).collect()),
             log,
             auth_delay: std::time::Duration::from_millis(opts.spec.auth_failure_delay_ms),
             first_token: opts.spec.tokens.first().map(|t| (t.id.clone(), t.secret.clone())),
@@ -228,6 +228,13 @@ async fn handle(shared: &Shared, raw: hyper::Request<hyper::body::Incoming>) -> 
         Some(FaultAction::Hang) => std::future::pending::<()>().await,
         Some(FaultAction::Omit(fields)) => omit = fields,
         Some(FaultAction::IgnoreParams) => req.params.clear(),
+        Some(FaultAction::Data(v)) => {
+            // The answer replaced, but only for a caller PVE would have answered.
+            if let Err(reply) = shared.tokens.authenticate(req.authorization.as_deref()) {
+                return reply;
+            }
+            return Reply::data(v);
+        }
         Some(action) => {
             if let Some(reply) = faults::reply(&action) {
                 return reply;
@@ -245,9 +252,16 @@ async fn handle(shared: &Shared, raw: hyper::Request<hyper::body::Incoming>) -> 
     let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
     st.advance();
     let mut reply = api::dispatch(&mut st, &req, &who, &shared.tokens);
-    if let http::ReplyBody::Data(serde_json::Value::Object(data), _) = &mut reply.body {
-        for field in &omit {
-            data.remove(field);
+    if let http::ReplyBody::Data(data, _) = &mut reply.body {
+        let objects: Vec<&mut serde_json::Map<String, serde_json::Value>> = match data {
+            serde_json::Value::Object(m) => vec![m],
+            serde_json::Value::Array(items) => items.iter_mut().filter_map(|i| i.as_object_mut()).collect(),
+            _ => Vec::new(),
+        };
+        for m in objects {
+            for field in &omit {
+                m.remove(field);
+            }
         }
     }
     reply

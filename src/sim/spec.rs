@@ -7,6 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::pve::roles::PveMajor;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
@@ -34,6 +36,78 @@ pub struct ClusterSpec {
     pub guests: Vec<GuestSpec>,
     #[serde(default)]
     pub tokens: Vec<TokenSpec>,
+    /// Faults injected into matching requests, in order (the first match applies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<super::faults::FaultSpec>,
+    /// Tasks that ran before the simulator started (the nodes' task history).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// A task of the history: finished (`status` `OK`, `WARNINGS: n` or the error message,
+/// as PVE's `exitstatus`), or still running (no `status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub node: String,
+    /// PVE's worker type: `vzdump`, `qmstart`, `qmigrate`, `vzcreate`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The task's object, usually a vmid (`""` for none).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "default_task_user")]
+    pub user: String,
+    /// Epoch seconds; a negative value is that many seconds before the simulator starts.
+    pub starttime: i64,
+    /// Seconds it ran (finished tasks).
+    #[serde(default)]
+    pub duration: u64,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Its log, without the final `TASK …` line (added from `status`).
+    #[serde(default)]
+    pub log: Vec<String>,
+}
+
+fn default_task_user() -> String {
+    "root@pam".into()
+}
+
+/// What a guest-agent command prints and returns, for `agent/exec` and `exec-status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCommandSpec {
+    /// The command: a list (matched against the exec `command` exactly) or a string
+    /// (matched against the words joined by spaces, or the script of `sh -c SCRIPT`).
+    pub command: Value,
+    #[serde(default, rename = "out-data")]
+    pub out_data: String,
+    #[serde(default, rename = "err-data")]
+    pub err_data: String,
+    #[serde(default)]
+    pub exitcode: i64,
+    /// Seconds the command runs before `exec-status` reports it exited.
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+impl AgentCommandSpec {
+    pub fn matches(&self, argv: &[String]) -> bool {
+        match &self.command {
+            Value::String(s) => {
+                let script = match argv {
+                    [sh, c, script] if sh.ends_with("sh") && c == "-c" => Some(script),
+                    _ => None,
+                };
+                *s == argv.join(" ") || script.is_some_and(|x| x == s)
+            }
+            Value::Array(words) => {
+                words.len() == argv.len() && words.iter().zip(argv).all(|(w, a)| w.as_str() == Some(a.as_str()))
+            }
+            _ => false,
+        }
+    }
 }
 
 fn default_version() -> String {
@@ -59,6 +133,11 @@ pub struct NodeSpec {
     pub memory: u64,
     /// Bytes.
     pub rootfs: u64,
+    /// `/nodes/{node}/rrddata` rows as PVE returns them (`time`, `cpu`, `memused`, …;
+    /// a negative `time` is that many seconds before the simulator starts). Without it,
+    /// rows are made from the node's current load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rrddata: Option<Vec<Map<String, Value>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,7 +235,48 @@ pub struct GuestSpec {
     /// Seconds the guest has been up (running guests).
     #[serde(default)]
     pub uptime: u64,
+    /// CPU load of a running guest, as PVE's `cpu`: the fraction of its vCPUs in use
+    /// (`0.5` = half of them). Without it, a small load derived from the vmid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// A config lock (`backup`, `migrate`, `snapshot`, `suspended`, …): operations PVE
+    /// refuses on a locked guest fail with "VM is locked (backup)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    /// What guest-agent commands print, in order (the first match applies); commands not
+    /// listed get the simulator's few built-in ones or "not found".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_commands: Vec<AgentCommandSpec>,
+    /// `…/rrddata` rows as PVE returns them (`time`, `cpu`, `mem`, `netin`, …; a negative
+    /// `time` is relative to the start). Without it, rows are made from the guest's load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rrddata: Option<Vec<Map<String, Value>>>,
 }
+
+/// The config locks PVE knows: qemu-server's and pve-container's `lock` enum.
+pub const QEMU_LOCKS: &[&str] = &[
+    "backup",
+    "clone",
+    "create",
+    "migrate",
+    "rollback",
+    "snapshot",
+    "snapshot-delete",
+    "suspending",
+    "suspended",
+];
+pub const LXC_LOCKS: &[&str] = &[
+    "backup",
+    "create",
+    "destroyed",
+    "disk",
+    "fstrim",
+    "migrate",
+    "mounted",
+    "rollback",
+    "snapshot",
+    "snapshot-delete",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,6 +364,33 @@ impl ClusterSpec {
             if g.status == GuestStatus::Paused && g.kind == GuestKind::Lxc {
                 return bad(format!("container {} cannot be paused", g.vmid));
             }
+            if let Some(lock) = &g.lock {
+                let known = if g.kind == GuestKind::Qemu {
+                    QEMU_LOCKS
+                } else {
+                    LXC_LOCKS
+                };
+                if !known.contains(&lock.as_str()) {
+                    return bad(format!(
+                        "guest {}: lock '{lock}' is not one of {}",
+                        g.vmid,
+                        known.join(", ")
+                    ));
+                }
+            }
+            if g.cpu.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+                return bad(format!("guest {}: cpu is a fraction between 0 and 1", g.vmid));
+            }
+            if let Some(c) = g
+                .agent_commands
+                .iter()
+                .find(|c| !matches!(c.command, Value::String(_) | Value::Array(_)))
+            {
+                return bad(format!(
+                    "guest {}: agent command {} is not a string or a list",
+                    g.vmid, c.command
+                ));
+            }
         }
         for s in &self.storages {
             if let Some(nodes) = &s.nodes
@@ -263,20 +410,52 @@ impl ClusterSpec {
                 }
             }
         }
+        for t in &self.tasks {
+            if !known(&t.node) {
+                return bad(format!("task {} {} is on unknown node '{}'", t.kind, t.id, t.node));
+            }
+            if t.kind.is_empty() || t.kind.contains(':') || t.id.contains(':') || t.user.contains(':') {
+                return bad(format!(
+                    "task '{}' '{}': type, id and user must not contain ':' (they are parts of the UPID)",
+                    t.kind, t.id
+                ));
+            }
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            if let Err(why) = f.fault() {
+                return bad(format!("faults[{i}]: {why}"));
+            }
+        }
+        let roles = crate::pve::roles::builtin_roles(self.major());
         for t in &self.tokens {
             if !t.id.contains('@') || !t.id.contains('!') {
                 return bad(format!("token id '{}' is not USER@REALM!NAME", t.id));
+            }
+            // PVE::AccessControl: "role '$role' does not exist".
+            if let Some(a) = t.acl.iter().find(|a| !roles.contains_key(&a.role)) {
+                return bad(format!(
+                    "token {}: role '{}' does not exist in PVE {} (built-in roles: {})",
+                    t.id,
+                    a.role,
+                    if self.major() == PveMajor::V9 { 9 } else { 8 },
+                    roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
             }
         }
         Ok(())
     }
 
-    pub fn major(&self) -> crate::pve::roles::PveMajor {
-        if self.version.starts_with('9') {
-            crate::pve::roles::PveMajor::V9
-        } else {
-            crate::pve::roles::PveMajor::V8
-        }
+    pub fn major(&self) -> PveMajor {
+        major_of(&self.version)
+    }
+}
+
+/// `9.x` is PVE 9; anything else is taken as PVE 8.
+pub fn major_of(version: &str) -> PveMajor {
+    if version.starts_with('9') {
+        PveMajor::V9
+    } else {
+        PveMajor::V8
     }
 }
 

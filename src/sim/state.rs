@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::spec::{ClusterSpec, GuestKind, GuestStatus, SnapshotSpec, StorageSpec, VolumeSpec};
+use super::spec::{AgentCommandSpec, ClusterSpec, GuestKind, GuestStatus, SnapshotSpec, StorageSpec, VolumeSpec};
 
 pub fn now_secs() -> f64 {
     SystemTime::now()
@@ -29,6 +29,8 @@ pub struct Node {
     pub rootfs: u64,
     /// `pstart` of the UPIDs this node issues.
     pub pstart: u32,
+    /// RRD rows given by the cluster file (times absolute).
+    pub rrddata: Option<Vec<Map<String, Value>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,12 @@ pub struct Guest {
     pub pending: Map<String, Value>,
     /// ...and keys to delete, with their `force` flag.
     pub pending_delete: BTreeMap<String, bool>,
+    /// CPU load while running, as a fraction of its vCPUs (`None`: derived from the vmid).
+    pub cpu: Option<f64>,
+    /// Guest-agent commands with their given output.
+    pub agent_commands: Vec<AgentCommandSpec>,
+    /// RRD rows given by the cluster file (times absolute).
+    pub rrddata: Option<Vec<Map<String, Value>>>,
 }
 
 impl Guest {
@@ -80,6 +88,9 @@ impl Guest {
             snap_configs: BTreeMap::new(),
             pending: Map::new(),
             pending_delete: BTreeMap::new(),
+            cpu: None,
+            agent_commands: Vec::new(),
+            rrddata: None,
         }
     }
 
@@ -197,6 +208,24 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// RRD rows with relative (negative) `time`s made absolute, oldest first.
+fn absolute_rows(rows: &[Map<String, Value>], now: i64) -> Vec<Map<String, Value>> {
+    let mut out: Vec<Map<String, Value>> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(t) = r.get("time").and_then(Value::as_i64)
+                && t < 0
+            {
+                r.insert("time".into(), Value::from(now + t));
+            }
+            r
+        })
+        .collect();
+    out.sort_by_key(|r| r.get("time").and_then(Value::as_i64).unwrap_or(0));
+    out
+}
+
 /// A volume with a relative `ctime` made absolute, and its volid's date placeholders filled.
 fn dated(v: &VolumeSpec, now: i64) -> VolumeSpec {
     let mut v = v.clone();
@@ -272,6 +301,9 @@ pub struct State {
     pub guests: BTreeMap<u32, Guest>,
     pub tasks: Vec<Task>,
     pub exec_jobs: Vec<ExecJob>,
+    /// Log lines the finishing task's effect wrote before it failed (a vzdump job's
+    /// per-guest errors); appended to that task's log.
+    pub effect_log: Vec<String>,
     next_pid: u32,
     next_exec_pid: u32,
 }
@@ -294,6 +326,7 @@ impl State {
                         memory: n.memory,
                         rootfs: n.rootfs,
                         pstart: 0x05E3_1C50 + (i as u32) * 0x1000,
+                        rrddata: n.rrddata.as_ref().map(|rows| absolute_rows(rows, now as i64)),
                     },
                 )
             })
@@ -329,16 +362,19 @@ impl State {
                         snapshots: g.snapshots.clone(),
                         agent_running: g.agent_running,
                         started_at: (g.status != GuestStatus::Stopped).then_some(now - g.uptime as f64),
-                        lock: None,
+                        lock: g.lock.clone(),
                         parent: g.snapshots.iter().max_by_key(|s| s.snaptime).map(|s| s.name.clone()),
                         snap_configs: BTreeMap::new(),
                         pending: Map::new(),
                         pending_delete: BTreeMap::new(),
+                        cpu: g.cpu,
+                        agent_commands: g.agent_commands.clone(),
+                        rrddata: g.rrddata.as_ref().map(|rows| absolute_rows(rows, now as i64)),
                     },
                 )
             })
             .collect();
-        State {
+        let mut state = State {
             cluster_name: spec.cluster_name.clone(),
             version: spec.version.clone(),
             task_duration: Duration::from_millis(spec.task_duration_ms),
@@ -349,9 +385,61 @@ impl State {
             guests,
             tasks: Vec::new(),
             exec_jobs: Vec::new(),
+            effect_log: Vec::new(),
             next_pid: 0x0012_EBC1,
             next_exec_pid: 4180,
+        };
+        for t in &spec.tasks {
+            state.add_history(t, now);
         }
+        state
+    }
+
+    /// A task of the cluster file's history, finished or running, with PVE's final log line
+    /// (`PVE::RESTEnvironment` worker exit: `TASK OK`, `TASK WARNINGS: n`, `TASK ERROR: …`).
+    fn add_history(&mut self, t: &super::spec::TaskSpec, now: f64) {
+        let starttime = if t.starttime < 0 {
+            now + t.starttime as f64
+        } else {
+            t.starttime as f64
+        };
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        let pstart = self.nodes.get(&t.node).map(|n| n.pstart).unwrap_or(0x05E3_1C50);
+        let upid = format!(
+            "UPID:{}:{pid:08X}:{pstart:08X}:{:08X}:{}:{}:{}:",
+            t.node, starttime as u64, t.kind, t.id, t.user
+        );
+        let mut log = t.log.clone();
+        let exitstatus = t.status.as_ref().map(|s| {
+            let s = s.trim().to_string();
+            log.push(if s == "OK" {
+                "TASK OK".to_string()
+            } else if let Some(n) = s.strip_prefix("WARNINGS: ") {
+                format!("TASK WARNINGS: {n}")
+            } else {
+                format!("TASK ERROR: {s}")
+            });
+            s
+        });
+        self.tasks.push(Task {
+            upid,
+            node: t.node.clone(),
+            task_type: t.kind.clone(),
+            id: t.id.clone(),
+            user: t.user.clone(),
+            starttime,
+            endtime: if exitstatus.is_some() {
+                starttime + t.duration as f64
+            } else {
+                f64::INFINITY
+            },
+            pid,
+            pstart,
+            exitstatus,
+            log,
+            effect: None,
+        });
     }
 
     /// Finish every task whose time has come, in order, applying its effect.
@@ -371,7 +459,9 @@ impl State {
                 Some(f) => f(self),
                 None => Ok(Vec::new()),
             };
+            let written = std::mem::take(&mut self.effect_log);
             let task = &mut self.tasks[i];
+            task.log.extend(written);
             match result {
                 Ok(lines) => {
                     task.log.extend(lines);
@@ -435,6 +525,11 @@ impl State {
     /// The lowest free vmid from 100.
     pub fn next_free_vmid(&self) -> u32 {
         (100..).find(|id| !self.guests.contains_key(id)).unwrap_or(100)
+    }
+
+    /// The PVE major version whose privileges and behaviour apply.
+    pub fn major(&self) -> crate::pve::roles::PveMajor {
+        super::spec::major_of(&self.version)
     }
 
     pub fn node_online(&self, node: &str) -> bool {

@@ -141,8 +141,10 @@ pub struct Server {
     _home: tempfile::TempDir,
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pve-mcp")
+/// The binary under test: this build's, or the one `PVE_MCP_TEST_BIN` names (to run the
+/// suite against another build, e.g. to see a new test fail on the code before a fix).
+pub fn bin() -> String {
+    std::env::var("PVE_MCP_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pve-mcp").to_string())
 }
 
 /// Environment for the binary: a clean HOME, the fake PVE, the given user script dir.

@@ -102,6 +102,17 @@ pub fn vzdump(call: &mut Call<'_>) -> Reply {
             external.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
         ));
     }
+    // PVE::VZDump `exec_backup_task`: each guest is locked 'backup' while it is backed up
+    // (`lock_vm`, i.e. `set_lock`, which refuses a guest locked already).
+    let mut locked_here = Vec::new();
+    for vmid in &local {
+        if let Some(g) = call.st.guests.get_mut(vmid)
+            && g.lock.is_none()
+        {
+            g.lock = Some("backup".into());
+            locked_here.push(*vmid);
+        }
+    }
     let user = call.user();
     let task_node = node.clone();
     let upid = call.st.start_task(
@@ -124,6 +135,17 @@ pub fn vzdump(call: &mut Call<'_>) -> Reply {
                     failed += 1;
                     continue;
                 };
+                if !locked_here.contains(vmid)
+                    && let Err(e) = super::check_lock(&g)
+                {
+                    lines.push(format!("INFO: Starting Backup of VM {vmid} ({})", g.kind.as_str()));
+                    lines.push(format!("ERROR: Backup of VM {vmid} failed - {e}"));
+                    failed += 1;
+                    continue;
+                }
+                if let Some(g) = st.guests.get_mut(vmid) {
+                    g.lock = None;
+                }
                 let now = now_secs() as i64;
                 let (kind_word, ext) = match g.kind {
                     GuestKind::Qemu => ("qemu", "vma"),
@@ -169,6 +191,7 @@ pub fn vzdump(call: &mut Call<'_>) -> Reply {
                 lines.push(format!("INFO: Finished Backup of VM {vmid} (00:00:01)"));
             }
             if failed > 0 {
+                st.effect_log.extend(lines);
                 return Err("job errors".into());
             }
             lines.push("INFO: Backup job finished successfully".into());

@@ -44,6 +44,9 @@ pub fn guest_cpu(g: &Guest) -> f64 {
     if !g.running() || g.status == crate::sim::spec::GuestStatus::Paused {
         return 0.0;
     }
+    if let Some(cpu) = g.cpu {
+        return cpu;
+    }
     (0.01 + 0.2 * fraction(u64::from(g.vmid) + 7) * 1000.0).round() / 1000.0
 }
 

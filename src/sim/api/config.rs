@@ -385,30 +385,32 @@ pub fn set(call: &mut Call<'_>) -> Reply {
     if params::flag(p, "force") && params::text(p, "delete").is_none() {
         return Reply::param_error("force", "missing property required by 'force'");
     }
-    if g.lock.is_some() && !params::flag(p, "skiplock") {
-        return Reply::error(
-            500,
-            format!(
-                "{} {} is locked ({})",
-                g.word(),
-                g.vmid,
-                g.lock.clone().unwrap_or_default()
-            ),
-        );
-    }
+    let skip = match super::skiplock(call) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let changes = p.clone();
     let vmid = g.vmid;
     if call.req.method == crate::gate::Method::Post {
-        // QEMU's asynchronous config update: a qmconfig task.
+        // QEMU's asynchronous config update: a qmconfig task, whose update (with its lock
+        // check) runs in the worker (qemu-server `update_vm_api`).
         return call.guest_task(
             &g,
             "qmconfig",
             vec![format!("update VM {vmid}: {}", summary(&changes))],
             move |g| {
+                if !skip {
+                    super::check_lock(g)?;
+                }
                 apply(g, &changes)?;
                 Ok(vec![])
             },
         );
+    }
+    // The synchronous update checks the lock before changing anything (qemu-server
+    // `update_vm_api`, pve-container `API2::LXC::Config` update_vm).
+    if !skip && let Err(e) = super::check_lock(&g) {
+        return Reply::error(500, e);
     }
     let Some(g) = call.st.guests.get_mut(&vmid) else {
         return Reply::error(500, "guest disappeared");
@@ -465,6 +467,17 @@ pub fn resize(call: &mut Call<'_>) -> Reply {
         Ok(g) => g.clone(),
         Err(r) => return r,
     };
+    let skip = match super::skiplock(call) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // pve-container `resize_vm` checks the lock before the disk (`$load_and_check`);
+    // qemu-server's `resize_vm` does it in the worker.
+    if g.kind == GuestKind::Lxc
+        && let Err(e) = super::check_lock(&g)
+    {
+        return Reply::error(500, e);
+    }
     let p = &call.req.params;
     let disk = params::text(p, "disk").unwrap_or_default();
     let size = params::text(p, "size").unwrap_or_default();
@@ -516,6 +529,9 @@ pub fn resize(call: &mut Call<'_>) -> Reply {
         "resize",
         vec![format!("resize {disk} to {}", format_size(new))],
         move |g| {
+            if !skip {
+                super::check_lock(g)?;
+            }
             let value = g.config.get(&disk).and_then(Value::as_str).unwrap_or("").to_string();
             let parts: Vec<String> = value
                 .split(',')

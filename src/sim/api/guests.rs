@@ -98,6 +98,12 @@ pub fn config(call: &mut Call<'_>) -> Reply {
     {
         cfg.insert("parent".into(), json!(parent));
     }
+    // The lock is a key of the config file.
+    if let Some(lock) = &g.lock
+        && params::text(&call.req.params, "snapshot").is_none()
+    {
+        cfg.insert("lock".into(), json!(lock));
+    }
     Reply::data(Value::Object(cfg))
 }
 
@@ -146,6 +152,11 @@ pub fn power(call: &mut Call<'_>) -> Reply {
         Err(r) => return r,
     };
     let action = call.arg("action").to_string();
+    // `skiplock` is taken from the parameters first, before any state check.
+    let skip = match super::skiplock(call) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let (vmid, node, word) = (g.vmid, g.node.clone(), g.word());
     let running = g.running();
     if g.template && action == "start" {
@@ -184,7 +195,49 @@ pub fn power(call: &mut Call<'_>) -> Reply {
         _ => {}
     }
     let kind = g.kind;
-    let effect: crate::sim::state::Effect = match action.as_str() {
+    let effect = power_effect(kind, &action, vmid, word);
+    // The lock is checked in the worker, when the action runs.
+    let effect: crate::sim::state::Effect = Box::new(move |st: &mut State| {
+        if let Some(g) = st.guests.get(&vmid)
+            && let Some(lock) = g.lock.as_deref()
+        {
+            // qemu-server vm_start: a guest being backed up is only resumed.
+            if kind == GuestKind::Qemu && action == "start" && lock == "backup" && g.running() {
+                return Ok(vec![]);
+            }
+            if !skip && power_checks_lock(kind, &action, lock) {
+                super::check_lock(g)?;
+            }
+        }
+        effect(st)
+    });
+    let user = call.user();
+    let first = vec![format!("{} {word} {vmid}", action_verb(call.arg("action")))];
+    let upid = call
+        .st
+        .start_task(&node, task_type, &vmid.to_string(), &user, first, effect);
+    Reply::data(json!(upid))
+}
+
+/// Whether a power action refuses a guest with this lock (without `skiplock`):
+/// qemu-server `vm_start` (not when `suspended`), `_do_vm_stop` (stop, shutdown, reboot),
+/// `vm_reset`, `RunState::vm_suspend`/`vm_resume` (not while a `backup` runs);
+/// pve-container `API2::LXC::Status` `vm_start`/`vm_stop` (not when `mounted`),
+/// `vm_shutdown`, `vm_suspend` (always), reboot and resume (never).
+fn power_checks_lock(kind: GuestKind, action: &str, lock: &str) -> bool {
+    match (kind, action) {
+        (GuestKind::Qemu, "start") => lock != "suspended",
+        (GuestKind::Qemu, "stop" | "shutdown" | "reboot" | "reset") => true,
+        (GuestKind::Qemu, "suspend" | "resume") => lock != "backup",
+        (GuestKind::Lxc, "start" | "stop") => lock != "mounted",
+        (GuestKind::Lxc, "shutdown" | "suspend") => true,
+        _ => false,
+    }
+}
+
+/// What a power action does to the state when its task finishes.
+fn power_effect(kind: GuestKind, action: &str, vmid: u32, word: &'static str) -> crate::sim::state::Effect {
+    match action {
         "start" => Box::new(move |st: &mut State| {
             if st.guests.get(&vmid).is_some_and(|g| g.running()) {
                 return Err(format!("{word} {vmid} already running"));
@@ -231,13 +284,7 @@ pub fn power(call: &mut Call<'_>) -> Reply {
         }),
         // LXC suspend/resume (CRIU, experimental): the container keeps running here.
         _ => Box::new(|_: &mut State| Ok(vec!["container freeze state changed".into()])),
-    };
-    let user = call.user();
-    let first = vec![format!("{} {word} {vmid}", action_verb(&action))];
-    let upid = call
-        .st
-        .start_task(&node, task_type, &vmid.to_string(), &user, first, effect);
-    Reply::data(json!(upid))
+    }
 }
 
 fn action_verb(action: &str) -> &'static str {
@@ -266,6 +313,17 @@ pub fn destroy(call: &mut Call<'_>) -> Reply {
             format!("can't remove {} {vmid} - protection mode enabled", g.word()),
         );
     }
+    let skip = match super::skiplock(call) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // pve-container `destroy_vm` checks the lock early, after the protection; qemu-server's
+    // `destroy_vm` in the worker (not for a `suspended` lock).
+    if g.kind == GuestKind::Lxc
+        && let Err(e) = super::check_lock(&g)
+    {
+        return Reply::error(500, e);
+    }
     match g.kind {
         GuestKind::Qemu if g.running() => return Reply::error(500, format!("VM {vmid} is running - destroy failed")),
         GuestKind::Lxc if g.running() && !force => {
@@ -293,8 +351,11 @@ pub fn destroy(call: &mut Call<'_>) -> Reply {
         &user,
         vec![],
         Box::new(move |st: &mut State| {
-            if !st.guests.contains_key(&vmid) {
+            let Some(g) = st.guests.get(&vmid) else {
                 return Err(super::config_missing_message(&task_node, kind, vmid));
+            };
+            if !skip && g.lock.as_deref() != Some("suspended") {
+                super::check_lock(g)?;
             }
             st.guests.remove(&vmid);
             let mut lines: Vec<String> = disks

@@ -61,6 +61,11 @@ pub fn clone(call: &mut Call<'_>) -> Reply {
         Ok(g) => g.clone(),
         Err(r) => return r,
     };
+    // qemu-server `clone_vm` checks the source's lock; pve-container's `clone_vm` takes a
+    // 'disk' lock on it (`set_lock`), which checks it too.
+    if let Err(e) = super::check_lock(&g) {
+        return Reply::error(500, e);
+    }
     let p = call.req.params.clone();
     let newid = params::int(&p, "newid").unwrap_or(0) as u32;
     let allocate = format!("/vms/{newid}");
@@ -192,6 +197,10 @@ pub fn migrate_check(call: &mut Call<'_>) -> Reply {
         Ok(g) => g.clone(),
         Err(r) => return r,
     };
+    // `migrate_vm_precondition`: "try to detect errors early".
+    if let Err(e) = super::check_lock(&g) {
+        return Reply::error(500, e);
+    }
     let local = local_disks(call.st, &g);
     let allowed: Vec<String> = call
         .st
@@ -228,6 +237,13 @@ pub fn migrate(call: &mut Call<'_>) -> Reply {
     let target = params::text(&p, "target").unwrap_or_default();
     if let Err(r) = target_check(call.st, &g.node, &target) {
         return r;
+    }
+    // qemu-server `migrate_vm` checks the lock early; pve-container's in the worker
+    // (`PVE::LXC::Migrate::prepare`).
+    if g.kind == GuestKind::Qemu
+        && let Err(e) = super::check_lock(&g)
+    {
+        return Reply::error(500, e);
     }
     let online = params::flag(&p, "online");
     let restart = params::flag(&p, "restart");
@@ -268,6 +284,11 @@ pub fn migrate(call: &mut Call<'_>) -> Reply {
         &user,
         first,
         Box::new(move |st: &mut State| {
+            if kind == GuestKind::Lxc
+                && let Some(g) = st.guests.get(&vmid)
+            {
+                super::check_lock(g)?;
+            }
             if kind == GuestKind::Lxc && online && st.guests.get(&vmid).is_some_and(|g| g.running()) {
                 return Err("lxc live migration is currently not implemented".into());
             }

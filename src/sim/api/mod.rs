@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod guests;
 mod lifecycle;
+mod rrd;
 mod snapshots;
 mod storage;
 mod tasks;
@@ -22,6 +23,7 @@ use super::params::{ParamSpec, specs, validate};
 use super::spec::GuestKind;
 use super::state::{Guest, State};
 use crate::gate::Method;
+use crate::pve::roles::PveMajor;
 
 /// Where the permission of a route is checked.
 #[derive(Clone, Copy)]
@@ -32,6 +34,11 @@ pub enum Perm {
     Node(&'static [&'static str]),
     Vm(&'static [&'static str]),
     Storage(&'static [&'static str]),
+    /// On `/vms/{vmid}`, with privileges that differ between PVE 8 and PVE 9.
+    VmByVersion {
+        v8: &'static [&'static str],
+        v9: &'static [&'static str],
+    },
 }
 
 pub type HandlerFn = fn(&mut Call<'_>) -> Reply;
@@ -76,6 +83,19 @@ const CONFIG_PRIVS: &[&str] = &[
     "VM.Config.CDROM",
     "VM.Config.Cloudinit",
 ];
+
+/// Guest-agent `exec` and `exec-status`: `VM.Monitor` on PVE 8, `VM.GuestAgent.Unrestricted`
+/// on PVE 9 (qemu-server `PVE::API2::Qemu::Agent`, 8.3.13 and 9.2.6).
+const AGENT_UNRESTRICTED: Perm = Perm::VmByVersion {
+    v8: &["VM.Monitor"],
+    v9: &["VM.GuestAgent.Unrestricted"],
+};
+/// Read-only agent commands (`ping`, `info`, …): PVE 8's default `VM.Monitor`; on PVE 9 the
+/// command's own privilege or `VM.GuestAgent.Unrestricted` (`register_command`).
+const AGENT_AUDIT: Perm = Perm::VmByVersion {
+    v8: &["VM.Monitor"],
+    v9: &["VM.GuestAgent.Audit", "VM.GuestAgent.Unrestricted"],
+};
 
 macro_rules! route {
     ($m:expr, $pat:expr, $params:expr, $perm:expr, $h:expr) => {
@@ -129,6 +149,20 @@ static ROUTES: &[Route] = &[
         cluster::nextid
     ),
     route!(G, "cluster/tasks", Fixed(""), Perm::All, tasks::cluster_tasks),
+    route!(
+        G,
+        "nodes/{node}/rrddata",
+        Fixed(rrd::PARAMS),
+        Perm::Node(&["Sys.Audit"]),
+        rrd::node
+    ),
+    route!(
+        G,
+        "nodes/{node}/{kind}/{vmid}/rrddata",
+        Fixed(rrd::GUEST_PARAMS),
+        Perm::Vm(&["VM.Audit"]),
+        rrd::guest
+    ),
     route!(
         G,
         "nodes/{node}/tasks",
@@ -313,21 +347,21 @@ static ROUTES: &[Route] = &[
         P,
         "nodes/{node}/qemu/{vmid}/agent/exec",
         Fixed("node:str vmid:int(100..999999999) command:list input-data:str?"),
-        Perm::Vm(&["VM.Monitor", "VM.GuestAgent.Unrestricted"]),
+        AGENT_UNRESTRICTED,
         agent::exec
     ),
     route!(
         G,
         "nodes/{node}/qemu/{vmid}/agent/exec-status",
         Fixed("node:str vmid:int(100..999999999) pid:int"),
-        Perm::Vm(&["VM.Monitor", "VM.GuestAgent.Unrestricted"]),
+        AGENT_UNRESTRICTED,
         agent::exec_status
     ),
     route!(
         P,
         "nodes/{node}/qemu/{vmid}/agent/ping",
         Fixed("node:str vmid:int(100..999999999)"),
-        Perm::Vm(&["VM.Monitor", "VM.GuestAgent.Audit"]),
+        AGENT_AUDIT,
         agent::ping
     ),
 ];
@@ -468,6 +502,25 @@ impl Call<'_> {
     }
 }
 
+/// pve-guest-common `AbstractConfig::check_lock`: a locked config refuses the operation with
+/// "VM is locked (backup)" (`guest_type` is "VM" for QEMU, "CT" for LXC).
+pub fn check_lock(g: &Guest) -> Result<(), String> {
+    match &g.lock {
+        Some(lock) => Err(format!("{} is locked ({lock})", g.word())),
+        None => Ok(()),
+    }
+}
+
+/// `skiplock`, which only `root@pam` itself may use (qemu-server and pve-container:
+/// "Only root may use this option."). An API token is never `root@pam`, even root's own
+/// (`RPCEnvironment::get_user` is the token id), so a token always gets the 400.
+pub fn skiplock(call: &Call<'_>) -> Result<bool, Reply> {
+    if super::params::flag(&call.req.params, "skiplock") {
+        return Err(Reply::param_error("skiplock", "Only root may use this option."));
+    }
+    Ok(false)
+}
+
 /// PVE's message for a guest that is not on the node the path names.
 pub fn config_missing_message(node: &str, kind: GuestKind, vmid: u32) -> String {
     let dir = if kind == GuestKind::Qemu { "qemu-server" } else { "lxc" };
@@ -519,6 +572,13 @@ pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) 
         Perm::Storage(p) => Some((
             format!("/storage/{}", args.get("storage").map(String::as_str).unwrap_or("")),
             p,
+        )),
+        Perm::VmByVersion { v8, v9 } => Some((
+            format!("/vms/{}", args.get("vmid").map(String::as_str).unwrap_or("")),
+            match st.major() {
+                PveMajor::V8 => v8,
+                PveMajor::V9 => v9,
+            },
         )),
     };
     if let Some((path, privs)) = perm_path

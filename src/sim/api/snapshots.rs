@@ -80,6 +80,8 @@ pub fn create(call: &mut Call<'_>) -> Reply {
         first.push("saving VM state and RAM using storage 'local-lvm'".into());
     }
     call.guest_task(&g, task_type, first, move |g| {
+        // AbstractConfig::__snapshot_prepare: the lock, then the name.
+        super::check_lock(g)?;
         if g.snapshots.iter().any(|s| s.name.eq_ignore_ascii_case(&name)) {
             return Err(format!("snapshot name '{name}' already used"));
         }
@@ -115,6 +117,8 @@ pub fn rollback(call: &mut Call<'_>) -> Reply {
             .find(|s| s.name == name)
             .cloned()
             .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+        // AbstractConfig::snapshot_rollback checks the lock once the snapshot is found.
+        super::check_lock(g)?;
         if let Some(cfg) = g.snap_configs.get(&name) {
             g.config = cfg.clone();
         }
@@ -151,6 +155,9 @@ pub fn delete(call: &mut Call<'_>) -> Reply {
             .iter()
             .position(|s| s.name == name)
             .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+        // AbstractConfig::snapshot_delete takes the 'snapshot-delete' lock (`set_lock`,
+        // which checks the lock first).
+        super::check_lock(g)?;
         let removed = g.snapshots.remove(idx);
         for s in g
             .snapshots

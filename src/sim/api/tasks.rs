@@ -103,13 +103,34 @@ pub fn log(call: &mut Call<'_>) -> Reply {
     Reply::data_with(Value::Array(lines), extra)
 }
 
-/// Recent tasks of all nodes, running ones included (without a status).
+/// Finished tasks a node keeps in the cluster-wide list, running ones included
+/// (pve-common `RESTEnvironment::active_workers`, `$MAX_FINISHED`).
+const MAX_FINISHED: usize = 25;
+
+/// Recent tasks of all nodes, running ones included (without a status): what each node
+/// broadcasts, as pve-manager's `API2::Cluster` `tasks` reads it from
+/// `PVE::Cluster::get_tasklist`. A node broadcasts all its running tasks and then its
+/// newest finished ones up to [`MAX_FINISHED`] in all (`active_workers`), so a long history
+/// is not listed here; `/nodes/{node}/tasks` pages through it.
 pub fn cluster_tasks(call: &mut Call<'_>) -> Reply {
     let mut tasks: Vec<&Task> = call.st.tasks.iter().filter(|t| visible(call, t)).collect();
     tasks.sort_by(|a, b| b.starttime.total_cmp(&a.starttime));
-    Reply::data(Value::Array(
-        tasks.into_iter().take(200).map(|t| row(t, false)).collect(),
-    ))
+    let mut kept: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.running()) {
+        *kept.entry(t.node.as_str()).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        if !t.running() {
+            let n = kept.entry(t.node.as_str()).or_default();
+            if *n >= MAX_FINISHED {
+                continue;
+            }
+            *n += 1;
+        }
+        out.push(row(t, false));
+    }
+    Reply::data(Value::Array(out))
 }
 
 fn status_class(t: &Task) -> &'static str {

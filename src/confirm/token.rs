@@ -57,26 +57,6 @@ impl PlanKey {
     }
 }
 
-/// How confirmations are given (`PVE_MCP_CONFIRM`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConfirmMode {
-    /// `confirm=true` suffices, as in the reference server; a token, when given, is enforced.
-    #[default]
-    Flag,
-    /// `confirm=true` also needs the `confirm_token` of a plan made earlier.
-    Plan,
-}
-
-impl ConfirmMode {
-    pub fn parse(s: &str) -> Option<ConfirmMode> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "flag" => Some(ConfirmMode::Flag),
-            "plan" => Some(ConfirmMode::Plan),
-            _ => None,
-        }
-    }
-}
-
 /// A destructive request as the plan showed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoundRequest {
@@ -104,10 +84,25 @@ pub struct BoundPlan {
     pub binds_writes: bool,
     pub requests: Vec<BoundRequest>,
     pub digests: BTreeMap<String, String>,
+    /// A person approved this plan (MCP elicitation), not a `confirm_token` alone.
+    pub human: bool,
+    /// The token's MAC tag, which identifies the plan: a plan is carried out once.
+    pub id: String,
+    /// When the plan expires, seconds since the epoch.
+    pub expires: u64,
 }
 
 impl BoundPlan {
+    /// Did the plan show this request? Reading the output of a command the plan runs
+    /// (`GET …/agent/exec-status` after `POST …/agent/exec` on the same guest) is part of
+    /// running it: the plan cannot know the pid the agent will give.
     pub fn allows(&self, method: Method, path: &str, params: &Map<String, Value>) -> bool {
+        if method == Method::Get
+            && let Some(guest) = path.strip_suffix("/agent/exec-status")
+        {
+            let exec = format!("{guest}/agent/exec");
+            return self.requests.iter().any(|r| r.method == Method::Post && r.path == exec);
+        }
         self.requests
             .iter()
             .any(|r| r.method == method && r.path == path && canonical_map(&r.params) == canonical_map(params))
@@ -127,9 +122,17 @@ pub enum ConfirmError {
     )]
     Expired(u64),
     #[error(
-        "this server confirms plans, not flags (PVE_MCP_CONFIRM=plan): call the tool without confirm first, show the plan to the user, then call it again with the same arguments, confirm=true and the plan's confirm_token"
+        "this server confirms plans, not flags (PVE_MCP_CONFIRM=plan, or PVE_MCP_CONFIRM_EXEC or PVE_MCP_CONFIRM_ADMIN=plan for guest commands and administration): call the tool without confirm first, show the plan to the user, then call it again with the same arguments, confirm=true and the plan's confirm_token"
     )]
     NeedsPlan,
+    #[error(
+        "this server asks a person to approve this call (mode human: PVE_MCP_CONFIRM, or PVE_MCP_CONFIRM_EXEC / PVE_MCP_CONFIRM_ADMIN for guest commands and administration), and this client did not declare MCP elicitation, so nobody can be asked; nothing was done. Use a client that supports elicitation, or set the mode to plan or flag"
+    )]
+    NeedsPerson,
+    #[error(
+        "this plan was already carried out once; a plan is approved for one run, so call the tool again without confirm for a new plan"
+    )]
+    Spent,
 }
 
 /// The arguments a token binds: all but the confirmation itself.
@@ -166,8 +169,11 @@ pub struct PlanToSign<'a> {
     pub args: &'a Map<String, Value>,
     pub planned: &'a [PlannedRequest],
     pub digests: &'a BTreeMap<String, String>,
-    /// Bind every write, not only destructive requests.
+    /// Bind every write, not only the requests that need approval.
     pub writes: bool,
+    /// The capabilities whose requests need approval: destructive, and exec or admin where
+    /// the server confirms those.
+    pub approve: crate::gate::Capabilities,
 }
 
 /// Sign a plan: the requests it recorded (destructive ones, or every write) and the digests
@@ -179,6 +185,7 @@ pub fn sign(key: &PlanKey, plan: &PlanToSign<'_>, now: u64, ttl: Duration) -> St
         planned,
         digests,
         writes,
+        approve,
     } = *plan;
     let payload = Payload {
         v: VERSION,
@@ -186,7 +193,7 @@ pub fn sign(key: &PlanKey, plan: &PlanToSign<'_>, now: u64, ttl: Duration) -> St
         writes,
         requests: planned
             .iter()
-            .filter(|r| writes || r.needs.has(crate::gate::Capability::Destructive))
+            .filter(|r| writes || r.needs.calls_for_approval(approve))
             .map(|r| BoundRequest {
                 method: r.method,
                 path: r.path.clone(),
@@ -228,6 +235,9 @@ pub fn verify(
         binds_writes: payload.writes,
         requests: payload.requests,
         digests: payload.digests,
+        human: false,
+        id: URL_SAFE_NO_PAD.encode(&tag),
+        expires: payload.exp,
     })
 }
 
@@ -270,6 +280,7 @@ mod tests {
             planned: &planned,
             digests: &digests,
             writes: false,
+            approve: Capabilities::of(&[Destructive]),
         };
         let t = sign(&key, &plan, 1000, Duration::from_secs(600));
         let plan = verify(&key, &t, "pve_snapshot_delete", &a, 1500).unwrap();
@@ -311,12 +322,5 @@ mod tests {
             verify(&key, "garbage", "pve_snapshot_delete", &a, 1500),
             Err(ConfirmError::Invalid)
         );
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(ConfirmMode::parse("Plan"), Some(ConfirmMode::Plan));
-        assert_eq!(ConfirmMode::parse("flag"), Some(ConfirmMode::Flag));
-        assert_eq!(ConfirmMode::parse("yes"), None);
     }
 }

@@ -1,0 +1,167 @@
+//! `pve::guests()` and `pve::guests(filter)`: the cluster's guests as rows, `tags` parsed
+//! into a list, filtered by tag, status, node, type, name or template.
+
+use rhai::{Array, Dynamic, Map as RMap, Module, NativeCallContext};
+use serde_json::{Map, Value, json};
+
+use super::{R, call, reg, request, to_dynamic, usage};
+use crate::gate::{ApiPath, Method};
+use crate::script::context::CallContext;
+
+/// The keys a filter may have.
+pub const FILTER_KEYS: &[&str] = &["tag", "tags", "status", "node", "type", "name", "template"];
+
+pub(super) fn register(m: &mut Module) {
+    reg(m, "guests", |n: NativeCallContext| -> R {
+        guests(&*call(&n)?, &n, Dynamic::UNIT)
+    });
+    reg(m, "guests", |n: NativeCallContext, filter: Dynamic| -> R {
+        guests(&*call(&n)?, &n, filter)
+    });
+}
+
+/// PVE's tag list (`"prod;web"`, also `,` or spaces) → `["prod", "web"]`.
+pub fn parse_tags(raw: &str) -> Vec<String> {
+    raw.split([';', ',', ' '])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[derive(Default)]
+struct Filter {
+    tags: Vec<String>,
+    fields: Vec<(&'static str, String)>,
+    template: Option<bool>,
+}
+
+fn filter_from(n: &NativeCallContext, filter: &Dynamic) -> Result<Filter, Box<rhai::EvalAltResult>> {
+    let mut f = Filter::default();
+    if filter.is_unit() {
+        return Ok(f);
+    }
+    let Some(map) = filter.read_lock::<RMap>() else {
+        return Err(usage(
+            n,
+            format!(
+                "pve::guests takes a filter map like #{{tag: \"prod\", status: \"running\"}}, got {}",
+                filter.type_name()
+            ),
+        ));
+    };
+    for (k, v) in map.iter() {
+        let key = k.as_str();
+        let text = |v: &Dynamic| -> Result<String, Box<rhai::EvalAltResult>> {
+            v.read_lock::<rhai::ImmutableString>()
+                .map(|s| s.to_string())
+                .or_else(|| v.as_int().ok().map(|i| i.to_string()))
+                .ok_or_else(|| {
+                    usage(
+                        n,
+                        format!("pve::guests filter {key} is a string, got {}", v.type_name()),
+                    )
+                })
+        };
+        match key {
+            "tag" => f.tags.push(text(v)?),
+            "tags" => {
+                let Some(list) = v.read_lock::<Array>() else {
+                    return Err(usage(
+                        n,
+                        format!("pve::guests filter tags is a list of tags, got {}", v.type_name()),
+                    ));
+                };
+                for t in list.iter() {
+                    f.tags.push(text(t)?);
+                }
+            }
+            "template" => {
+                f.template = Some(
+                    v.as_bool()
+                        .map_err(|t| usage(n, format!("pve::guests filter template is true or false, got {t}")))?,
+                )
+            }
+            other => {
+                let Some(known) = FILTER_KEYS.iter().find(|k| **k == other) else {
+                    return Err(usage(
+                        n,
+                        format!(
+                            "pve::guests has no filter '{other}'; it filters by {}",
+                            FILTER_KEYS.join(", ")
+                        ),
+                    ));
+                };
+                f.fields.push((known, text(v)?));
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn guests(cx: &CallContext, n: &NativeCallContext, filter: Dynamic) -> R {
+    let f = filter_from(n, &filter)?;
+    let path = ApiPath::parse("/cluster/resources").map_err(|e| usage(n, e.to_string()))?;
+    let params = json!({"type": "vm"});
+    let rows = request(cx, n, Method::Get, &path, params.as_object().unwrap_or(&Map::new()))?.unwrap_or(Value::Null);
+    let mut out: Vec<Value> = rows
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| row(r, &f)).collect())
+        .unwrap_or_default();
+    out.sort_by_key(|r| r.get("vmid").and_then(Value::as_i64).unwrap_or(0));
+    to_dynamic(n, Value::Array(out))
+}
+
+fn row(r: &Value, f: &Filter) -> Option<Value> {
+    let mut m = r.as_object()?.clone();
+    let vmid = m
+        .get("vmid")
+        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))?;
+    m.insert("vmid".into(), json!(vmid));
+    let tags = parse_tags(m.get("tags").and_then(Value::as_str).unwrap_or(""));
+    let template = crate::gate::truthy(m.get("template"));
+    m.insert("template".into(), json!(template));
+    if !f.tags.iter().all(|t| tags.contains(t)) || f.template.is_some_and(|want| want != template) {
+        return None;
+    }
+    for (key, want) in &f.fields {
+        let have = m.get(*key).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        if have.as_deref() != Some(want.as_str()) {
+            return None;
+        }
+    }
+    m.insert("tags".into(), json!(tags));
+    for key in ["name", "node", "type", "status"] {
+        m.entry(key).or_insert_with(|| json!(""));
+    }
+    Some(Value::Object(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_filters() {
+        assert_eq!(parse_tags("prod;web"), ["prod", "web"]);
+        assert_eq!(parse_tags(" a, b  c;"), ["a", "b", "c"]);
+        assert!(parse_tags("").is_empty());
+        let r = json!({"vmid": 100, "name": "web", "status": "running", "tags": "prod;web", "template": 0});
+        let f = Filter {
+            tags: vec!["prod".into()],
+            fields: vec![("status", "running".into())],
+            template: Some(false),
+        };
+        let got = row(&r, &f).unwrap();
+        assert_eq!(got["tags"], json!(["prod", "web"]));
+        assert_eq!(got["template"], json!(false));
+        let f = Filter {
+            tags: vec!["db".into()],
+            ..Filter::default()
+        };
+        assert!(row(&r, &f).is_none());
+    }
+}
