@@ -287,12 +287,12 @@ async fn main() {
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     ); // stdout-ok
     println!("# floor: raw keep-alive HTTPS GET of one guest's status to the fake, p50 {floor_small:.0} us"); // stdout-ok
-    let spawn = median(spawn_ms);
+    let spawn_med = median(spawn_ms);
     line(
         "spawn -> tools/list answered, median",
-        format!("{spawn:.2} ms ({:.0}x floor)", spawn * 1e3 / floor_small),
+        format!("{spawn_med:.2} ms ({:.0}x floor)", spawn_med * 1e3 / floor_small),
         "<= 4 ms",
-        check(spawn <= 4.0),
+        check(spawn_med <= 4.0),
     );
     let first = median(first_ms);
     line(
