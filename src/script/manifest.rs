@@ -70,9 +70,10 @@ pub enum ManifestError {
     Invalid(String),
 }
 
-pub const CONFIRM_TOKEN_DESCRIPTION: &str = "The plan's token: then only what the plan showed is done.";
-pub const CONFIRM_DESCRIPTION: &str = "true: do it. Without: if anything is lost, only a plan and a confirm_token.";
-pub const CONFIRM_WRITES_DESCRIPTION: &str = "true: do it. Without: only a plan and a confirm_token.";
+pub const CONFIRM_TOKEN_DESCRIPTION: &str =
+    "With confirm=true: the plan's token; only what it showed is then done, and not if a guest changed since.";
+pub const CONFIRM_DESCRIPTION: &str = "true: carry it out. Without it nothing is destroyed: the call answers with a plan (what is lost, the requests, a confirm_token), or goes ahead if it loses nothing.";
+pub const CONFIRM_WRITES_DESCRIPTION: &str = "Set to true to carry out this operation. Without it nothing is changed: the tool answers with a plan (what would be done, the exact requests, and a confirm_token).";
 
 /// Can calls of this tool need a confirmation? Destructive tools and `confirm: true` tools
 /// always; exec and admin tools where the server confirms those. Their schema accepts
@@ -186,13 +187,11 @@ fn input_schema(
         } else {
             CONFIRM_DESCRIPTION
         };
-        props.insert(
-            "confirm".into(),
-            json!({"type": "boolean", "default": false, "description": description}),
-        );
+        props.insert("confirm".into(), json!({"type": "boolean", "description": description}));
         props.insert(
             "confirm_token".into(),
-            json!({"type": "string", "maxLength": 262144, "description": CONFIRM_TOKEN_DESCRIPTION}),
+            // Its length is bounded where it is read (`confirm::token`).
+            json!({"type": "string", "description": CONFIRM_TOKEN_DESCRIPTION}),
         );
     }
     if let Some(required) = schema.get("required") {

@@ -23,8 +23,9 @@ pub fn annotations(m: &Manifest) -> ToolAnnotations {
     } else {
         ToolAnnotations::new().read_only(false).destructive(false)
     };
-    let idempotent = m.idempotent.or(m.class.is_read().then_some(true));
-    if let Some(i) = idempotent {
+    // MCP reads idempotentHint only where readOnlyHint is false: a read tool does not repeat
+    // it (a manifest that sets it explicitly still gets it).
+    if let Some(i) = m.idempotent {
         a = a.idempotent(i);
     }
     // The title is the tool's own (`Tool.title`); repeating it here would cost every host
