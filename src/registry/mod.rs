@@ -247,13 +247,15 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
             let root_libs = libs.for_root(*root);
             // Built-ins are known good (the tests build and lint each one): their bodies are
             // built on first use, so start-up only reads their manifests.
-            let compiled = match root {
-                Scope::Builtin => compile_tool_deferred(&name, &file.origin, &file.text, root_libs),
-                Scope::User => compile_tool(&name, &file.origin, &file.text, root_libs),
+            let builtin = file.origin.starts_with(sources::BUILTIN_ORIGIN);
+            let compiled = if builtin {
+                compile_tool_deferred(&name, &file.origin, &file.text, root_libs)
+            } else {
+                compile_tool(&name, &file.origin, &file.text, root_libs)
             };
             match compiled {
                 Ok(tool) => {
-                    if *root == Scope::User {
+                    if !builtin {
                         let found = lint::lint(&file.origin, &file.text, tool.manifest.class, root_libs);
                         if !found.is_empty() {
                             findings.insert(name.clone(), found);
