@@ -12,12 +12,22 @@
 //!
 //! Once: spawn → `tools/list` answered (median of 20 spawns), the first call after spawn
 //! (median of 10), the size of `tools/list` in bytes, and save → `list_changed`.
+//!
+//! Fan-out: on a cluster of 8 online nodes whose every read of one kind is delayed by
+//! [`FANOUT_DELAY_MS`], `pve_list_storage` (one storage list per node) and
+//! `pve_list_backups` (one content list per backup storage and node) should take about one
+//! delay, not one per request.
+//!
+//! 50,000 volumes: `pve_storage_content` of a storage holding them, through `pve-mcp call`
+//! against a simulated cluster (its answer, about 9 MB, is more than an MCP client's line).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pve_mcp::sim::spec::ClusterSpec;
+use pve_mcp::gate::Method;
+use pve_mcp::sim::faults::{Fault, FaultAction, glob};
+use pve_mcp::sim::spec::{ClusterSpec, VolumeSpec};
 use pve_mcp::sim::{SimOptions, Simulator};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{NotificationContext, RunningService};
@@ -29,6 +39,10 @@ use tokio::sync::Notify;
 const SPAWNS: usize = 20;
 const FIRST_CALLS: usize = 10;
 const RELOADS: usize = 3;
+/// Delay of each fanned-out read in the fan-out figures.
+const FANOUT_DELAY_MS: u64 = 40;
+/// Online nodes of the fan-out cluster.
+const FANOUT_NODES: usize = 8;
 
 #[derive(Clone, Default)]
 struct Client {
@@ -90,6 +104,42 @@ async fn fake(guests: usize) -> Fake {
     let url = sim.https_url().expect("https");
     let token = sim.token().expect("a token");
     Fake { sim, url, token }
+}
+
+/// The built-in cluster with [`FANOUT_NODES`] online nodes, logging its requests to `log`.
+async fn fanout_fake(log: &Path) -> Fake {
+    let mut spec = ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    let template = spec.nodes[0].clone();
+    let online = spec.nodes.iter().filter(|n| n.online).count();
+    for i in 0..FANOUT_NODES.saturating_sub(online) {
+        let mut n = template.clone();
+        n.name = format!("pve{}", 10 + i);
+        n.ip = format!("192.168.1.{}", 110 + i);
+        spec.nodes.push(n);
+    }
+    let mut opts = SimOptions::new(spec);
+    opts.http_port = None;
+    opts.request_log = Some(log.to_path_buf());
+    let sim = Simulator::start(opts).await.expect("start the fake PVE");
+    let url = sim.https_url().expect("https");
+    let token = sim.token().expect("a token");
+    Fake { sim, url, token }
+}
+
+/// GETs in the request log after byte `from` whose path matches `pattern`.
+fn logged_gets(log: &Path, from: usize, pattern: &str) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["method"] == "GET" && v["path"].as_str().is_some_and(|p| glob(pattern, p)))
+        .count()
+}
+
+fn log_len(log: &Path) -> usize {
+    std::fs::metadata(log).map(|m| m.len() as usize).unwrap_or(0)
 }
 
 fn command(bin: &Path, fake: &Fake, scripts: &Path) -> tokio::process::Command {
@@ -387,6 +437,93 @@ async fn main() {
         );
         let _ = client.cancel().await;
     }
+
+    // Fan-out over nodes and storages.
+    println!("\n# fan-out: {FANOUT_NODES} online nodes, each fanned-out read delayed {FANOUT_DELAY_MS} ms"); // stdout-ok
+    let log_dir = tempfile::tempdir().expect("temp dir");
+    let log = log_dir.path().join("requests.jsonl");
+    let wide = fanout_fake(&log).await;
+    let (client, _, _) = spawn(&bin, &wide, scripts.path()).await;
+    for (tool, pattern) in [
+        ("pve_list_storage", "/nodes/*/storage"),
+        ("pve_list_backups", "/nodes/*/storage/*/content"),
+    ] {
+        call(&client, tool, &args(json!({}))).await;
+        wide.sim.clear_faults();
+        wide.sim.add_fault(
+            Fault::new(pattern, FaultAction::Latency(Duration::from_millis(FANOUT_DELAY_MS))).method(Method::Get),
+        );
+        let mut walls = Vec::new();
+        let mut delayed = 0;
+        for _ in 0..5 {
+            let from = log_len(&log);
+            walls.push(call(&client, tool, &args(json!({}))).await / 1e3);
+            delayed = logged_gets(&log, from, pattern);
+        }
+        wide.sim.clear_faults();
+        let wall = median(walls);
+        let slowest = FANOUT_DELAY_MS as f64;
+        line(
+            &format!("{tool} wall, median"),
+            format!(
+                "{wall:.1} ms for {delayed} delayed reads (one after another: {:.0} ms)",
+                delayed as f64 * slowest
+            ),
+            &format!("<= {:.0} ms (slowest x 1.5)", slowest * 1.5),
+            check(delayed > 1 && wall <= slowest * 1.5),
+        );
+    }
+    let _ = client.cancel().await;
+
+    // 50,000 volumes, through `pve-mcp call` on a simulated cluster.
+    let mut spec = ClusterSpec::default_cluster();
+    if let Some(local) = spec.storages.iter_mut().find(|s| s.storage == "local") {
+        local.volumes = (0..50_000u64)
+            .map(|i| VolumeSpec {
+                volid: format!("local:iso/image-{i:05}.iso"),
+                content: "iso".into(),
+                format: "iso".into(),
+                size: 1_000_000 + i,
+                ctime: 1_736_500_000,
+                vmid: None,
+                node: Some("pve1".into()),
+                notes: None,
+                protected: false,
+            })
+            .collect();
+    }
+    let cluster = log_dir.path().join("volumes.json");
+    std::fs::write(&cluster, serde_json::to_vec(&spec).expect("spec")).expect("write the cluster file");
+    let t = Instant::now();
+    let out = tokio::process::Command::new(&bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", scripts.path())
+        .env("PVE_MCP_SCRIPTS", scripts.path())
+        .env("PVE_MCP_AUDIT_LOG", "off")
+        .env("PVE_MCP_LOG", "warn")
+        .arg("--simulate")
+        .arg("--cluster")
+        .arg(&cluster)
+        .args(["call", "pve_storage_content", r#"{"storage": "local", "node": "pve1"}"#])
+        .output()
+        .await
+        .expect("pve-mcp call");
+    let took = t.elapsed().as_secs_f64() * 1e3;
+    let count = serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["count"].as_u64())
+        .unwrap_or(0);
+    println!(); // stdout-ok
+    line(
+        "50,000 volumes: pve_storage_content",
+        format!(
+            "{count} listed, {:.1} MB, {took:.0} ms (with start)",
+            out.stdout.len() as f64 / 1e6
+        ),
+        "all 50000 listed",
+        check(out.status.success() && count == 50_000),
+    );
 
     // Save → list_changed.
     let (client, _, handler) = spawn(&bin, &small, scripts.path()).await;
