@@ -297,6 +297,7 @@ fn line(what: &str, value: String, target: &str, ok: Option<bool>) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    pve_mcp::pve::install_crypto_provider();
     let bin = binary();
     let scripts = tempfile::tempdir().expect("temp dir");
     let mut all_met = true;

@@ -53,14 +53,22 @@ pub enum ClientBuildError {
     Http(String),
 }
 
+/// Make ring the process's default rustls provider, unless one is installed already.
+///
+/// reqwest is built without a provider of its own (`rustls-no-provider`) and takes the
+/// process's default, so every reqwest client in the process needs this first: the PVE
+/// client and the simulator call it, and so must any other code that builds one.
+pub fn install_crypto_provider() {
+    // Installing fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl PveClient {
     pub fn new(conn: &Connection) -> Result<PveClient, ClientBuildError> {
         let mut auth = HeaderValue::from_str(&format!("PVEAPIToken={}={}", conn.token_id, conn.token_secret))
             .map_err(|_| ClientBuildError::BadHeader)?;
         auth.set_sensitive(true);
-        // reqwest takes the process's default rustls provider; ring is the one built in.
-        // Installing fails only when one is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(conn.timeout)
             .connect_timeout(conn.timeout.min(Duration::from_secs(10)))
