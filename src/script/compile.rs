@@ -100,31 +100,116 @@ fn compile_engine(log: sandbox::LogFn, libs: &Libs) -> Engine {
 
 /// Compile a tool now: its manifest and its body (a user script: errors show at load).
 pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result<CompiledTool, ScriptError> {
-    let tool = read_tool(stem, origin, text, None)?;
+    let tool = read_tool(stem, origin, text, text, true, None)?;
     let body = build_body(origin, text, libs, &tool.manifest)?;
     let _ = tool.body.set(Ok(body));
     Ok(tool)
 }
 
 /// Read a tool's manifest now and build its body on first use (a built-in).
+///
+/// Only the `const TOOL = #{…};` statement is parsed here (see [`manifest_statement`]),
+/// which is most of what start-up costs; the whole script is parsed with its body.
 pub fn compile_tool_deferred(
     stem: &str,
     origin: &str,
     text: &Arc<str>,
     libs: &Libs,
 ) -> Result<CompiledTool, ScriptError> {
-    read_tool(stem, origin, text, Some((text.clone(), libs.clone())))
+    let source = Some((text.clone(), libs.clone()));
+    match manifest_statement(text) {
+        Some(statement) => read_tool(stem, origin, text, statement, false, source),
+        None => read_tool(stem, origin, text, text, true, source),
+    }
 }
 
-/// Parse the script (imports are not resolved here) and read its manifest.
+/// The `const TOOL = #{…};` statement of a script, found without parsing the rest: a line
+/// that starts with `const TOOL`, up to the `}` that closes its map and the `;` after it.
+/// Strings and comments inside the map are skipped over; `None` when the text holds
+/// anything this scan does not follow (a backtick string, a character literal), so that the
+/// caller parses the whole script instead.
+pub fn manifest_statement(text: &str) -> Option<&str> {
+    let start = text
+        .match_indices("const TOOL")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')?;
+    let bytes = text.as_bytes();
+    let mut i = start + "const TOOL".len();
+    // ` = #{`
+    while i < bytes.len() && bytes[i] != b'#' {
+        if !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b'=') {
+            return None;
+        }
+        i += 1;
+    }
+    if bytes.get(i + 1) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut depth = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let end = text.get(i + 2..)?.find("*/")?;
+                i += 2 + end + 1;
+            }
+            b'`' | b'\'' => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    if depth != 0 {
+        return None;
+    }
+    let rest = text.get(i + 1..)?;
+    let semicolon = rest.len() - rest.trim_start().len();
+    (rest.as_bytes().get(semicolon) == Some(&b';')).then(|| &text[start..i + 2 + semicolon])
+}
+
+/// Read the manifest from `parsed` (the whole script, or its `const TOOL` statement) and
+/// make the tool; `whole` says which, and only then is `fn run(args)` checked here (a body
+/// build checks it too).
 fn read_tool(
     stem: &str,
     origin: &str,
     text: &str,
+    parsed: &str,
+    whole: bool,
     source: Option<(Arc<str>, Libs)>,
 ) -> Result<CompiledTool, ScriptError> {
-    let engine = sandbox::engine(Arc::new(|_| {}));
-    let ast = engine.compile(text).map_err(|e| {
+    // The manifest is a literal: an engine without functions reads it (the sandbox's standard
+    // package is built on the first call instead, a millisecond or two of start-up).
+    let raw;
+    let sandboxed;
+    let engine = if whole {
+        sandboxed = sandbox::engine(Arc::new(|_| {}));
+        &sandboxed
+    } else {
+        raw = Engine::new_raw();
+        &raw
+    };
+    let ast = engine.compile(parsed).map_err(|e| {
         let e: Box<EvalAltResult> = e.into();
         ScriptError::from_eval(origin, &e)
     })?;
@@ -135,16 +220,19 @@ fn read_tool(
     let at_top = |message: String| ScriptError::at(origin, Position::new(1, 1), message);
     let tool = tool.ok_or_else(|| at_top(super::manifest::ManifestError::Missing.to_string()))?;
     let tool: Value = rhai::serde::from_dynamic(&tool).map_err(|e| at_top(format!("TOOL: {e}")))?;
-    let manifest = Manifest::from_value(stem, tool).map_err(|e| at_top(e.to_string()))?;
-    if !ast.iter_functions().any(|f| f.name == ENTRY && f.params.len() == 1) {
-        return Err(at_top(format!("the script has no entry function `fn {ENTRY}(args)`")));
+    let manifest = if source.is_some() {
+        Manifest::from_value_deferred(stem, tool)
+    } else {
+        Manifest::from_value(stem, tool)
     }
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
+    .map_err(|e| at_top(e.to_string()))?;
+    if whole {
+        has_entry(&ast, origin)?;
+    }
     Ok(CompiledTool {
         manifest,
         origin: origin.to_string(),
-        source_hash: hasher.finish(),
+        source_hash: text_hash(text),
         sha256: crate::audit::sha256_hex(text.as_bytes()),
         body: OnceLock::new(),
         source,
@@ -164,6 +252,7 @@ fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Res
         .compile_into_self_contained(&Scope::new(), text)
         .map_err(|e| ScriptError::from_eval(origin, &e))?;
     ast.set_source(origin.to_string());
+    has_entry(&ast, origin)?;
     let at_top = |message: String| ScriptError::at(origin, Position::new(1, 1), message);
     let validator = jsonschema::validator_for(&Value::Object(manifest.input_schema.clone()))
         .map_err(|e| at_top(format!("TOOL.params is not a valid JSON Schema: {e}")))?;
@@ -179,6 +268,31 @@ fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Res
         validator,
         output_validator,
     })
+}
+
+fn text_hash(text: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl CompiledTool {
+    /// Was this tool compiled from this text at this origin?
+    pub fn is_from(&self, origin: &str, text: &str) -> bool {
+        self.origin == origin && self.source_hash == text_hash(text)
+    }
+}
+
+fn has_entry(ast: &AST, origin: &str) -> Result<(), ScriptError> {
+    if ast.iter_functions().any(|f| f.name == ENTRY && f.params.len() == 1) {
+        Ok(())
+    } else {
+        Err(ScriptError::at(
+            origin,
+            Position::new(1, 1),
+            format!("the script has no entry function `fn {ENTRY}(args)`"),
+        ))
+    }
 }
 
 /// Compile a library module on its own, to report its errors by its own file.
@@ -201,4 +315,61 @@ pub fn bare_message(err: &EvalAltResult) -> String {
     }
     let suffix = format!(" ({})", err.position());
     text.strip_suffix(&suffix).map(str::to_string).unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_statement_reads_as_the_whole_script_does() {
+        let libs = Libs::default();
+        let mut tools = 0;
+        for file in crate::registry::sources::builtin() {
+            let Some(stem) = file.tool_name() else { continue };
+            let statement = manifest_statement(&file.text).unwrap_or_else(|| panic!("{}: no manifest found", file.rel));
+            assert!(
+                statement.starts_with("const TOOL") && statement.ends_with(';'),
+                "{statement}"
+            );
+            let quick = compile_tool_deferred(stem, &file.origin, &file.text, &libs).unwrap();
+            let whole = read_tool(stem, &file.origin, &file.text, &file.text, true, None).unwrap();
+            assert_eq!(quick.manifest, whole.manifest, "{}", file.rel);
+            tools += 1;
+        }
+        assert!(tools >= 24);
+    }
+
+    #[test]
+    fn the_manifest_scan_skips_strings_and_comments_and_gives_up_on_the_rest() {
+        let text = "import \"lib/x\" as x;\nconst TOOL = #{ description: \"a } and a \\\" {\", // }\n /* } */ class: \"read\" } ;\nfn run(args) { 1 }";
+        let s = manifest_statement(text).unwrap();
+        assert!(s.starts_with("const TOOL = #{") && s.ends_with("} ;"), "{s}");
+        assert_eq!(manifest_statement("const TOOL = #{ description: `a ${1}` };"), None);
+        assert_eq!(manifest_statement("const TOOLS = #{};"), None);
+        assert_eq!(manifest_statement("let x = 1; const TOOL = #{};"), None);
+        assert_eq!(manifest_statement("const TOOL = #{ a: 1 }"), None);
+        // Without a statement of its own, the whole script is read (and a broken one fails).
+        let broken = Arc::<str>::from("const TOOL = #{ description: \"d\", class: \"read\" ");
+        assert!(compile_tool_deferred("t", "builtin:t.rhai", &broken, &Libs::default()).is_err());
+    }
+
+    #[test]
+    fn a_deferred_tools_schema_is_checked_when_its_body_is_built() {
+        let text = Arc::<str>::from(
+            "const TOOL = #{ description: \"d\", class: \"read\", params: #{ properties: #{ a: #{ type: \"nonsense\" } } } };\nfn run(args) { 1 }",
+        );
+        assert!(compile_tool("t", "/s/t.rhai", &text, &Libs::default()).is_err());
+        let tool = compile_tool_deferred("t", "builtin:t.rhai", &text, &Libs::default()).unwrap();
+        let e = tool.body().err().expect("an invalid schema");
+        assert!(e.message.contains("not a valid JSON Schema"), "{e}");
+    }
+
+    #[test]
+    fn a_deferred_tool_without_run_fails_when_its_body_is_built() {
+        let text = Arc::<str>::from("const TOOL = #{ description: \"d\", class: \"read\" };\nfn other(x) { x }");
+        let tool = compile_tool_deferred("t", "builtin:t.rhai", &text, &Libs::default()).unwrap();
+        let e = tool.body().err().expect("no fn run");
+        assert!(e.message.contains("fn run(args)"), "{e}");
+    }
 }

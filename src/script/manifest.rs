@@ -93,6 +93,18 @@ pub fn valid_tool_name(name: &str) -> bool {
 impl Manifest {
     /// Build the manifest from the `TOOL` value (already converted to JSON).
     pub fn from_value(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
+        Manifest::read(stem, value, true)
+    }
+
+    /// As [`Manifest::from_value`], but `params` is not checked against the JSON Schema
+    /// meta-schema here: for a tool whose body is built later, whose argument validator
+    /// checks it then (the first check builds the meta-schema's validator, a few
+    /// milliseconds a start-up with only built-in tools need not spend).
+    pub fn from_value_deferred(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
+        Manifest::read(stem, value, false)
+    }
+
+    fn read(stem: &str, value: Value, check_schema: bool) -> Result<Manifest, ManifestError> {
         let invalid = |s: String| ManifestError::Invalid(s);
         let raw: RawManifest = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         if !valid_tool_name(stem) {
@@ -120,7 +132,7 @@ impl Manifest {
                 "confirm: true is for tools that change something; a read tool has nothing to confirm".into(),
             ));
         }
-        let input_schema = input_schema(raw.params, class, confirm_writes).map_err(invalid)?;
+        let input_schema = input_schema(raw.params, class, confirm_writes, check_schema).map_err(invalid)?;
         let output_schema = match raw.output {
             None => None,
             Some(Value::Object(o)) if o.get("type") == Some(&json!("object")) => Some(o),
@@ -157,6 +169,7 @@ fn input_schema(
     params: Option<Value>,
     class: Capabilities,
     confirm_writes: bool,
+    check_schema: bool,
 ) -> Result<Map<String, Value>, String> {
     let mut schema = match params {
         None => Map::new(),
@@ -207,9 +220,11 @@ fn input_schema(
     }
     // A typo in an argument name should be an error, not silently ignored.
     schema.entry("additionalProperties").or_insert(json!(false));
-    // Against the meta-schema only (cheap); the validator itself is built with the tool's body.
-    jsonschema::meta::validate(&Value::Object(schema.clone()))
-        .map_err(|e| format!("params is not a valid JSON Schema: {e}"))?;
+    // Against the meta-schema only; the validator itself is built with the tool's body.
+    if check_schema {
+        jsonschema::meta::validate(&Value::Object(schema.clone()))
+            .map_err(|e| format!("params is not a valid JSON Schema: {e}"))?;
+    }
     Ok(schema)
 }
 
