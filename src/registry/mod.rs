@@ -106,6 +106,23 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Build the bodies of the tools in service that were deferred (the built-ins), most
+    /// used first, so that the first calls find them ready. For a thread of its own at
+    /// start: a call that needs a body meanwhile waits for that one build, never two.
+    pub fn warm_up(&self) {
+        const FIRST: [&str; 2] = ["pve_list_vms", "pve_vm_status"];
+        let first = FIRST.iter().filter_map(|n| self.tools.get(*n));
+        let rest = self
+            .tools
+            .values()
+            .filter(|t| !FIRST.contains(&t.manifest.name.as_str()));
+        for tool in first.chain(rest) {
+            let _ = tool.body();
+        }
+    }
+}
+
 /// What a reload did.
 #[derive(Debug, Default)]
 pub struct ReloadReport {
@@ -248,6 +265,17 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
             // Built-ins are known good (the tests build and lint each one): their bodies are
             // built on first use, so start-up only reads their manifests.
             let builtin = file.origin.starts_with(sources::BUILTIN_ORIGIN);
+            // A built-in imports only the built-in libraries, which never change: the one
+            // in service is still good (and keeps the body it may have built).
+            if builtin
+                && let Some(prev) = previous
+                    .tools
+                    .get(&name)
+                    .filter(|p| p.is_from(&file.origin, &file.text))
+            {
+                chosen = Some(prev.clone());
+                break;
+            }
             let compiled = if builtin {
                 compile_tool_deferred(&name, &file.origin, &file.text, root_libs)
             } else {
@@ -357,6 +385,27 @@ mod tests {
                 panic!("{}: {e}", t.origin);
             }
         }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_builtins_it_has_and_their_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(
+            vec![src("t.rhai", GOOD), src("u.rhai", GOOD)],
+            vec![dir.path().to_path_buf()],
+        );
+        let before = reg.snapshot();
+        before.warm_up();
+        std::fs::write(dir.path().join("u.rhai"), GOOD.replace("\"d\"", "\"user\"")).unwrap();
+        reg.reload();
+        let after = reg.snapshot();
+        assert!(Arc::ptr_eq(&before.tools["t"], &after.tools["t"]), "the same built-in");
+        assert_eq!(after.tools["u"].manifest.description, "user");
+        std::fs::remove_file(dir.path().join("u.rhai")).unwrap();
+        reg.reload();
+        let back = reg.snapshot();
+        assert_eq!(back.tools["u"].manifest.description, "d");
+        assert!(back.tools["u"].body().is_ok());
     }
 
     #[test]
