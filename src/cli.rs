@@ -286,14 +286,12 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let mut runtime = runtime(config)?;
     let registry = load_registry(&config.settings);
     runtime.registry = Some(registry.clone());
-    // The built-in tools' bodies, the script engine's standard library and the schema
-    // checker are built on first use; build them now beside the handshake instead of in the
-    // first call. A failure here only means the first call builds them.
-    let warm = registry.snapshot();
+    // The script engine's standard library and the schema checker are built on first use;
+    // build them beside the handshake instead of in the first call (if this thread cannot
+    // start, the first call builds them).
     let _ = std::thread::Builder::new()
         .name("pve-mcp warm-up".into())
-        .stack_size(crate::script::thread::SCRIPT_STACK)
-        .spawn(move || warm.warm_up());
+        .spawn(crate::script::compile::warm_up);
     let server = PveMcpServer::new(registry.clone(), runtime);
     let notifier = server.clone();
     let _watch = registry::watch::spawn(registry.clone(), config.settings.script_dirs_explicit, move |report| {

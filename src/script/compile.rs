@@ -270,6 +270,15 @@ fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Res
     })
 }
 
+/// Build what every body build needs once per process, the script engine's standard
+/// library and the JSON Schema meta-schema's validator (a few milliseconds together), so
+/// that the first call does not wait for them. For a thread of its own at start; the bodies
+/// themselves are built by the calls that need them.
+pub fn warm_up() {
+    let _ = sandbox::engine(Arc::new(|_| {}));
+    let _ = jsonschema::validator_for(&serde_json::json!({"type": "object"}));
+}
+
 fn text_hash(text: &str) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
