@@ -1,6 +1,7 @@
 //! The command line: serve over stdio (default), the script author's commands `tools`,
 //! `check`, `describe`, `new` and `call`, and `audit verify|show` for the audit log.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -76,6 +77,13 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Print the JSON Schema of a file format, for editors that validate as you type.
+    #[cfg(feature = "simulator")]
+    Schema {
+        /// `cluster`: the `--cluster FILE` description of a simulated cluster.
+        #[arg(value_enum)]
+        format: SchemaFormat,
+    },
     /// Run the simulated PVE API on its own, for other clients and scripts (PVE_HOST=…).
     #[cfg(feature = "simulator")]
     Simulate {
@@ -92,6 +100,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         request_log: Option<PathBuf>,
     },
+}
+
+/// The file formats `pve-mcp schema` describes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaFormat {
+    /// The cluster description read by `--cluster FILE`.
+    Cluster,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +260,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
         Command::New { name, class } => new_tool(name, class),
         Command::Audit { action } => audit(action),
         Command::Call { tool, args } => call(Target::from(&cli).await?, tool, args).await,
+        #[cfg(feature = "simulator")]
+        Command::Schema { format } => {
+            let schema = match format {
+                SchemaFormat::Cluster => crate::sim::spec::ClusterSpec::json_schema(),
+            };
+            let text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+            // The command's output; a reader that stops early (`| head`) is not an error.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         #[cfg(feature = "simulator")]
         Command::Simulate {
             port,
