@@ -627,17 +627,19 @@ async fn test(paths: Vec<PathBuf>, cluster: Option<PathBuf>, request_log: Option
     let secs = started.elapsed().as_secs_f64();
     if tests == 0 {
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        println!(
+        let line = format!(
             "no tests found in {}: a tool DIR/NAME.rhai is tested by fn test_…() in DIR/tests/NAME.rhai",
             shown.join(", ")
-        ); // stdout-ok
+        );
+        println!("{line}"); // stdout-ok
         return Ok(ExitCode::from(1));
     }
     let files = reports.len();
-    println!(
+    let line = format!(
         "{files} files, {tests} tests: {} passed, {failed} failed ({secs:.1}s)",
         tests - failed
-    ); // stdout-ok
+    );
+    println!("{line}"); // stdout-ok
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
