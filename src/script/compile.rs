@@ -69,7 +69,10 @@ fn compile_engine(log: sandbox::LogFn, libs: &Libs) -> Engine {
     engine
 }
 
-pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result<CompiledTool, ScriptError> {
+/// Compile a script into a self-contained AST (its imports resolved from `libs` and
+/// embedded), named by `origin` in error positions. Library top-level code runs under
+/// [`LIB_DEADLINE`] and [`LIB_MEMORY`].
+pub fn compile_script(origin: &str, text: &str, libs: &Libs) -> Result<AST, ScriptError> {
     let log_origin = origin.to_string();
     let _budget = budget::enter(LIB_MEMORY);
     let engine = compile_engine(
@@ -80,6 +83,11 @@ pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result
         .compile_into_self_contained(&Scope::new(), text)
         .map_err(|e| ScriptError::from_eval(origin, &e))?;
     ast.set_source(origin.to_string());
+    Ok(ast)
+}
+
+pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result<CompiledTool, ScriptError> {
+    let ast = compile_script(origin, text, libs)?;
 
     let tool = ast
         .iter_literal_variables(true, false)
