@@ -1,5 +1,5 @@
-//! Embeds every file under `scripts/` into the binary, so the built-in tools work wherever
-//! the binary goes (`cargo install` included).
+//! Embeds the tools and libraries under `scripts/` (not its `tests/`) into the binary, so
+//! the built-in tools work wherever the binary goes (`cargo install` included).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,11 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
+            // scripts/tests/ holds the built-in tools' tests (`pve-mcp test scripts/`): they
+            // are not part of the binary.
+            if dir == root && path.file_name().is_some_and(|n| n == "tests") {
+                continue;
+            }
             collect(root, &path, out);
         } else if path.extension().is_some_and(|e| e == "rhai") {
             let rel = path

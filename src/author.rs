@@ -221,7 +221,9 @@ fn skeleton(name: &str, caps: Capabilities) -> String {
     format!(
         r#"// {name}: a tool of pve-mcp. The file name is the tool name; save it while the server
 // runs and the host sees it. `pve-mcp check` reads it for mistakes, `pve-mcp describe {name}`
-// shows what the host sees, `pve-mcp call {name} '{{"vmid": 100}}'` runs it.
+// shows what the host sees, `pve-mcp call {name} '{{"vmid": 100}}'` runs it. Its tests go in
+// tests/{name}.rhai beside it (fn test_…() calling test::run(#{{ vmid: 100 }})): `pve-mcp test`.
+// SCRIPTING.md is the reference.
 
 const TOOL = #{{
     description: "Describe what {name} does, for the host's model: what it returns, when to use it.",

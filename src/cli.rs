@@ -1,6 +1,7 @@
 //! The command line: serve over stdio (default), the script author's commands `tools`,
-//! `check`, `describe`, `new` and `call`, and `audit verify|show` for the audit log.
+//! `check`, `describe`, `new`, `test` and `call`, and `audit verify|show` for the audit log.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +64,17 @@ pub enum Command {
         #[arg(long, default_value = "read")]
         class: String,
     },
+    /// Run the tests scripts carry (DIR/tests/TOOL.rhai, fn test_…()) against the simulated
+    /// cluster, through the same core as the server; exit 1 if any fails.
+    #[cfg(feature = "simulator")]
+    Test {
+        /// Script directories, tests/ directories, test files or tool files (default: PVE_MCP_SCRIPTS).
+        paths: Vec<PathBuf>,
+        /// Append every request the tests sent to this file (JSON lines, the format of
+        /// pve_schema.py check-log).
+        #[arg(long, value_name = "FILE")]
+        request_log: Option<PathBuf>,
+    },
     /// Call one tool and print its JSON result, through the same gate and modes as the server.
     Call {
         /// Tool name, e.g. pve_list_vms.
@@ -75,6 +87,13 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Print the JSON Schema of a file format, for editors that validate as you type.
+    #[cfg(feature = "simulator")]
+    Schema {
+        /// `cluster`: the `--cluster FILE` description of a simulated cluster.
+        #[arg(value_enum)]
+        format: SchemaFormat,
     },
     /// Run the simulated PVE API on its own, for other clients and scripts (PVE_HOST=…).
     #[cfg(feature = "simulator")]
@@ -92,6 +111,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         request_log: Option<PathBuf>,
     },
+}
+
+/// The file formats `pve-mcp schema` describes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaFormat {
+    /// The cluster description read by `--cluster FILE`.
+    Cluster,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +271,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
         Command::New { name, class } => new_tool(name, class),
         Command::Audit { action } => audit(action),
         Command::Call { tool, args } => call(Target::from(&cli).await?, tool, args).await,
+        #[cfg(feature = "simulator")]
+        Command::Schema { format } => {
+            let schema = match format {
+                SchemaFormat::Cluster => crate::sim::spec::ClusterSpec::json_schema(),
+            };
+            let text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+            // The command's output; a reader that stops early (`| head`) is not an error.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "simulator")]
+        Command::Test { paths, request_log } => test(paths.clone(), cli.cluster.clone(), request_log.clone()).await,
         #[cfg(feature = "simulator")]
         Command::Simulate {
             port,
@@ -569,4 +607,81 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
     let text = serde_json::to_string_pretty(&json).map_err(|e| fail(1, e.to_string()))?;
     println!("{text}"); // stdout-ok
     Ok(code)
+}
+
+#[cfg(feature = "simulator")]
+async fn test(paths: Vec<PathBuf>, cluster: Option<PathBuf>, request_log: Option<PathBuf>) -> Result<ExitCode, Exit> {
+    use crate::testing::{self, FileReport};
+    let paths = if paths.is_empty() {
+        Settings::from_env(&ProcessEnv)?.script_dirs
+    } else {
+        paths
+    };
+    let suites = testing::discover(&paths).map_err(|e| fail(1, e))?;
+    let started = std::time::Instant::now();
+    let print = |r: &FileReport| {
+        println!("{}  ({})", r.origin, r.tool); // stdout-ok
+        match &r.outcome {
+            Err(message) => {
+                println!("  FAIL  the file could not run"); // stdout-ok
+                println!("        {message}"); // stdout-ok
+            }
+            Ok(tests) => {
+                for t in tests {
+                    let secs = t.duration.as_secs_f64();
+                    match &t.failure {
+                        None => println!("  ok    {} ({secs:.1}s)", t.name), // stdout-ok
+                        Some(f) => {
+                            println!("  FAIL  {} ({secs:.1}s)", t.name); // stdout-ok
+                            println!("        {f}"); // stdout-ok
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let opts = testing::Options { cluster, request_log };
+    let reports = testing::run(suites.clone(), opts, print)
+        .await
+        .map_err(|e| fail(1, e))?;
+    let tests: usize = reports
+        .iter()
+        .map(|r| r.outcome.as_ref().map(Vec::len).unwrap_or(1))
+        .sum();
+    let failed: usize = reports.iter().map(FileReport::failed).sum();
+    // Tools of the tested directories that no test file names.
+    for suite in suites.iter().filter(|s| !s.files.is_empty()) {
+        let tested: std::collections::BTreeSet<&str> = suite.files.iter().map(|f| f.tool.as_str()).collect();
+        if let Ok((files, _)) = sources::read_dir(&suite.dir) {
+            let untested: Vec<&str> = files
+                .iter()
+                .filter_map(|f| f.tool_name())
+                .filter(|t| !tested.contains(t))
+                .collect();
+            if suite.whole && !untested.is_empty() {
+                println!("no tests in {}/tests for: {}", suite.dir.display(), untested.join(", ")); // stdout-ok
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if tests == 0 {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let line = format!(
+            "no tests found in {}: a tool DIR/NAME.rhai is tested by fn test_…() in DIR/tests/NAME.rhai",
+            shown.join(", ")
+        );
+        println!("{line}"); // stdout-ok
+        return Ok(ExitCode::from(1));
+    }
+    let files = reports.len();
+    let line = format!(
+        "{files} files, {tests} tests: {} passed, {failed} failed ({secs:.1}s)",
+        tests - failed
+    );
+    println!("{line}"); // stdout-ok
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

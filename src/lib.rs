@@ -14,3 +14,5 @@ pub mod script;
 pub mod server;
 #[cfg(feature = "simulator")]
 pub mod sim;
+#[cfg(feature = "simulator")]
+pub mod testing;

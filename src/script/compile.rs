@@ -242,16 +242,7 @@ fn read_tool(
 /// The self-contained AST (imports embedded; library top-level code runs here, bounded) and
 /// the validators of the arguments and of the result.
 fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Result<Body, ScriptError> {
-    let log_origin = origin.to_string();
-    let _budget = budget::enter(LIB_MEMORY);
-    let engine = compile_engine(
-        Arc::new(move |s| tracing::info!(target: "script", "{log_origin} (top level): {s}")),
-        libs,
-    );
-    let mut ast = engine
-        .compile_into_self_contained(&Scope::new(), text)
-        .map_err(|e| ScriptError::from_eval(origin, &e))?;
-    ast.set_source(origin.to_string());
+    let ast = compile_script(origin, text, libs)?;
     has_entry(&ast, origin)?;
     let at_top = |message: String| ScriptError::at(origin, Position::new(1, 1), message);
     let validator = jsonschema::validator_for(&Value::Object(manifest.input_schema.clone()))
@@ -268,6 +259,23 @@ fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Res
         validator,
         output_validator,
     })
+}
+
+/// Compile a script into a self-contained AST (its imports resolved from `libs` and
+/// embedded), named by `origin` in error positions. Library top-level code runs under
+/// [`LIB_DEADLINE`] and [`LIB_MEMORY`].
+pub fn compile_script(origin: &str, text: &str, libs: &Libs) -> Result<AST, ScriptError> {
+    let log_origin = origin.to_string();
+    let _budget = budget::enter(LIB_MEMORY);
+    let engine = compile_engine(
+        Arc::new(move |s| tracing::info!(target: "script", "{log_origin} (top level): {s}")),
+        libs,
+    );
+    let mut ast = engine
+        .compile_into_self_contained(&Scope::new(), text)
+        .map_err(|e| ScriptError::from_eval(origin, &e))?;
+    ast.set_source(origin.to_string());
+    Ok(ast)
 }
 
 /// Build what every body build needs once per process, the script engine's standard

@@ -197,15 +197,15 @@ pub fn lint(origin: &str, text: &str, class: Capabilities, libs: &Libs) -> Vec<S
     });
 
     // Variables inside named functions: a fn sees only its parameters and its own variables.
-    let named: Vec<(String, Vec<String>)> = ast
-        .iter_functions()
-        .filter(|f| !f.name.starts_with("anon$"))
-        .map(|f| (f.name.to_string(), f.params.iter().map(|p| p.to_string()).collect()))
-        .collect();
-    for (fname, params) in named {
-        let argc = params.len();
-        let mut only = ast.clone_functions_only();
-        only.retain_functions(|_, _, n, a| n == fname && a == argc);
+    // Each named fn's body is walked on its own (a closure's body is its own `anon$` fn, not
+    // part of it), from a module that holds that fn alone: cloning the script's functions
+    // for each fn would grow with their number squared.
+    for f in ast.iter_fn_def().filter(|f| !f.name.starts_with("anon$")) {
+        let fname = f.name.to_string();
+        let params: Vec<String> = f.params.iter().map(|p| p.to_string()).collect();
+        let mut module = rhai::Module::new();
+        module.set_script_fn(f.clone());
+        let only = AST::new_from_module(module);
         let mut declared: BTreeSet<String> = params.into_iter().collect();
         let mut used: Vec<(String, bool, Position)> = Vec::new();
         only.walk(&mut |path: &[ASTNode]| {

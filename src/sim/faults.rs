@@ -155,6 +155,153 @@ pub fn reply(action: &FaultAction) -> Option<Reply> {
 /// `status` and `message`), `latency` (`ms`), `hang`, `malformed`, `html` (`status`, 502 by
 /// default), `truncated`, `reset`, `node_offline` (595), `node_tls` (596), `omit`
 /// (`fields`), `ignore_params`, `data` (`data`: the answer's `data`).
+/// Fields every fault may have.
+const COMMON_FIELDS: &[&str] = &["path", "method", "times", "fault"];
+
+/// One kind of fault: its name, the fields it takes beside the common ones, which of them
+/// it needs, and what it does. The parser ([`FaultSpec::fault`]) and the JSON Schema of
+/// the cluster file both read this table.
+struct FaultKind {
+    name: &'static str,
+    fields: &'static [&'static str],
+    required: &'static [&'static str],
+    does: &'static str,
+}
+
+const FAULT_KINDS: &[FaultKind] = &[
+    FaultKind {
+        name: "status",
+        fields: &["status", "message"],
+        required: &["status"],
+        does: "answer with this HTTP status and message, as PVE's error envelope",
+    },
+    FaultKind {
+        name: "latency",
+        fields: &["ms"],
+        required: &["ms"],
+        does: "answer normally after this many milliseconds",
+    },
+    FaultKind {
+        name: "hang",
+        fields: &[],
+        required: &[],
+        does: "never answer",
+    },
+    FaultKind {
+        name: "malformed",
+        fields: &[],
+        required: &[],
+        does: "answer 200 with a body that is not JSON",
+    },
+    FaultKind {
+        name: "html",
+        fields: &["status"],
+        required: &[],
+        does: "answer with a proxy's HTML error page (status 502 by default)",
+    },
+    FaultKind {
+        name: "truncated",
+        fields: &[],
+        required: &[],
+        does: "drop the connection in the middle of the body",
+    },
+    FaultKind {
+        name: "reset",
+        fields: &[],
+        required: &[],
+        does: "reset the connection without answering",
+    },
+    FaultKind {
+        name: "node_offline",
+        fields: &[],
+        required: &[],
+        does: "answer 595, as pveproxy does for a node it cannot reach",
+    },
+    FaultKind {
+        name: "node_tls",
+        fields: &[],
+        required: &[],
+        does: "answer 596, as pveproxy does when the node's TLS fails",
+    },
+    FaultKind {
+        name: "omit",
+        fields: &["fields"],
+        required: &["fields"],
+        does: "leave these fields out of the answer's data",
+    },
+    FaultKind {
+        name: "ignore_params",
+        fields: &[],
+        required: &[],
+        does: "answer as if the request had no query parameters",
+    },
+    FaultKind {
+        name: "data",
+        fields: &["data"],
+        required: &["data"],
+        does: "answer 200 with this value as the data",
+    },
+];
+
+fn fields_of(kind: &str) -> &'static [&'static str] {
+    FAULT_KINDS.iter().find(|k| k.name == kind).map_or(&[], |k| k.fields)
+}
+
+/// The JSON Schema of a field a fault may have.
+fn field_schema(field: &str) -> serde_json::Value {
+    use serde_json::json;
+    match field {
+        "path" => {
+            json!({"type": "string", "description": "a glob over the path below /api2/json (`*` matches anything), starting with '/'", "pattern": "^(/|\\*$)"})
+        }
+        "method" => {
+            json!({"type": "string", "description": "GET, POST, PUT or DELETE (any method when absent)", "pattern": "^(?i)(get|post|put|delete)$"})
+        }
+        "times" => {
+            json!({"type": "integer", "minimum": 0, "description": "how many matching requests get the fault (every one when absent)"})
+        }
+        "status" => json!({"type": "integer", "minimum": 100, "maximum": 599}),
+        "message" => json!({"type": "string"}),
+        "ms" => json!({"type": "integer", "minimum": 0}),
+        "fields" => json!({"type": "array", "items": {"type": "string"}}),
+        _ => json!({"description": "any JSON value"}),
+    }
+}
+
+impl schemars::JsonSchema for FaultSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FaultSpec".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        use serde_json::{Map, Value, json};
+        let variants: Vec<Value> = FAULT_KINDS
+            .iter()
+            .map(|k| {
+                let mut props = Map::new();
+                for f in COMMON_FIELDS.iter().chain(k.fields) {
+                    props.insert((*f).to_string(), field_schema(f));
+                }
+                props.insert("fault".into(), json!({"const": k.name}));
+                let mut required = vec!["path", "fault"];
+                required.extend_from_slice(k.required);
+                json!({
+                    "description": k.does,
+                    "type": "object",
+                    "properties": props,
+                    "required": required,
+                    "additionalProperties": false,
+                })
+            })
+            .collect();
+        let schema = json!({
+            "description": "A fault injected into matching requests; the first matching fault applies.",
+            "oneOf": variants,
+        });
+        schemars::Schema::try_from(schema).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct FaultSpec(pub serde_json::Map<String, serde_json::Value>);
@@ -179,24 +326,18 @@ impl FaultSpec {
                 _ => Err(format!("fault '{kind}' on {path} needs \"status\" between 100 and 599")),
             }
         };
-        let (action, allowed): (FaultAction, &[&str]) = match kind {
-            "status" => (
-                FaultAction::Status(status(None)?, str_of("message").unwrap_or("").to_string()),
-                &["status", "message"],
-            ),
-            "latency" => (
-                FaultAction::Latency(std::time::Duration::from_millis(
-                    num("ms").ok_or_else(|| format!("fault 'latency' on {path} needs \"ms\""))?,
-                )),
-                &["ms"],
-            ),
-            "hang" => (FaultAction::Hang, &[]),
-            "malformed" => (FaultAction::MalformedJson, &[]),
-            "html" => (FaultAction::HtmlPage(status(Some(502))?), &["status"]),
-            "truncated" => (FaultAction::DropMidBody, &[]),
-            "reset" => (FaultAction::Reset, &[]),
-            "node_offline" => (FaultAction::NodeOffline, &[]),
-            "node_tls" => (FaultAction::NodeTls, &[]),
+        let action = match kind {
+            "status" => FaultAction::Status(status(None)?, str_of("message").unwrap_or("").to_string()),
+            "latency" => FaultAction::Latency(std::time::Duration::from_millis(
+                num("ms").ok_or_else(|| format!("fault 'latency' on {path} needs \"ms\""))?,
+            )),
+            "hang" => FaultAction::Hang,
+            "malformed" => FaultAction::MalformedJson,
+            "html" => FaultAction::HtmlPage(status(Some(502))?),
+            "truncated" => FaultAction::DropMidBody,
+            "reset" => FaultAction::Reset,
+            "node_offline" => FaultAction::NodeOffline,
+            "node_tls" => FaultAction::NodeTls,
             "omit" => {
                 let fields = m
                     .get("fields")
@@ -207,26 +348,26 @@ impl FaultSpec {
                             .collect::<Option<Vec<_>>>()
                     })
                     .ok_or_else(|| format!("fault 'omit' on {path} needs \"fields\", a list of names"))?;
-                (FaultAction::Omit(fields), &["fields"])
+                FaultAction::Omit(fields)
             }
-            "ignore_params" => (FaultAction::IgnoreParams, &[]),
-            "data" => (
-                FaultAction::Data(
-                    m.get("data")
-                        .cloned()
-                        .ok_or_else(|| format!("fault 'data' on {path} needs \"data\""))?,
-                ),
-                &["data"],
+            "ignore_params" => FaultAction::IgnoreParams,
+            "data" => FaultAction::Data(
+                m.get("data")
+                    .cloned()
+                    .ok_or_else(|| format!("fault 'data' on {path} needs \"data\""))?,
             ),
             other => {
+                let kinds: Vec<&str> = FAULT_KINDS.iter().map(|k| k.name).collect();
                 return Err(format!(
-                    "unknown fault '{other}' on {path}: status, latency, hang, malformed, html, truncated, reset, node_offline, node_tls, omit, ignore_params or data"
+                    "unknown fault '{other}' on {path}: one of {}",
+                    kinds.join(", ")
                 ));
             }
         };
+        let allowed = fields_of(kind);
         if let Some(k) = m
             .keys()
-            .find(|k| !["path", "method", "times", "fault"].contains(&k.as_str()) && !allowed.contains(&k.as_str()))
+            .find(|k| !COMMON_FIELDS.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
         {
             return Err(format!("fault '{kind}' on {path} has unknown field \"{k}\""));
         }

@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::pve::roles::PveMajor;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// `None`: a standalone node (no cluster row in `/cluster/status`).
@@ -46,7 +47,7 @@ pub struct ClusterSpec {
 
 /// A task of the history: finished (`status` `OK`, `WARNINGS: n` or the error message,
 /// as PVE's `exitstatus`), or still running (no `status`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     pub node: String,
@@ -75,7 +76,7 @@ fn default_task_user() -> String {
 }
 
 /// What a guest-agent command prints and returns, for `agent/exec` and `exec-status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentCommandSpec {
     /// The command: a list (matched against the exec `command` exactly) or a string
@@ -120,7 +121,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     pub name: String,
@@ -140,7 +141,7 @@ pub struct NodeSpec {
     pub rrddata: Option<Vec<Map<String, Value>>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSpec {
     pub storage: String,
@@ -164,7 +165,7 @@ pub struct StorageSpec {
     pub volumes: Vec<VolumeSpec>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeSpec {
     pub volid: String,
@@ -188,7 +189,7 @@ pub struct VolumeSpec {
     pub protected: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestKind {
     Qemu,
@@ -204,7 +205,7 @@ impl GuestKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestStatus {
     Running,
@@ -213,7 +214,7 @@ pub enum GuestStatus {
     Paused,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestSpec {
     pub vmid: u32,
@@ -278,7 +279,7 @@ pub const LXC_LOCKS: &[&str] = &[
     "snapshot-delete",
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotSpec {
     pub name: String,
@@ -291,7 +292,7 @@ pub struct SnapshotSpec {
     pub vmstate: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     /// `user@realm!name`.
@@ -301,7 +302,7 @@ pub struct TokenSpec {
     pub acl: Vec<AclSpec>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclSpec {
     pub path: String,
@@ -321,6 +322,13 @@ pub enum SpecError {
 }
 
 impl ClusterSpec {
+    /// The JSON Schema of a cluster description (`pve-mcp schema cluster`), derived from
+    /// these types, so that it cannot drift from what [`ClusterSpec::load`] accepts; the
+    /// checks across fields (known nodes, vmid ranges, locks) are [`ClusterSpec::validate`]'s.
+    pub fn json_schema() -> Value {
+        serde_json::to_value(schemars::schema_for!(ClusterSpec)).unwrap_or_default()
+    }
+
     pub fn default_cluster() -> ClusterSpec {
         serde_json::from_str(include_str!("default_cluster.json")).expect("the built-in cluster description is valid")
     }

@@ -9,7 +9,7 @@ use super::cluster::{fraction, guest_cpu, guest_mem};
 use crate::sim::http::Reply;
 use crate::sim::params;
 use crate::sim::spec::{GuestKind, GuestStatus};
-use crate::sim::state::{State, now_secs};
+use crate::sim::state::{Guest, State, now_secs};
 
 pub fn status_current(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
@@ -162,37 +162,9 @@ pub fn power(call: &mut Call<'_>) -> Reply {
     if g.template && action == "start" {
         return Reply::error(500, "you can't start a vm if it's a template");
     }
-    let task_type = match (g.kind, action.as_str()) {
-        (GuestKind::Qemu, "suspend") if params::flag(&call.req.params, "todisk") => "qmsuspend",
-        (GuestKind::Qemu, "suspend") => "qmpause",
-        (GuestKind::Qemu, a) => match a {
-            "start" => "qmstart",
-            "shutdown" => "qmshutdown",
-            "stop" => "qmstop",
-            "reboot" => "qmreboot",
-            "reset" => "qmreset",
-            _ => "qmresume",
-        },
-        (GuestKind::Lxc, a) => match a {
-            "start" => "vzstart",
-            "shutdown" => "vzshutdown",
-            "stop" => "vzstop",
-            "reboot" => "vzreboot",
-            "suspend" => "vzsuspend",
-            _ => "vzresume",
-        },
-    };
-    // Synchronous state checks, as PVE does them.
-    match (g.kind, action.as_str()) {
-        (GuestKind::Lxc, "start") if running => return Reply::error(500, format!("CT {vmid} already running")),
-        (GuestKind::Lxc, "stop" | "shutdown" | "suspend") if !running => {
-            return Reply::error(500, format!("CT {vmid} not running"));
-        }
-        (GuestKind::Lxc, "reboot") if !running => return Reply::error(500, format!("VM {vmid} not running")),
-        (GuestKind::Qemu, "reboot" | "reset" | "suspend" | "resume") if !running => {
-            return Reply::error(500, format!("VM {vmid} not running"));
-        }
-        _ => {}
+    let task_type = power_task_type(g.kind, &action, params::flag(&call.req.params, "todisk"));
+    if let Err(r) = power_state_check(g.kind, &action, vmid, running) {
+        return r;
     }
     let kind = g.kind;
     let effect = power_effect(kind, &action, vmid, word);
@@ -217,6 +189,45 @@ pub fn power(call: &mut Call<'_>) -> Reply {
         .st
         .start_task(&node, task_type, &vmid.to_string(), &user, first, effect);
     Reply::data(json!(upid))
+}
+
+/// The task type PVE gives a power action.
+fn power_task_type(kind: GuestKind, action: &str, todisk: bool) -> &'static str {
+    match (kind, action) {
+        (GuestKind::Qemu, "suspend") if todisk => "qmsuspend",
+        (GuestKind::Qemu, "suspend") => "qmpause",
+        (GuestKind::Qemu, a) => match a {
+            "start" => "qmstart",
+            "shutdown" => "qmshutdown",
+            "stop" => "qmstop",
+            "reboot" => "qmreboot",
+            "reset" => "qmreset",
+            _ => "qmresume",
+        },
+        (GuestKind::Lxc, a) => match a {
+            "start" => "vzstart",
+            "shutdown" => "vzshutdown",
+            "stop" => "vzstop",
+            "reboot" => "vzreboot",
+            "suspend" => "vzsuspend",
+            _ => "vzresume",
+        },
+    }
+}
+
+/// The state checks PVE makes before a power task starts.
+fn power_state_check(kind: GuestKind, action: &str, vmid: u32, running: bool) -> Result<(), Reply> {
+    match (kind, action) {
+        (GuestKind::Lxc, "start") if running => Err(Reply::error(500, format!("CT {vmid} already running"))),
+        (GuestKind::Lxc, "stop" | "shutdown" | "suspend") if !running => {
+            Err(Reply::error(500, format!("CT {vmid} not running")))
+        }
+        (GuestKind::Lxc, "reboot") if !running => Err(Reply::error(500, format!("VM {vmid} not running"))),
+        (GuestKind::Qemu, "reboot" | "reset" | "suspend" | "resume") if !running => {
+            Err(Reply::error(500, format!("VM {vmid} not running")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether a power action refuses a guest with this lock (without `skiplock`):
@@ -307,30 +318,10 @@ pub fn destroy(call: &mut Call<'_>) -> Reply {
     let vmid = g.vmid;
     let force = params::flag(&call.req.params, "force");
     let purge = params::flag(&call.req.params, "purge");
-    if g.config.get("protection").is_some_and(|p| p == 1 || p == "1") {
-        return Reply::error(
-            500,
-            format!("can't remove {} {vmid} - protection mode enabled", g.word()),
-        );
-    }
-    let skip = match super::skiplock(call) {
+    let skip = match destroy_checks(call, &g, force) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    // pve-container `destroy_vm` checks the lock early, after the protection; qemu-server's
-    // `destroy_vm` in the worker (not for a `suspended` lock).
-    if g.kind == GuestKind::Lxc
-        && let Err(e) = super::check_lock(&g)
-    {
-        return Reply::error(500, e);
-    }
-    match g.kind {
-        GuestKind::Qemu if g.running() => return Reply::error(500, format!("VM {vmid} is running - destroy failed")),
-        GuestKind::Lxc if g.running() && !force => {
-            return Reply::error(500, format!("unable to destroy CT {vmid} - container is running"));
-        }
-        _ => {}
-    }
     let disks: Vec<String> = g
         .disks()
         .into_iter()
@@ -369,4 +360,30 @@ pub fn destroy(call: &mut Call<'_>) -> Reply {
         }),
     );
     Reply::data(json!(upid))
+}
+
+/// PVE's checks before a destroy task starts, in its order: protection, `skiplock`, the
+/// lock (containers only here), and a running guest. Gives whether `skiplock` was given.
+fn destroy_checks(call: &Call<'_>, g: &Guest, force: bool) -> Result<bool, Reply> {
+    let vmid = g.vmid;
+    if g.config.get("protection").is_some_and(|p| p == 1 || p == "1") {
+        return Err(Reply::error(
+            500,
+            format!("can't remove {} {vmid} - protection mode enabled", g.word()),
+        ));
+    }
+    let skip = super::skiplock(call)?;
+    // pve-container `destroy_vm` checks the lock early, after the protection; qemu-server's
+    // `destroy_vm` in the worker (not for a `suspended` lock).
+    if g.kind == GuestKind::Lxc {
+        super::check_lock(g).map_err(|e| Reply::error(500, e))?;
+    }
+    match g.kind {
+        GuestKind::Qemu if g.running() => Err(Reply::error(500, format!("VM {vmid} is running - destroy failed"))),
+        GuestKind::Lxc if g.running() && !force => Err(Reply::error(
+            500,
+            format!("unable to destroy CT {vmid} - container is running"),
+        )),
+        _ => Ok(skip),
+    }
 }

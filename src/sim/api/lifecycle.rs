@@ -56,87 +56,49 @@ fn target_check(st: &State, source: &str, target: &str) -> Result<(), Reply> {
     }
 }
 
+/// What a clone call asked for, once PVE's checks passed.
+struct CloneJob {
+    vmid: u32,
+    newid: u32,
+    full: bool,
+    target: String,
+    storage: Option<String>,
+    name_key: &'static str,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// `POST …/{qemu|lxc}/{vmid}/clone` (qemu-server `PVE::API2::Qemu` `clone_vm`,
+/// pve-container `PVE::API2::LXC` `clone_vm`).
 pub fn clone(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,
     };
-    // qemu-server `clone_vm` checks the source's lock; pve-container's `clone_vm` takes a
-    // 'disk' lock on it (`set_lock`), which checks it too.
-    if let Err(e) = super::check_lock(&g) {
-        return Reply::error(500, e);
-    }
     let p = call.req.params.clone();
-    let newid = params::int(&p, "newid").unwrap_or(0) as u32;
-    let allocate = format!("/vms/{newid}");
-    if !call.can(&allocate, &["VM.Allocate"]) {
-        return Reply::error(403, format!("Permission check failed ({allocate}, VM.Allocate)"));
-    }
-    if call.st.guests.contains_key(&newid) {
-        return Reply::error(500, format!("unable to create VM {newid}: config file already exists"));
-    }
-    // PVE's default: a full clone of a guest, a linked clone of a template.
-    let full = if p.contains_key("full") {
-        params::flag(&p, "full")
-    } else {
-        !g.template
+    let job = match clone_checks(call, &g, &p) {
+        Ok(j) => j,
+        Err(r) => return r,
     };
-    if !full && (p.contains_key("storage") || p.contains_key("format")) {
-        return Reply::error(500, "parameter 'storage'/'format' is only valid for full clones");
-    }
-    if !full && !g.template {
-        return Reply::error(500, "linked clones are only possible from templates; use full=1");
-    }
-    if g.kind == GuestKind::Lxc && full && g.running() && !p.contains_key("snapname") {
-        return Reply::error(
-            500,
-            "Full clone of a running container needs a snapshot (snapname), or stop the container first",
-        );
-    }
-    let target = params::text(&p, "target").unwrap_or_else(|| g.node.clone());
-    if target != g.node {
-        if let Err(r) = target_check(call.st, &g.node, &target) {
-            return r;
-        }
-        let local = local_disks(call.st, &g);
-        if !local.is_empty() && !full {
-            return Reply::error(
-                500,
-                "can't clone to a different node: linked clones need shared storage",
-            );
-        }
-    }
-    let storage = params::text(&p, "storage");
-    if let Some(s) = &storage {
-        match call.st.storages.get(s) {
-            None => return Reply::error(500, format!("storage '{s}' does not exist")),
-            Some(st) if !st.spec.content.iter().any(|c| c == "images" || c == "rootdir") => {
-                return Reply::error(500, format!("storage '{s}' does not support vm images"));
-            }
-            _ => {}
-        }
-    }
-    let vmid = g.vmid;
-    let (task_type, name_key) = if g.kind == GuestKind::Qemu {
-        ("qmclone", "name")
+    let task_type = if g.kind == GuestKind::Qemu {
+        "qmclone"
     } else {
-        ("vzclone", "hostname")
+        "vzclone"
     };
-    let new_name = params::text(&p, name_key);
-    let description = params::text(&p, "description");
     let user = call.user();
     let first = vec![format!(
         "create {} clone of drive(s): {}",
-        if full { "full" } else { "linked" },
+        if job.full { "full" } else { "linked" },
         g.disks().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
     )];
     let upid = call.st.start_task(
         &g.node,
         task_type,
-        &vmid.to_string(),
+        &g.vmid.to_string(),
         &user,
         first,
         Box::new(move |st: &mut State| {
+            let (vmid, newid) = (job.vmid, job.newid);
             if st.guests.contains_key(&newid) {
                 return Err(format!("unable to create VM {newid}: config file already exists"));
             }
@@ -145,50 +107,132 @@ pub fn clone(call: &mut Call<'_>) -> Reply {
                 .get(&vmid)
                 .cloned()
                 .ok_or_else(|| format!("VM {vmid} does not exist"))?;
-            let mut config: Map<String, Value> = Map::new();
-            let mut n = 0;
-            for (k, v) in &src.config {
-                if k.starts_with("unused") {
-                    continue;
-                }
-                let value = match v.as_str() {
-                    Some(d)
-                        if crate::sim::state::is_disk_key(k)
-                            && !d.contains("media=cdrom")
-                            && !d.contains("cloudinit") =>
-                    {
-                        let (vol, rest) = d.split_once(',').unwrap_or((d, ""));
-                        let store = storage
-                            .clone()
-                            .unwrap_or_else(|| vol.split(':').next().unwrap_or("local-lvm").to_string());
-                        let disk = format!("vm-{newid}-disk-{n}");
-                        n += 1;
-                        let volume = if full {
-                            format!("{store}:{disk}")
-                        } else {
-                            format!("{vol}/{disk}")
-                        };
-                        Value::String(if rest.is_empty() {
-                            volume
-                        } else {
-                            format!("{volume},{rest}")
-                        })
-                    }
-                    _ => v.clone(),
-                };
-                config.insert(k.clone(), value);
-            }
-            config.remove("template");
-            let default_name = format!("Copy-of-VM-{}", src.name());
-            config.insert(name_key.into(), json!(new_name.clone().unwrap_or(default_name)));
-            if let Some(d) = &description {
-                config.insert("description".into(), json!(d));
-            }
-            st.guests.insert(newid, Guest::fresh(newid, src.kind, &target, config));
+            let config = cloned_config(&src, &job);
+            st.guests
+                .insert(newid, Guest::fresh(newid, src.kind, &job.target, config));
             Ok(vec![format!("clone {vmid} -> {newid} finished")])
         }),
     );
     Reply::data(json!(upid))
+}
+
+/// PVE's checks before a clone task starts: the source's lock, `VM.Allocate` on the new id,
+/// a free new id, full or linked, the target node and the target storage.
+fn clone_checks(call: &Call<'_>, g: &Guest, p: &Map<String, Value>) -> Result<CloneJob, Reply> {
+    // qemu-server `clone_vm` checks the source's lock; pve-container's `clone_vm` takes a
+    // 'disk' lock on it (`set_lock`), which checks it too.
+    super::check_lock(g).map_err(|e| Reply::error(500, e))?;
+    let newid = params::int(p, "newid").unwrap_or(0) as u32;
+    let allocate = format!("/vms/{newid}");
+    if !call.can(&allocate, &["VM.Allocate"]) {
+        return Err(Reply::error(
+            403,
+            format!("Permission check failed ({allocate}, VM.Allocate)"),
+        ));
+    }
+    if call.st.guests.contains_key(&newid) {
+        return Err(Reply::error(
+            500,
+            format!("unable to create VM {newid}: config file already exists"),
+        ));
+    }
+    // PVE's default: a full clone of a guest, a linked clone of a template.
+    let full = if p.contains_key("full") {
+        params::flag(p, "full")
+    } else {
+        !g.template
+    };
+    if !full && (p.contains_key("storage") || p.contains_key("format")) {
+        return Err(Reply::error(
+            500,
+            "parameter 'storage'/'format' is only valid for full clones",
+        ));
+    }
+    if !full && !g.template {
+        return Err(Reply::error(
+            500,
+            "linked clones are only possible from templates; use full=1",
+        ));
+    }
+    if g.kind == GuestKind::Lxc && full && g.running() && !p.contains_key("snapname") {
+        return Err(Reply::error(
+            500,
+            "Full clone of a running container needs a snapshot (snapname), or stop the container first",
+        ));
+    }
+    let target = params::text(p, "target").unwrap_or_else(|| g.node.clone());
+    if target != g.node {
+        target_check(call.st, &g.node, &target)?;
+        if !local_disks(call.st, g).is_empty() && !full {
+            return Err(Reply::error(
+                500,
+                "can't clone to a different node: linked clones need shared storage",
+            ));
+        }
+    }
+    let storage = params::text(p, "storage");
+    if let Some(s) = &storage {
+        match call.st.storages.get(s) {
+            None => return Err(Reply::error(500, format!("storage '{s}' does not exist"))),
+            Some(st) if !st.spec.content.iter().any(|c| c == "images" || c == "rootdir") => {
+                return Err(Reply::error(500, format!("storage '{s}' does not support vm images")));
+            }
+            _ => {}
+        }
+    }
+    let name_key = if g.kind == GuestKind::Qemu { "name" } else { "hostname" };
+    Ok(CloneJob {
+        vmid: g.vmid,
+        newid,
+        full,
+        target,
+        storage,
+        name_key,
+        name: params::text(p, name_key),
+        description: params::text(p, "description"),
+    })
+}
+
+/// The clone's config: the source's, with each disk a new volume (full) or a volume based
+/// on the template's (linked), no unused disks, not a template, and its new name.
+fn cloned_config(src: &Guest, job: &CloneJob) -> Map<String, Value> {
+    let mut config: Map<String, Value> = Map::new();
+    let mut n = 0;
+    for (k, v) in &src.config {
+        if k.starts_with("unused") {
+            continue;
+        }
+        let value = match v.as_str() {
+            Some(d) if crate::sim::state::is_disk_key(k) && !d.contains("media=cdrom") && !d.contains("cloudinit") => {
+                let (vol, rest) = d.split_once(',').unwrap_or((d, ""));
+                let store = job
+                    .storage
+                    .clone()
+                    .unwrap_or_else(|| vol.split(':').next().unwrap_or("local-lvm").to_string());
+                let disk = format!("vm-{}-disk-{n}", job.newid);
+                n += 1;
+                let volume = if job.full {
+                    format!("{store}:{disk}")
+                } else {
+                    format!("{vol}/{disk}")
+                };
+                Value::String(if rest.is_empty() {
+                    volume
+                } else {
+                    format!("{volume},{rest}")
+                })
+            }
+            _ => v.clone(),
+        };
+        config.insert(k.clone(), value);
+    }
+    config.remove("template");
+    let default_name = format!("Copy-of-VM-{}", src.name());
+    config.insert(job.name_key.into(), json!(job.name.clone().unwrap_or(default_name)));
+    if let Some(d) = &job.description {
+        config.insert("description".into(), json!(d));
+    }
+    config
 }
 
 /// `GET …/qemu/{vmid}/migrate`: what would block a migration.
@@ -228,6 +272,8 @@ pub fn migrate_check(call: &mut Call<'_>) -> Reply {
     }))
 }
 
+/// `POST …/{qemu|lxc}/{vmid}/migrate` (qemu-server `PVE::API2::Qemu` `migrate_vm`,
+/// pve-container `PVE::API2::LXC` `migrate_vm`).
 pub fn migrate(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
@@ -235,38 +281,12 @@ pub fn migrate(call: &mut Call<'_>) -> Reply {
     };
     let p = call.req.params.clone();
     let target = params::text(&p, "target").unwrap_or_default();
-    if let Err(r) = target_check(call.st, &g.node, &target) {
+    if let Err(r) = migrate_checks(call.st, &g, &p, &target) {
         return r;
     }
-    // qemu-server `migrate_vm` checks the lock early; pve-container's in the worker
-    // (`PVE::LXC::Migrate::prepare`).
-    if g.kind == GuestKind::Qemu
-        && let Err(e) = super::check_lock(&g)
-    {
-        return Reply::error(500, e);
-    }
     let online = params::flag(&p, "online");
-    let restart = params::flag(&p, "restart");
-    match g.kind {
-        GuestKind::Qemu if g.running() && !online => {
-            return Reply::error(500, "can't migrate running VM without --online");
-        }
-        GuestKind::Qemu
-            if g.running() && !local_disks(call.st, &g).is_empty() && !params::flag(&p, "with-local-disks") =>
-        {
-            return Reply::error(
-                500,
-                "can't live migrate attached local disks without with-local-disks option",
-            );
-        }
-        GuestKind::Lxc if g.running() && !online && !restart => {
-            return Reply::error(500, "can't migrate running container without --online or --restart");
-        }
-        _ => {}
-    }
     let vmid = g.vmid;
     let kind = g.kind;
-    let source = g.node.clone();
     let task_type = if kind == GuestKind::Qemu {
         "qmigrate"
     } else {
@@ -278,30 +298,62 @@ pub fn migrate(call: &mut Call<'_>) -> Reply {
         if kind == GuestKind::Qemu { "VM" } else { "CT" }
     )];
     let upid = call.st.start_task(
-        &source,
+        &g.node,
         task_type,
         &vmid.to_string(),
         &user,
         first,
-        Box::new(move |st: &mut State| {
-            if kind == GuestKind::Lxc
-                && let Some(g) = st.guests.get(&vmid)
-            {
-                super::check_lock(g)?;
-            }
-            if kind == GuestKind::Lxc && online && st.guests.get(&vmid).is_some_and(|g| g.running()) {
-                return Err("lxc live migration is currently not implemented".into());
-            }
-            if !st.node_online(&target) {
-                return Err(format!("migration aborted: target node '{target}' is not online"));
-            }
-            let g = st
-                .guests
-                .get_mut(&vmid)
-                .ok_or_else(|| format!("VM {vmid} does not exist"))?;
-            g.node = target.clone();
-            Ok(vec![format!("migration finished successfully (duration 00:00:01)")])
-        }),
+        Box::new(move |st: &mut State| run_migrate(st, vmid, kind, online, &target)),
     );
     Reply::data(json!(upid))
+}
+
+/// PVE's checks before a migration task starts: the target node, the lock (QEMU only; a
+/// container's is checked in the worker), and what a running guest needs.
+fn migrate_checks(st: &State, g: &Guest, p: &Map<String, Value>, target: &str) -> Result<(), Reply> {
+    target_check(st, &g.node, target)?;
+    // qemu-server `migrate_vm` checks the lock early; pve-container's in the worker
+    // (`PVE::LXC::Migrate::prepare`).
+    if g.kind == GuestKind::Qemu {
+        super::check_lock(g).map_err(|e| Reply::error(500, e))?;
+    }
+    let online = params::flag(p, "online");
+    let restart = params::flag(p, "restart");
+    match g.kind {
+        GuestKind::Qemu if g.running() && !online => {
+            Err(Reply::error(500, "can't migrate running VM without --online"))
+        }
+        GuestKind::Qemu if g.running() && !local_disks(st, g).is_empty() && !params::flag(p, "with-local-disks") => {
+            Err(Reply::error(
+                500,
+                "can't live migrate attached local disks without with-local-disks option",
+            ))
+        }
+        GuestKind::Lxc if g.running() && !online && !restart => Err(Reply::error(
+            500,
+            "can't migrate running container without --online or --restart",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The migration task's effect: the worker's own checks, then the guest on the target.
+fn run_migrate(st: &mut State, vmid: u32, kind: GuestKind, online: bool, target: &str) -> Result<Vec<String>, String> {
+    if kind == GuestKind::Lxc
+        && let Some(g) = st.guests.get(&vmid)
+    {
+        super::check_lock(g)?;
+    }
+    if kind == GuestKind::Lxc && online && st.guests.get(&vmid).is_some_and(|g| g.running()) {
+        return Err("lxc live migration is currently not implemented".into());
+    }
+    if !st.node_online(target) {
+        return Err(format!("migration aborted: target node '{target}' is not online"));
+    }
+    let g = st
+        .guests
+        .get_mut(&vmid)
+        .ok_or_else(|| format!("VM {vmid} does not exist"))?;
+    g.node = target.to_string();
+    Ok(vec!["migration finished successfully (duration 00:00:01)".to_string()])
 }

@@ -532,6 +532,8 @@ pub fn config_missing(node: &str, kind: GuestKind, vmid: u32) -> Reply {
 }
 
 /// Answer one authenticated request against the state.
+/// One request through pveproxy's order: the route, the node being reachable, the
+/// permission, the parameters (path parameters included), then the handler.
 pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) -> Reply {
     let segs = req.segments();
     let Some((compiled, args)) = COMPILED
@@ -539,49 +541,12 @@ pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) 
         .filter(|c| c.route.method == req.method)
         .find_map(|c| matches(c.route.pattern, &segs).map(|a| (c, a)))
     else {
-        return Reply::error(
-            501,
-            format!("Method '{} /api2/json{}' not implemented", req.method, req.path),
-        );
+        return not_implemented(req);
     };
-    if let Some(node) = args.get("node") {
-        match st.nodes.get(node) {
-            None => {
-                return Reply::error(
-                    500,
-                    format!(
-                        "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
-                    ),
-                );
-            }
-            Some(n) if !n.online => return Reply::bare(595, "No route to host"),
-            Some(_) => {}
-        }
+    if let Err(reply) = node_reachable(st, &args) {
+        return reply;
     }
-    let perm_path = match compiled.route.perm {
-        Perm::All => None,
-        Perm::Root(p) => Some(("/".to_string(), p)),
-        Perm::Node(p) => Some((
-            format!("/nodes/{}", args.get("node").map(String::as_str).unwrap_or("")),
-            p,
-        )),
-        Perm::Vm(p) => Some((
-            format!("/vms/{}", args.get("vmid").map(String::as_str).unwrap_or("")),
-            p,
-        )),
-        Perm::Storage(p) => Some((
-            format!("/storage/{}", args.get("storage").map(String::as_str).unwrap_or("")),
-            p,
-        )),
-        Perm::VmByVersion { v8, v9 } => Some((
-            format!("/vms/{}", args.get("vmid").map(String::as_str).unwrap_or("")),
-            match st.major() {
-                PveMajor::V8 => v8,
-                PveMajor::V9 => v9,
-            },
-        )),
-    };
-    if let Some((path, privs)) = perm_path
+    if let Some((path, privs)) = permission(compiled.route.perm, &args, st.major())
         && let Err(reply) = tokens.require(who, &path, privs)
     {
         return reply;
@@ -606,12 +571,7 @@ pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) 
                 dynamic = specs(&s);
                 &dynamic
             }
-            None => {
-                return Reply::error(
-                    501,
-                    format!("Method '{} /api2/json{}' not implemented", req.method, req.path),
-                );
-            }
+            None => return not_implemented(req),
         },
     };
     if let Err(errors) = validate(specs, &params, req.encoding) {
@@ -625,6 +585,52 @@ pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) 
         tokens,
     };
     (compiled.route.handler)(&mut call)
+}
+
+fn not_implemented(req: &Request) -> Reply {
+    Reply::error(
+        501,
+        format!("Method '{} /api2/json{}' not implemented", req.method, req.path),
+    )
+}
+
+/// pveproxy forwards `/nodes/{node}/…`: an unknown node fails the hostname lookup, an
+/// offline one answers 595.
+fn node_reachable(st: &State, args: &BTreeMap<String, String>) -> Result<(), Reply> {
+    let Some(node) = args.get("node") else { return Ok(()) };
+    match st.nodes.get(node) {
+        None => Err(Reply::error(
+            500,
+            format!(
+                "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+            ),
+        )),
+        Some(n) if !n.online => Err(Reply::bare(595, "No route to host")),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The ACL path and privileges a route's permission names, for this request.
+fn permission(
+    perm: Perm,
+    args: &BTreeMap<String, String>,
+    major: PveMajor,
+) -> Option<(String, &'static [&'static str])> {
+    let arg = |k: &str| args.get(k).map(String::as_str).unwrap_or("");
+    match perm {
+        Perm::All => None,
+        Perm::Root(p) => Some(("/".to_string(), p)),
+        Perm::Node(p) => Some((format!("/nodes/{}", arg("node")), p)),
+        Perm::Vm(p) => Some((format!("/vms/{}", arg("vmid")), p)),
+        Perm::Storage(p) => Some((format!("/storage/{}", arg("storage")), p)),
+        Perm::VmByVersion { v8, v9 } => Some((
+            format!("/vms/{}", arg("vmid")),
+            match major {
+                PveMajor::V8 => v8,
+                PveMajor::V9 => v9,
+            },
+        )),
+    }
 }
 
 #[cfg(test)]
