@@ -324,6 +324,12 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let mut runtime = runtime(config)?;
     let registry = load_registry(&config.settings);
     runtime.registry = Some(registry.clone());
+    // The script engine's standard library and the schema checker are built on first use;
+    // build them beside the handshake instead of in the first call (if this thread cannot
+    // start, the first call builds them).
+    let _ = std::thread::Builder::new()
+        .name("pve-mcp warm-up".into())
+        .spawn(crate::script::compile::warm_up);
     let server = PveMcpServer::new(registry.clone(), runtime);
     let notifier = server.clone();
     let _watch = registry::watch::spawn(registry.clone(), config.settings.script_dirs_explicit, move |report| {
@@ -336,7 +342,7 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let mode = config.settings.mode;
     tracing::info!(
         "serving {} tools over stdio for {} (read-only: {}, exec: {}, admin: {})",
-        registry.snapshot().visible(mode).count(),
+        registry.snapshot().served(mode, &config.settings.tools).count(),
         config.connection.base_url,
         mode.read_only,
         mode.exec_enabled,
@@ -366,7 +372,10 @@ fn tools() -> Result<ExitCode, Exit> {
     println!("{:width$}  {:11}  {:26}  SOURCE", "NAME", "CLASS", "LISTED"); // stdout-ok
     for t in snap.tools.values() {
         let m = &t.manifest;
-        let listed = unlisted_because(m.class, settings.mode);
+        let listed = match unlisted_because(m.class, settings.mode) {
+            "yes" if !settings.tools.allows(&m.name) => "no (PVE_MCP_TOOLS/DISABLE)",
+            why => why,
+        };
         let row = format!("{:width$}  {:11}  {:26}  {}", m.name, m.class.label(), listed, t.origin);
         println!("{row}"); // stdout-ok
     }
@@ -540,11 +549,16 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
     let registry = load_registry(&config.settings);
     runtime.registry = Some(registry.clone());
     let snap = registry.snapshot();
-    let Some(compiled) = snap.get_visible(tool, config.settings.mode).cloned() else {
+    let Some(compiled) = snap
+        .get_served(tool, config.settings.mode, &config.settings.tools)
+        .cloned()
+    else {
         if let Some(message) = crate::server::scripts::not_in_service(&snap, tool) {
             return Err(fail(1, message));
         }
-        let why = if snap.tools.contains_key(tool) {
+        let why = if snap.get_visible(tool, config.settings.mode).is_some() {
+            "is disabled by PVE_MCP_TOOLS / PVE_MCP_DISABLE_TOOLS".to_string()
+        } else if snap.tools.contains_key(tool) {
             "is not available in the current mode (read-only, or PVE_MCP_ENABLE_EXEC off)".to_string()
         } else {
             format!("does not exist; `pve-mcp tools` lists the {} tools", snap.tools.len())

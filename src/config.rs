@@ -12,6 +12,7 @@ use url::Url;
 
 use crate::confirm::{ConfirmMode, Confirmations};
 use crate::gate::{Capabilities, Capability};
+use crate::registry::ToolFilter;
 
 /// Default PVE API port, implied when `PVE_HOST` is a bare host.
 pub const DEFAULT_PORT: u16 = 8006;
@@ -109,6 +110,8 @@ pub struct Settings {
     pub plan_ttl: Duration,
     /// Where the audit log goes (`PVE_MCP_AUDIT_LOG`).
     pub audit_log: AuditLog,
+    /// Which of the tools the mode lists are served (`PVE_MCP_TOOLS`, `PVE_MCP_DISABLE_TOOLS`).
+    pub tools: ToolFilter,
 }
 
 /// `PVE_MCP_AUDIT_LOG`: a file (by default under the user's state directory) or off.
@@ -244,6 +247,10 @@ impl Settings {
         };
         let plan_ttl = seconds(env, "PVE_MCP_PLAN_TTL", 600.0, false)?;
         let audit_log = audit_log(env);
+        let (allow, deny) = (env.get("PVE_MCP_TOOLS"), env.get("PVE_MCP_DISABLE_TOOLS"));
+        ToolFilter::parse(allow.as_deref(), None).map_err(|e| tools_error("PVE_MCP_TOOLS", e))?;
+        let tools = ToolFilter::parse(allow.as_deref(), deny.as_deref())
+            .map_err(|e| tools_error("PVE_MCP_DISABLE_TOOLS", e))?;
         Ok(Settings {
             mode: Mode::new(read_only, exec, admin),
             task_wait,
@@ -256,7 +263,16 @@ impl Settings {
             confirm,
             plan_ttl,
             audit_log,
+            tools,
         })
+    }
+}
+
+fn tools_error(var: &'static str, e: crate::registry::filter::PatternError) -> ConfigError {
+    ConfigError::Malformed {
+        var,
+        why: e.to_string(),
+        expected: "comma-separated tool names or globs, e.g. pve_list_*,pve_vm_status",
     }
 }
 

@@ -465,7 +465,9 @@ async fn every_request_on_the_wire_gets_an_answer() {
     p.send(json!({"jsonrpc": "2.0", "id": 18, "method": "ping"})).await;
     let mut answers: Vec<Value> = Vec::new();
     let mut batch: Option<Value> = None;
-    while !answers.iter().any(|a| a["id"] == 18) {
+    // JSON-RPC does not order answers: wait for every id (and the batch), whatever comes first.
+    let expected: Vec<Value> = lines.iter().map(|(id, _, _)| id.clone()).chain([json!(18)]).collect();
+    while batch.is_none() || !expected.iter().all(|id| answers.iter().any(|a| a["id"] == *id)) {
         let msg = within("an answer", 60, p.next())
             .await
             .unwrap_or_else(|| panic!("stdout ended:\n{}", p.stderr_text()));

@@ -1,6 +1,7 @@
 //! One pooled reqwest client for every request the server makes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
@@ -9,6 +10,7 @@ use url::Url;
 
 use super::encode;
 use super::error::{ApiError, PveError, TransportError, TransportKind, transport_kind};
+use super::vmids::VmidMap;
 use crate::config::Connection;
 use crate::gate::{ApiPath, Method, Permit};
 
@@ -30,6 +32,8 @@ pub struct PveClient {
     target: String,
     timeout: Duration,
     encoding: BodyEncoding,
+    /// Where each guest lives, filled from every guest listing this client reads.
+    vmids: Arc<VmidMap>,
 }
 
 impl std::fmt::Debug for PveClient {
@@ -49,11 +53,22 @@ pub enum ClientBuildError {
     Http(String),
 }
 
+/// Make ring the process's default rustls provider, unless one is installed already.
+///
+/// reqwest is built without a provider of its own (`rustls-no-provider`) and takes the
+/// process's default, so every reqwest client in the process needs this first: the PVE
+/// client and the simulator call it, and so must any other code that builds one.
+pub fn install_crypto_provider() {
+    // Installing fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl PveClient {
     pub fn new(conn: &Connection) -> Result<PveClient, ClientBuildError> {
         let mut auth = HeaderValue::from_str(&format!("PVEAPIToken={}={}", conn.token_id, conn.token_secret))
             .map_err(|_| ClientBuildError::BadHeader)?;
         auth.set_sensitive(true);
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(conn.timeout)
             .connect_timeout(conn.timeout.min(Duration::from_secs(10)))
@@ -74,6 +89,7 @@ impl PveClient {
             target,
             timeout: conn.timeout,
             encoding: BodyEncoding::Form,
+            vmids: Arc::new(VmidMap::new()),
         })
     }
 
@@ -88,13 +104,25 @@ impl PveClient {
     /// had closed) is sent once more; a write never is.
     pub async fn send(&self, permit: &Permit) -> Result<Value, PveError> {
         let first = self.request(permit.method(), permit.path(), permit.params()).await;
-        match first {
+        let result = match first {
             Err(PveError::Transport(t)) if permit.method() == Method::Get && t.kind == TransportKind::Dropped => {
                 tracing::debug!("GET {} lost its connection ({}); retrying once", permit.path(), t);
                 self.request(permit.method(), permit.path(), permit.params()).await
             }
             other => other,
+        };
+        if let Ok(answer) = &result
+            && permit.method() == Method::Get
+            && VmidMap::lists_guests(permit.path().segments(), permit.params())
+        {
+            self.vmids.refresh(answer);
         }
+        result
+    }
+
+    /// Where each guest lives, as last listed (see [`VmidMap`]).
+    pub fn vmids(&self) -> &VmidMap {
+        &self.vmids
     }
 
     async fn request(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Value, PveError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum PveError {
     #[error(transparent)]
     Api(#[from] ApiError),

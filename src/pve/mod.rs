@@ -7,7 +7,9 @@ pub mod error;
 pub mod lists;
 pub mod roles;
 pub mod upid;
+pub mod vmids;
 
-pub use client::{BodyEncoding, PveClient};
+pub use client::{BodyEncoding, PveClient, install_crypto_provider};
 pub use error::{ApiError, PveError, TransportError, TransportKind};
 pub use upid::Upid;
+pub use vmids::{Place, VmidMap};

@@ -10,6 +10,7 @@
 //! `lib/text.rhai` cannot change them; user tools import from the user directories first
 //! (the first directory wins), then from the built-ins.
 
+pub mod filter;
 pub mod sources;
 pub mod watch;
 
@@ -19,7 +20,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Mode;
 use crate::gate::Capabilities;
-use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool, lint};
+use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool, compile_tool_deferred, lint};
+pub use filter::ToolFilter;
 pub use sources::{Root, SourceFile};
 
 /// Something wrong with one script, reported by `check`, the log and reloads.
@@ -70,6 +72,27 @@ impl Snapshot {
 
     pub fn get_visible(&self, name: &str, mode: Mode) -> Option<&Arc<CompiledTool>> {
         self.tools.get(name).filter(|t| visible(t.manifest.class, mode))
+    }
+
+    /// The tools served: those the mode lists, narrowed by `PVE_MCP_TOOLS` and
+    /// `PVE_MCP_DISABLE_TOOLS`.
+    pub fn served<'a>(&'a self, mode: Mode, filter: &'a ToolFilter) -> impl Iterator<Item = &'a Arc<CompiledTool>> {
+        self.visible(mode).filter(move |t| filter.allows(&t.manifest.name))
+    }
+
+    pub fn get_served(&self, name: &str, mode: Mode, filter: &ToolFilter) -> Option<&Arc<CompiledTool>> {
+        self.get_visible(name, mode).filter(|t| filter.allows(&t.manifest.name))
+    }
+
+    /// Why a tool of this name is not served, for the error a host sees.
+    pub fn why_not_served(&self, name: &str, mode: Mode) -> &'static str {
+        match self.tools.get(name) {
+            None => "does not exist",
+            Some(t) if visible(t.manifest.class, mode) => {
+                "is disabled on this server (PVE_MCP_TOOLS / PVE_MCP_DISABLE_TOOLS)"
+            }
+            Some(_) => "is not available in the server's current mode (read-only, or exec disabled)",
+        }
     }
 
     /// The compile problem of a tool's newest source, if it has one.
@@ -221,11 +244,33 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
         let mut first_error: Option<(SourceFile, ScriptError)> = None;
         let mut chosen = None;
         for (file, root) in &candidates {
-            match compile_tool(&name, &file.origin, &file.text, libs.for_root(*root)) {
+            let root_libs = libs.for_root(*root);
+            // Built-ins are known good (the tests build and lint each one): their bodies are
+            // built on first use, so start-up only reads their manifests.
+            let builtin = file.origin.starts_with(sources::BUILTIN_ORIGIN);
+            // A built-in imports only the built-in libraries, which never change: the one
+            // in service is still good (and keeps the body it may have built).
+            if builtin
+                && let Some(prev) = previous
+                    .tools
+                    .get(&name)
+                    .filter(|p| p.is_from(&file.origin, &file.text))
+            {
+                chosen = Some(prev.clone());
+                break;
+            }
+            let compiled = if builtin {
+                compile_tool_deferred(&name, &file.origin, &file.text, root_libs)
+            } else {
+                compile_tool(&name, &file.origin, &file.text, root_libs)
+            };
+            match compiled {
                 Ok(tool) => {
-                    let found = lint::lint(&file.origin, &file.text, tool.manifest.class, libs.for_root(*root));
-                    if !found.is_empty() {
-                        findings.insert(name.clone(), found);
+                    if !builtin {
+                        let found = lint::lint(&file.origin, &file.text, tool.manifest.class, root_libs);
+                        if !found.is_empty() {
+                            findings.insert(name.clone(), found);
+                        }
                     }
                     chosen = Some(Arc::new(tool));
                     break;
@@ -290,7 +335,7 @@ impl RootLibs {
 
     /// The libraries a tool from this origin was compiled with.
     pub fn for_origin(&self, origin: &str) -> &Libs {
-        if origin.starts_with("builtin:") {
+        if origin.starts_with(sources::BUILTIN_ORIGIN) {
             &self.builtin
         } else {
             &self.user
@@ -311,6 +356,40 @@ mod tests {
     }
 
     const GOOD: &str = r#"const TOOL = #{ description: "d", class: "read" }; fn run(args) { #{ ok: true } }"#;
+
+    #[test]
+    fn every_builtin_builds_its_body() {
+        let reg = Registry::with_builtins(vec![]);
+        let snap = reg.snapshot();
+        assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+        assert_eq!(snap.tools.len(), 24);
+        for t in snap.tools.values() {
+            if let Err(e) = t.body() {
+                panic!("{}: {e}", t.origin);
+            }
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_builtins_it_has_and_their_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(
+            vec![src("t.rhai", GOOD), src("u.rhai", GOOD)],
+            vec![dir.path().to_path_buf()],
+        );
+        let before = reg.snapshot();
+        assert!(before.tools["t"].body().is_ok());
+        std::fs::write(dir.path().join("u.rhai"), GOOD.replace("\"d\"", "\"user\"")).unwrap();
+        reg.reload();
+        let after = reg.snapshot();
+        assert!(Arc::ptr_eq(&before.tools["t"], &after.tools["t"]), "the same built-in");
+        assert_eq!(after.tools["u"].manifest.description, "user");
+        std::fs::remove_file(dir.path().join("u.rhai")).unwrap();
+        reg.reload();
+        let back = reg.snapshot();
+        assert_eq!(back.tools["u"].manifest.description, "d");
+        assert!(back.tools["u"].body().is_ok());
+    }
 
     #[test]
     fn mode_visibility() {
@@ -409,7 +488,10 @@ fn run(args) { #{ v: u::double(21) } }"#;
     fn import_outside_lib_is_a_compile_problem() {
         let tool =
             r#"import "../../etc/passwd" as p; const TOOL = #{ description: "d", class: "read" }; fn run(args) { 1 }"#;
-        let reg = Registry::new(vec![src("t.rhai", tool)], vec![]);
+        // A user script (built-ins are built on first use).
+        let mut user = src("t.rhai", tool);
+        user.origin = "/scripts/t.rhai".into();
+        let reg = Registry::new(vec![user], vec![]);
         let snap = reg.snapshot();
         assert!(snap.tools.is_empty());
         assert!(

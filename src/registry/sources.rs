@@ -9,6 +9,9 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/builtin_scripts.rs"));
 }
 
+/// The origin of a built-in script: `builtin:` and its path below `scripts/`.
+pub const BUILTIN_ORIGIN: &str = "builtin:";
+
 /// Largest script file read; a bigger one is reported and skipped.
 pub const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
@@ -46,7 +49,7 @@ pub fn builtin() -> Vec<SourceFile> {
         .iter()
         .map(|(rel, text)| SourceFile {
             rel: rel.to_string(),
-            origin: format!("builtin:{rel}"),
+            origin: format!("{BUILTIN_ORIGIN}{rel}"),
             text: Arc::from(*text),
         })
         .collect()

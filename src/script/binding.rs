@@ -16,11 +16,12 @@ use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map as RMap, Module,
 use serde_json::{Map, Value, json};
 
 use super::context::{CallContext, Interrupt, SendError};
+use super::resolve::resolve_vmid;
 use crate::gate::{ApiPath, Method, Verdict};
 use crate::human;
 use crate::pve::{PveError, Upid};
 
-type R = Result<Dynamic, Box<EvalAltResult>>;
+pub(super) type R = Result<Dynamic, Box<EvalAltResult>>;
 
 mod exec;
 mod format;
@@ -42,7 +43,7 @@ pub fn tag(cx: Arc<CallContext>) -> Dynamic {
     Dynamic::from(cx)
 }
 
-fn call(n: &NativeCallContext) -> Result<Arc<CallContext>, Box<EvalAltResult>> {
+pub(super) fn call(n: &NativeCallContext) -> Result<Arc<CallContext>, Box<EvalAltResult>> {
     n.tag()
         .and_then(|t| t.read_lock::<Arc<CallContext>>().map(|c| c.clone()))
         .ok_or_else(|| {
@@ -72,6 +73,7 @@ fn build() -> Module {
             },
         );
     }
+    super::fanout::register(&mut m);
     reg(&mut m, "wait_task", |n: NativeCallContext, upid: Dynamic| -> R {
         let cx = call(&n)?;
         wait_task(&cx, &n, upid, cx.task_wait)
@@ -147,12 +149,12 @@ fn pos(n: &NativeCallContext) -> Position {
 }
 
 /// A misuse of a `pve::` function: catchable, with the script position.
-fn usage(n: &NativeCallContext, msg: String) -> Box<EvalAltResult> {
+pub(super) fn usage(n: &NativeCallContext, msg: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(msg.into(), pos(n)).into()
 }
 
 /// Stop the script; it cannot catch this.
-fn stop(n: &NativeCallContext, i: Interrupt) -> Box<EvalAltResult> {
+pub(super) fn stop(n: &NativeCallContext, i: Interrupt) -> Box<EvalAltResult> {
     let why = match i {
         Interrupt::Cancelled => "cancelled",
         Interrupt::TimedOut => "timed out",
@@ -161,7 +163,7 @@ fn stop(n: &NativeCallContext, i: Interrupt) -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(why.into(), pos(n)).into()
 }
 
-fn refused(n: &NativeCallContext, msg: String) -> Box<EvalAltResult> {
+pub(super) fn refused(n: &NativeCallContext, msg: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(msg.into(), pos(n)).into()
 }
 
@@ -179,7 +181,7 @@ fn type_mismatch(n: &NativeCallContext, message: String) -> Box<EvalAltResult> {
 }
 
 /// PVE answered `path` with something a `pve::` helper cannot use.
-fn unexpected(
+pub(super) fn unexpected(
     cx: &CallContext,
     n: &NativeCallContext,
     path: &ApiPath,
@@ -194,7 +196,7 @@ fn unexpected(
     )
 }
 
-fn to_path(
+pub(super) fn to_path(
     n: &NativeCallContext,
     cx: &CallContext,
     method: Method,
@@ -228,7 +230,7 @@ fn to_path(
     parsed.map_err(|(raw, e)| refused(n, cx.refuse_path(method, raw, e).to_string()))
 }
 
-fn to_params(n: &NativeCallContext, params: &Dynamic) -> Result<Map<String, Value>, Box<EvalAltResult>> {
+pub(super) fn to_params(n: &NativeCallContext, params: &Dynamic) -> Result<Map<String, Value>, Box<EvalAltResult>> {
     if params.is_unit() {
         return Ok(Map::new());
     }
@@ -249,7 +251,7 @@ fn to_params(n: &NativeCallContext, params: &Dynamic) -> Result<Map<String, Valu
 }
 
 /// One request through the gate. `Ok(None)` means it was recorded for the plan, not sent.
-fn request(
+pub(super) fn request(
     cx: &CallContext,
     n: &NativeCallContext,
     method: Method,
@@ -264,7 +266,7 @@ fn request(
 
 /// One request through the gate, PVE's error returned rather than thrown. The outer error
 /// is a refusal, a timeout or a cancellation, which stop the script.
-fn try_request(
+pub(super) fn try_request(
     cx: &CallContext,
     n: &NativeCallContext,
     method: Method,
@@ -312,12 +314,12 @@ fn api(cx: &CallContext, n: &NativeCallContext, method: Method, path: Dynamic, p
     }
 }
 
-fn to_dynamic(n: &NativeCallContext, v: Value) -> R {
+pub(super) fn to_dynamic(n: &NativeCallContext, v: Value) -> R {
     super::convert::to_dynamic(v).map_err(|e| usage(n, format!("PVE's answer could not be converted: {e}")))
 }
 
 /// A PVE error as a catchable map whose `message` is the actionable sentence.
-fn pve_error(n: &NativeCallContext, e: &PveError) -> Box<EvalAltResult> {
+pub(super) fn pve_error(n: &NativeCallContext, e: &PveError) -> Box<EvalAltResult> {
     let mut m = RMap::new();
     m.insert("message".into(), e.to_string().into());
     match e {
@@ -352,7 +354,7 @@ fn pve_error(n: &NativeCallContext, e: &PveError) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(m.into(), pos(n)).into()
 }
 
-fn thrown(n: &NativeCallContext, kind: &str, message: String) -> Box<EvalAltResult> {
+pub(super) fn thrown(n: &NativeCallContext, kind: &str, message: String) -> Box<EvalAltResult> {
     let mut m = RMap::new();
     m.insert("kind".into(), kind.into());
     m.insert("message".into(), message.into());
@@ -478,89 +480,6 @@ fn log_tail(cx: &CallContext, n: &NativeCallContext, u: &Upid) -> Result<Vec<Val
         .unwrap_or_default();
     let skip = texts.len().saturating_sub(LOG_TAIL_LINES);
     Ok(texts.into_iter().skip(skip).collect())
-}
-
-fn vmid_arg(n: &NativeCallContext, v: &Dynamic) -> Result<i64, Box<EvalAltResult>> {
-    if let Ok(i) = v.as_int() {
-        return Ok(i);
-    }
-    v.read_lock::<rhai::ImmutableString>()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .ok_or_else(|| usage(n, format!("a vmid is an integer like 100, got {v}")))
-}
-
-fn resolve_vmid(cx: &CallContext, n: &NativeCallContext, vmid: Dynamic) -> R {
-    let vmid = vmid_arg(n, &vmid)?;
-    let path = ApiPath::parse("/cluster/resources").map_err(|e| usage(n, e.to_string()))?;
-    let params = json!({"type": "vm"});
-    let rows = request(cx, n, Method::Get, &path, params.as_object().unwrap_or(&Map::new()))?.unwrap_or(Value::Null);
-    let Some(rows) = rows.as_array().cloned() else {
-        return Err(unexpected(cx, n, &path, &rows, "a list of guests"));
-    };
-    let row_vmid = |r: &Value| {
-        r.get("vmid")
-            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-    };
-    if let Some(r) = rows.iter().find(|r| row_vmid(r) == Some(vmid)) {
-        let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        if s("node").is_empty() || !matches!(s("type").as_str(), "qemu" | "lxc") {
-            return Err(unexpected(
-                cx,
-                n,
-                &path,
-                r,
-                "a guest with its node and type (qemu or lxc)",
-            ));
-        }
-        return to_dynamic(
-            n,
-            json!({
-                "vmid": vmid, "node": s("node"), "type": s("type"), "name": s("name"), "status": s("status"),
-                "template": crate::gate::truthy(r.get("template")),
-            }),
-        );
-    }
-    if rows.is_empty() {
-        return Err(thrown(
-            n,
-            "not_found",
-            format!(
-                "No guest has vmid {vmid}: PVE listed no guests at all. Either the cluster has none, or the token lacks VM.Audit (grant PVEAuditor on / to see guests)."
-            ),
-        ));
-    }
-    let mut known: Vec<(i64, String)> = rows
-        .iter()
-        .filter_map(|r| {
-            Some((
-                row_vmid(r)?,
-                r.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
-            ))
-        })
-        .collect();
-    known.sort();
-    let total = known.len();
-    let listed: Vec<String> = known
-        .iter()
-        .take(50)
-        .map(|(id, name)| {
-            if name.is_empty() {
-                id.to_string()
-            } else {
-                format!("{id} ({name})")
-            }
-        })
-        .collect();
-    let more = if total > 50 {
-        format!(" and {} more", total - 50)
-    } else {
-        String::new()
-    };
-    Err(thrown(
-        n,
-        "not_found",
-        format!("No guest has vmid {vmid}. Existing vmids: {}{more}.", listed.join(", ")),
-    ))
 }
 
 fn next_vmid(cx: &CallContext, n: &NativeCallContext) -> R {

@@ -29,6 +29,9 @@ pub type ProgressFn = Arc<dyn Fn(f64, Option<f64>, String) + Send + Sync>;
 /// Requests one call may make before it is stopped.
 pub const MAX_REQUESTS: usize = 2_000;
 
+/// Requests of one `pve::get_all` in flight at once.
+pub const MAX_PARALLEL: usize = 16;
+
 /// Why a script was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
@@ -173,6 +176,11 @@ impl CallContext {
         result
     }
 
+    /// Where each guest lives, shared by the server's calls (a hint; see [`crate::pve::VmidMap`]).
+    pub fn vmids(&self) -> &crate::pve::VmidMap {
+        self.client.vmids()
+    }
+
     /// The call's gate: decide about one request.
     pub fn check(&self, method: Method, path: ApiPath, params: Map<String, Value>) -> Result<Verdict, Violation> {
         self.gate.check(method, path, params)
@@ -298,6 +306,93 @@ impl CallContext {
             self.set_interrupt(i);
         }
         result
+    }
+
+    /// Send several requests the gate allowed at once (at most [`MAX_PARALLEL`] in flight),
+    /// from the script's thread; the answers come back in the permits' order. Each is logged
+    /// to the audit log first when it changes something, as [`CallContext::send`] does; if
+    /// that fails, nothing is sent.
+    pub fn send_all(&self, permits: Vec<Permit>) -> Result<Vec<Result<Value, PveError>>, SendError> {
+        let mut logged = Vec::with_capacity(permits.len());
+        for permit in &permits {
+            match self.audit.before_send(permit) {
+                Ok(seq) => logged.push(seq.map(|seq| (seq, permit.method(), permit.path().to_string()))),
+                Err(e) => {
+                    let refusal = Refusal::AuditLog {
+                        path: self.audit.place(),
+                        why: e.to_string(),
+                    };
+                    tracing::error!("{}: {} {}: {refusal}", self.tool, permit.method(), permit.path());
+                    let v = self.gate.refuse(permit.method(), permit.path().to_string(), refusal);
+                    return Err(SendError::Refused(v));
+                }
+            }
+        }
+        let count = permits.len();
+        let paths: Vec<String> = permits.iter().map(|p| p.path().to_string()).collect();
+        let lost = |i: usize| PveError::BadResponse {
+            method: "GET",
+            path: paths.get(i).cloned().unwrap_or_default(),
+            status: 0,
+            detail: "the request ended without an answer".into(),
+        };
+        let (client, cancel, deadline) = (self.client.clone(), self.cancel.clone(), self.deadline);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL));
+            let mut set = tokio::task::JoinSet::new();
+            for (i, permit) in permits.into_iter().enumerate() {
+                let (client, slots) = (client.clone(), slots.clone());
+                set.spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    (i, client.send(&permit).await)
+                });
+            }
+            let collect = async {
+                let mut out: Vec<Option<Result<Value, PveError>>> = (0..count).map(|_| None).collect();
+                while let Some(joined) = set.join_next().await {
+                    if let Ok((i, r)) = joined
+                        && let Some(slot) = out.get_mut(i)
+                    {
+                        *slot = Some(r);
+                    }
+                }
+                out
+            };
+            let out = tokio::select! {
+                out = collect => Ok(out),
+                _ = cancel.cancelled() => Err(Interrupt::Cancelled),
+                _ = tokio::time::sleep_until(deadline) => Err(Interrupt::TimedOut),
+            };
+            let _ = tx.send(out);
+        });
+        let grace = Duration::from_secs(1);
+        let wait = self.deadline.saturating_duration_since(Instant::now()) + grace;
+        let result = match rx.recv_timeout(wait) {
+            Ok(out) => out,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Interrupt::TimedOut),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Interrupt::Cancelled),
+        };
+        let result = result.map(|answers| {
+            answers
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| a.unwrap_or_else(|| Err(lost(i))))
+                .collect::<Vec<_>>()
+        });
+        if let Err(i) = &result {
+            self.set_interrupt(*i);
+        }
+        for (i, entry) in logged.into_iter().enumerate() {
+            if let Some((seq, method, path)) = entry {
+                let one = match &result {
+                    Ok(all) => Ok(all.get(i).cloned().unwrap_or_else(|| Err(lost(i)))),
+                    Err(stop) => Err(*stop),
+                };
+                self.audit.after_send(seq, method, &path, &one);
+            }
+        }
+        result.map_err(SendError::Interrupted)
     }
 
     /// Sleep, waking early on cancellation or at the deadline.

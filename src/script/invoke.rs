@@ -141,7 +141,8 @@ impl CallError {
 /// Check the arguments against the tool's schema; every problem names its field.
 pub fn validate_args(tool: &CompiledTool, args: &Map<String, Value>) -> Result<(), CallError> {
     let value = Value::Object(args.clone());
-    let problems: Vec<String> = tool
+    let body = tool.body().map_err(CallError::Script)?;
+    let problems: Vec<String> = body
         .validator
         .iter_errors(&value)
         .map(|e| {
@@ -338,8 +339,8 @@ fn check_digests(cx: &CallContext, call: &CallMode) -> Result<(), CallError> {
 }
 
 fn check_output(tool: &CompiledTool, value: &Value) -> Result<(), CallError> {
-    // Built once, when the tool was compiled.
-    let Some(validator) = &tool.output_validator else {
+    // Built once, with the tool's body.
+    let Some(validator) = &tool.body().map_err(CallError::Script)?.output_validator else {
         return Ok(());
     };
     match validator.validate(value) {
@@ -419,7 +420,7 @@ fn script_failure(cx: &CallContext, tool: &CompiledTool, e: &rhai::EvalAltResult
     if super::error::thrown_kind(e).as_deref() == Some("pve") {
         return CallError::Pve(err);
     }
-    if answers::is_type_error(e, &tool.ast)
+    if tool.body().is_ok_and(|b| answers::is_type_error(e, &b.ast))
         && let Some(answer) = cx.suspect_answer()
     {
         let expected = answers::expected(e);
@@ -475,7 +476,8 @@ fn run_script(
     super::defaults::fill(&tool.manifest.input_schema, &mut args);
     let args =
         convert::to_dynamic(Value::Object(args)).map_err(|e| CallError::InvalidArguments(vec![e.to_string()]))?;
-    let result = engine.call_fn::<Dynamic>(&mut Scope::new(), &tool.ast, ENTRY, (args,));
+    let ast = &tool.body().map_err(CallError::Script)?.ast;
+    let result = engine.call_fn::<Dynamic>(&mut Scope::new(), ast, ENTRY, (args,));
     if over_budget.load(Ordering::Relaxed) {
         return Err(CallError::OutOfMemory(limits.memory));
     }

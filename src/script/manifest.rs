@@ -70,8 +70,9 @@ pub enum ManifestError {
     Invalid(String),
 }
 
-pub const CONFIRM_TOKEN_DESCRIPTION: &str = "The confirm_token of the plan this call confirms, with confirm=true: the call may then do only what the plan showed, and fails if a guest changed since.";
-pub const CONFIRM_DESCRIPTION: &str = "Set to true to carry out this destructive operation. Without it nothing destructive is done: if the call would destroy or lose anything, the tool answers with a plan (what would be done and lost, the exact requests, and a confirm_token) and changes nothing; a call that would destroy nothing (e.g. a restore to a new vmid) goes ahead without it.";
+pub const CONFIRM_TOKEN_DESCRIPTION: &str =
+    "With confirm=true: the plan's token; only what it showed is then done, and not if a guest changed since.";
+pub const CONFIRM_DESCRIPTION: &str = "true: carry it out. Without it nothing is destroyed: the call answers with a plan (what is lost, the requests, a confirm_token), or goes ahead if it loses nothing.";
 pub const CONFIRM_WRITES_DESCRIPTION: &str = "Set to true to carry out this operation. Without it nothing is changed: the tool answers with a plan (what would be done, the exact requests, and a confirm_token).";
 
 /// Can calls of this tool need a confirmation? Destructive tools and `confirm: true` tools
@@ -92,6 +93,18 @@ pub fn valid_tool_name(name: &str) -> bool {
 impl Manifest {
     /// Build the manifest from the `TOOL` value (already converted to JSON).
     pub fn from_value(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
+        Manifest::read(stem, value, true)
+    }
+
+    /// As [`Manifest::from_value`], but `params` is not checked against the JSON Schema
+    /// meta-schema here: for a tool whose body is built later, whose argument validator
+    /// checks it then (the first check builds the meta-schema's validator, a few
+    /// milliseconds a start-up with only built-in tools need not spend).
+    pub fn from_value_deferred(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
+        Manifest::read(stem, value, false)
+    }
+
+    fn read(stem: &str, value: Value, check_schema: bool) -> Result<Manifest, ManifestError> {
         let invalid = |s: String| ManifestError::Invalid(s);
         let raw: RawManifest = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         if !valid_tool_name(stem) {
@@ -119,7 +132,7 @@ impl Manifest {
                 "confirm: true is for tools that change something; a read tool has nothing to confirm".into(),
             ));
         }
-        let input_schema = input_schema(raw.params, class, confirm_writes).map_err(invalid)?;
+        let input_schema = input_schema(raw.params, class, confirm_writes, check_schema).map_err(invalid)?;
         let output_schema = match raw.output {
             None => None,
             Some(Value::Object(o)) if o.get("type") == Some(&json!("object")) => Some(o),
@@ -156,6 +169,7 @@ fn input_schema(
     params: Option<Value>,
     class: Capabilities,
     confirm_writes: bool,
+    check_schema: bool,
 ) -> Result<Map<String, Value>, String> {
     let mut schema = match params {
         None => Map::new(),
@@ -186,13 +200,11 @@ fn input_schema(
         } else {
             CONFIRM_DESCRIPTION
         };
-        props.insert(
-            "confirm".into(),
-            json!({"type": "boolean", "default": false, "description": description}),
-        );
+        props.insert("confirm".into(), json!({"type": "boolean", "description": description}));
         props.insert(
             "confirm_token".into(),
-            json!({"type": "string", "maxLength": 262144, "description": CONFIRM_TOKEN_DESCRIPTION}),
+            // Its length is bounded where it is read (`confirm::token`).
+            json!({"type": "string", "description": CONFIRM_TOKEN_DESCRIPTION}),
         );
     }
     if let Some(required) = schema.get("required") {
@@ -208,8 +220,11 @@ fn input_schema(
     }
     // A typo in an argument name should be an error, not silently ignored.
     schema.entry("additionalProperties").or_insert(json!(false));
-    jsonschema::validator_for(&Value::Object(schema.clone()))
-        .map_err(|e| format!("params is not a valid JSON Schema: {e}"))?;
+    // Against the meta-schema only; the validator itself is built with the tool's body.
+    if check_schema {
+        jsonschema::meta::validate(&Value::Object(schema.clone()))
+            .map_err(|e| format!("params is not a valid JSON Schema: {e}"))?;
+    }
     Ok(schema)
 }
 

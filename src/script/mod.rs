@@ -9,14 +9,16 @@ pub mod context;
 pub mod convert;
 pub mod defaults;
 pub mod error;
+pub mod fanout;
 pub mod invoke;
 pub mod libs;
 pub mod lint;
 pub mod manifest;
+mod resolve;
 pub mod sandbox;
 pub mod thread;
 
-pub use compile::{CompiledTool, compile_tool};
+pub use compile::{CompiledTool, compile_tool, compile_tool_deferred};
 pub use error::ScriptError;
 pub use invoke::{CallError, Outcome, Runtime, invoke};
 pub use libs::{LibSource, Libs};

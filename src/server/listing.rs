@@ -23,13 +23,13 @@ pub fn annotations(m: &Manifest) -> ToolAnnotations {
     } else {
         ToolAnnotations::new().read_only(false).destructive(false)
     };
-    let idempotent = m.idempotent.or(m.class.is_read().then_some(true));
-    if let Some(i) = idempotent {
+    // MCP reads idempotentHint only where readOnlyHint is false: a read tool does not repeat
+    // it (a manifest that sets it explicitly still gets it).
+    if let Some(i) = m.idempotent {
         a = a.idempotent(i);
     }
-    if let Some(t) = &m.title {
-        a.title = Some(t.clone());
-    }
+    // The title is the tool's own (`Tool.title`); repeating it here would cost every host
+    // the bytes again on every turn.
     a.open_world(true)
 }
 

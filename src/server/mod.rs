@@ -124,11 +124,11 @@ impl ServerHandler for PveMcpServer {
             ));
         }
         let snap = self.inner.registry.snapshot();
-        let mode = self.inner.runtime.settings.mode;
+        let settings = &self.inner.runtime.settings;
         let elicitation = cx.client_capabilities().is_some_and(|c| c.elicitation.is_some());
-        let client = self.inner.runtime.settings.confirm.for_client(elicitation);
+        let client = settings.confirm.for_client(elicitation);
         let tools = snap
-            .visible(mode)
+            .served(settings.mode, &settings.tools)
             .map(|t| listing::to_tool(&t.manifest, &client))
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
@@ -141,15 +141,12 @@ impl ServerHandler for PveMcpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let snap = self.inner.registry.snapshot();
         let mode = self.inner.runtime.settings.mode;
-        let Some(tool) = snap.get_visible(&request.name, mode).cloned() else {
+        let filter = &self.inner.runtime.settings.tools;
+        let Some(tool) = snap.get_served(&request.name, mode, filter).cloned() else {
             if let Some(message) = scripts::not_in_service(&snap, &request.name) {
                 return Ok(scripts::not_in_service_result(&request.name, message).into());
             }
-            let why = if snap.tools.contains_key(request.name.as_ref()) {
-                "is not available in the server's current mode (read-only, or exec disabled)"
-            } else {
-                "does not exist"
-            };
+            let why = snap.why_not_served(&request.name, mode);
             return Err(ErrorData::invalid_params(
                 format!("tool '{}' {why}", shorten(&request.name, MAX_NAME_SHOWN)),
                 None,

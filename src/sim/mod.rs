@@ -85,6 +85,9 @@ pub struct Simulator {
 impl Simulator {
     pub async fn start(opts: SimOptions) -> Result<Simulator, SimError> {
         opts.spec.validate()?;
+        // Clients in this process (tests, the bench) reach it with reqwest, which needs the
+        // process's rustls provider.
+        crate::pve::install_crypto_provider();
         let log = match &opts.request_log {
             Some(p) => Some(Mutex::new(
                 std::fs::OpenOptions::new()

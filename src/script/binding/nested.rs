@@ -165,7 +165,11 @@ fn call_tool(cx: Arc<CallContext>, n: &NativeCallContext, name: Dynamic, args: D
 
     let over_budget = Arc::new(AtomicBool::new(false));
     let engine = engine(&cx, over_budget.clone());
-    let result = engine.call_fn::<Dynamic>(&mut Scope::new(), &callee.ast, ENTRY, (args,));
+    let ast = &callee
+        .body()
+        .map_err(|e| thrown(n, "script_error", format!("pve::call_tool(\"{name}\"): {e}")))?
+        .ast;
+    let result = engine.call_fn::<Dynamic>(&mut Scope::new(), ast, ENTRY, (args,));
     match result {
         Ok(v) => Ok(v),
         Err(e) if over_budget.load(Ordering::Relaxed) => Err(refused(
