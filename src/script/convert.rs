@@ -130,11 +130,36 @@ pub fn check_json_depth(v: &Value) -> Result<(), ConvertError> {
 
 /// A JSON value as a script value. The JSON was made on another thread (a PVE answer, the
 /// tool's arguments), so it is dropped without crediting the script's memory budget.
+///
+/// Built directly rather than through serde: a PVE answer of 10,000 guests converts in a
+/// fraction of the time. Strings are copied (allocated on the script's thread, so that they
+/// count toward its budget) and integers beyond Rhai's range become floats, as with serde.
 pub fn to_dynamic(v: Value) -> Result<Dynamic, ConvertError> {
     check_json_depth(&v)?;
-    let out = rhai::serde::to_dynamic(&v).map_err(|e| ConvertError::NotJson(e.to_string()));
+    let out = dynamic_of(&v);
     super::budget::drop_foreign(v);
-    out
+    Ok(out)
+}
+
+/// The conversion itself; its depth is bounded by [`check_json_depth`] before.
+fn dynamic_of(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(ImmutableString::from(s.as_str())),
+        Value::Array(a) => Dynamic::from_array(a.iter().map(dynamic_of).collect()),
+        Value::Object(m) => {
+            let mut map = RMap::new();
+            for (k, v) in m {
+                map.insert(k.as_str().into(), dynamic_of(v));
+            }
+            Dynamic::from_map(map)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +179,20 @@ mod tests {
         let d = to_dynamic(v.clone()).unwrap();
         assert_eq!(to_json(&d, 1 << 20).unwrap(), v);
         assert_eq!(to_json(&eval("'c'"), 100).unwrap(), json!("c"));
+    }
+
+    #[test]
+    fn direct_conversion_matches_rhais_serde() {
+        let v = json!({
+            "s": "x", "long": "a string longer than any inline one, to be sure", "i": -3,
+            "u": 18446744073709551615u64, "f": 0.25, "t": true, "n": null,
+            "a": [[], {}, [1, {"k": "v"}]], "": {"ü": 1}
+        });
+        let direct = to_dynamic(v.clone()).unwrap();
+        let serde = rhai::serde::to_dynamic(&v).unwrap();
+        assert_eq!(format!("{direct:?}"), format!("{serde:?}"));
+        assert_eq!(direct.type_name(), "map");
+        assert_eq!(to_json(&direct, 1 << 20).unwrap()["u"], json!(18446744073709551615.0));
     }
 
     #[test]
