@@ -22,7 +22,7 @@ use crate::config::Mode;
 use crate::gate::Capabilities;
 use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool, compile_tool_deferred, lint};
 pub use filter::ToolFilter;
-pub use sources::{Root, SourceFile};
+pub use sources::SourceFile;
 
 /// Something wrong with one script, reported by `check`, the log and reloads.
 #[derive(Debug, Clone, PartialEq, Eq)]

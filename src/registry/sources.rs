@@ -2,7 +2,7 @@
 //! directories. In a directory, top-level `*.rhai` files are tools and `lib/**/*.rhai`
 //! files are library modules; everything else is ignored.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 mod embedded {
@@ -35,13 +35,6 @@ impl SourceFile {
     pub fn lib_name(&self) -> Option<String> {
         crate::script::libs::import_name(&self.rel)
     }
-}
-
-/// Where one set of scripts comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Root {
-    Builtin,
-    Dir(PathBuf),
 }
 
 pub fn builtin() -> Vec<SourceFile> {

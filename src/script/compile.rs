@@ -312,18 +312,6 @@ fn has_entry(ast: &AST, origin: &str) -> Result<(), ScriptError> {
     }
 }
 
-/// Compile a library module on its own, to report its errors by its own file.
-pub fn check_lib(origin: &str, text: &str, libs: &Libs) -> Result<(), ScriptError> {
-    let _budget = budget::enter(LIB_MEMORY);
-    let engine = compile_engine(Arc::new(|_| {}), libs);
-    let mut ast = engine
-        .compile_into_self_contained(&Scope::new(), text)
-        .map_err(|e| ScriptError::from_eval(origin, &e))?;
-    ast.set_source(origin.to_string());
-    rhai::Module::eval_ast_as_new(Scope::new(), &ast, &engine).map_err(|e| ScriptError::from_eval(origin, &e))?;
-    Ok(())
-}
-
 /// For messages: the error text without Rhai's trailing position.
 pub fn bare_message(err: &EvalAltResult) -> String {
     let text = err.to_string();
