@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use pve_mcp::gate::Method;
 use pve_mcp::sim::faults::{Fault, FaultAction};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const FANOUT: &str = r#"
 const TOOL = #{ description: "Reads the given paths at once.", class: "read",
@@ -20,21 +20,10 @@ fn run(args) {
 }
 "#;
 
-async fn logged_sim(log: &Path) -> pve_mcp::sim::Simulator {
-    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
-    spec.task_duration_ms = 0;
-    let mut opts = pve_mcp::sim::SimOptions::new(spec);
-    opts.request_log = Some(PathBuf::from(log));
-    pve_mcp::sim::Simulator::start(opts).await.unwrap()
-}
+use common::logged_simulator as logged_sim;
 
 fn logged_paths(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| v["path"].as_str().unwrap_or("").to_string())
-        .collect()
+    common::logged_requests(log).into_iter().map(|(_, path)| path).collect()
 }
 
 async fn server(sim: &pve_mcp::sim::Simulator, extra: &[(&str, &str)]) -> common::Server {

@@ -4,33 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use serde_json::json;
 
-use serde_json::{Value, json};
-
-/// A simulated cluster that logs its requests to a file of the test's own.
-async fn logged_sim(log: &Path) -> pve_mcp::sim::Simulator {
-    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
-    spec.task_duration_ms = 0;
-    let mut opts = pve_mcp::sim::SimOptions::new(spec);
-    opts.request_log = Some(PathBuf::from(log));
-    pve_mcp::sim::Simulator::start(opts).await.unwrap()
-}
-
-/// (method, path) of every request logged so far.
-fn logged(log: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|v| {
-            (
-                v["method"].as_str().unwrap_or("").to_string(),
-                v["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
+use common::{logged_requests as logged, logged_simulator as logged_sim};
 
 #[tokio::test]
 async fn a_guest_call_makes_one_request_in_steady_state() {

@@ -283,29 +283,39 @@ impl CallContext {
     }
 
     fn send_permit(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
-        let (client, cancel, deadline) = (self.client.clone(), self.cancel.clone(), self.deadline);
+        let client = self.client.clone();
+        let result = self.on_runtime(async move { client.send(&permit).await });
+        if let Err(i) = result {
+            self.set_interrupt(i);
+        }
+        result
+    }
+
+    /// Run `fut` as a task on the runtime's workers (where connections' I/O is driven) and
+    /// wait for it on this thread. The task ends at the call's deadline or cancellation; the
+    /// wait ends then too, whatever the runtime's state, so a call can never hang on an
+    /// answer that does not come.
+    fn on_runtime<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, Interrupt> {
+        let (cancel, deadline) = (self.cancel.clone(), self.deadline);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt.spawn(async move {
             let out = tokio::select! {
-                out = client.send(&permit) => Ok(out),
+                out = fut => Ok(out),
                 _ = cancel.cancelled() => Err(Interrupt::Cancelled),
                 _ = tokio::time::sleep_until(deadline) => Err(Interrupt::TimedOut),
             };
             let _ = tx.send(out);
         });
-        // The task ends at the deadline itself; this wait ends then too, whatever the
-        // runtime's state, so a call can never hang on an answer that does not come.
         let grace = Duration::from_secs(1);
         let wait = self.deadline.saturating_duration_since(Instant::now()) + grace;
-        let result = match rx.recv_timeout(wait) {
+        match rx.recv_timeout(wait) {
             Ok(out) => out,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Interrupt::TimedOut),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Interrupt::Cancelled),
-        };
-        if let Err(i) = result {
-            self.set_interrupt(i);
         }
-        result
     }
 
     /// Send several requests the gate allowed at once (at most [`MAX_PARALLEL`] in flight),
@@ -336,9 +346,8 @@ impl CallContext {
             status: 0,
             detail: "the request ended without an answer".into(),
         };
-        let (client, cancel, deadline) = (self.client.clone(), self.cancel.clone(), self.deadline);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt.spawn(async move {
+        let client = self.client.clone();
+        let result = self.on_runtime(async move {
             let slots = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL));
             let mut set = tokio::task::JoinSet::new();
             for (i, permit) in permits.into_iter().enumerate() {
@@ -348,31 +357,16 @@ impl CallContext {
                     (i, client.send(&permit).await)
                 });
             }
-            let collect = async {
-                let mut out: Vec<Option<Result<Value, PveError>>> = (0..count).map(|_| None).collect();
-                while let Some(joined) = set.join_next().await {
-                    if let Ok((i, r)) = joined
-                        && let Some(slot) = out.get_mut(i)
-                    {
-                        *slot = Some(r);
-                    }
+            let mut out: Vec<Option<Result<Value, PveError>>> = (0..count).map(|_| None).collect();
+            while let Some(joined) = set.join_next().await {
+                if let Ok((i, r)) = joined
+                    && let Some(slot) = out.get_mut(i)
+                {
+                    *slot = Some(r);
                 }
-                out
-            };
-            let out = tokio::select! {
-                out = collect => Ok(out),
-                _ = cancel.cancelled() => Err(Interrupt::Cancelled),
-                _ = tokio::time::sleep_until(deadline) => Err(Interrupt::TimedOut),
-            };
-            let _ = tx.send(out);
+            }
+            out
         });
-        let grace = Duration::from_secs(1);
-        let wait = self.deadline.saturating_duration_since(Instant::now()) + grace;
-        let result = match rx.recv_timeout(wait) {
-            Ok(out) => out,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Interrupt::TimedOut),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Interrupt::Cancelled),
-        };
         let result = result.map(|answers| {
             answers
                 .into_iter()

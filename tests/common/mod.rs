@@ -297,6 +297,31 @@ pub async fn start_on(sim: &pve_mcp::sim::Simulator, token: Option<(&str, &str)>
 }
 
 #[cfg(feature = "simulator")]
+/// The built-in cluster, its tasks instant, logging its requests to a file of the test's own.
+pub async fn logged_simulator(log: &Path) -> pve_mcp::sim::Simulator {
+    let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
+    spec.task_duration_ms = 0;
+    let mut opts = pve_mcp::sim::SimOptions::new(spec);
+    opts.request_log = Some(PathBuf::from(log));
+    pve_mcp::sim::Simulator::start(opts).await.unwrap()
+}
+
+/// (method, path) of every request in a simulator's log so far.
+pub fn logged_requests(log: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["method"].as_str().unwrap_or("").to_string(),
+                v["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(feature = "simulator")]
 /// A simulated cluster from a given description (request log as for [`simulator`]).
 pub async fn simulator_with(spec: pve_mcp::sim::spec::ClusterSpec) -> pve_mcp::sim::Simulator {
     let mut opts = pve_mcp::sim::SimOptions::new(spec);
