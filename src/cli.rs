@@ -402,10 +402,11 @@ fn new_tool(name: &str, class: &str) -> Result<ExitCode, Exit> {
         )
     })?;
     let path = crate::author::new_tool(&dir, name, class).map_err(|e| fail(1, e))?;
-    println!(
+    let wrote = format!(
         "wrote {}; edit its description and run, then: pve-mcp check",
         path.display()
-    ); // stdout-ok
+    );
+    println!("{wrote}"); // stdout-ok
     Ok(ExitCode::SUCCESS)
 }
 

@@ -263,8 +263,20 @@ impl CallContext {
     /// if it cannot be, the request is refused and nothing is sent. Its outcome is logged
     /// after.
     pub fn send(&self, permit: Permit) -> Result<Result<Value, PveError>, SendError> {
-        let logged = match self.audit.before_send(&permit) {
-            Ok(seq) => seq.map(|seq| (seq, permit.method(), permit.path().to_string())),
+        let logged = self.log_before_send(&permit)?;
+        let result = self.send_permit(permit);
+        if let Some((seq, method, path)) = logged {
+            self.audit.after_send(seq, method, &path, &result);
+        }
+        result.map_err(SendError::Interrupted)
+    }
+
+    /// Log a request that changes something to the audit log before it is sent: its line's
+    /// number, method and path for the outcome line (`None` when it is not logged). If the
+    /// line cannot be written, the request is refused and must not be sent.
+    fn log_before_send(&self, permit: &Permit) -> Result<Option<(u64, Method, String)>, SendError> {
+        match self.audit.before_send(permit) {
+            Ok(seq) => Ok(seq.map(|seq| (seq, permit.method(), permit.path().to_string()))),
             Err(e) => {
                 let refusal = Refusal::AuditLog {
                     path: self.audit.place(),
@@ -272,14 +284,9 @@ impl CallContext {
                 };
                 tracing::error!("{}: {} {}: {refusal}", self.tool, permit.method(), permit.path());
                 let v = self.gate.refuse(permit.method(), permit.path().to_string(), refusal);
-                return Err(SendError::Refused(v));
+                Err(SendError::Refused(v))
             }
-        };
-        let result = self.send_permit(permit);
-        if let Some((seq, method, path)) = logged {
-            self.audit.after_send(seq, method, &path, &result);
         }
-        result.map_err(SendError::Interrupted)
     }
 
     fn send_permit(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
@@ -325,18 +332,7 @@ impl CallContext {
     pub fn send_all(&self, permits: Vec<Permit>) -> Result<Vec<Result<Value, PveError>>, SendError> {
         let mut logged = Vec::with_capacity(permits.len());
         for permit in &permits {
-            match self.audit.before_send(permit) {
-                Ok(seq) => logged.push(seq.map(|seq| (seq, permit.method(), permit.path().to_string()))),
-                Err(e) => {
-                    let refusal = Refusal::AuditLog {
-                        path: self.audit.place(),
-                        why: e.to_string(),
-                    };
-                    tracing::error!("{}: {} {}: {refusal}", self.tool, permit.method(), permit.path());
-                    let v = self.gate.refuse(permit.method(), permit.path().to_string(), refusal);
-                    return Err(SendError::Refused(v));
-                }
-            }
+            logged.push(self.log_before_send(permit)?);
         }
         let count = permits.len();
         let paths: Vec<String> = permits.iter().map(|p| p.path().to_string()).collect();
