@@ -1,5 +1,5 @@
 //! Idle CPU of the server before and after a script is edited (hot reload), with an empty
-//! script directory, 1,000 scripts, and one large script.
+//! script directory, 1,000 scripts, one large script, and one too large to compile.
 //!
 //!     cargo build --release && cargo run --release --example idle_cpu -- [path/to/pve-mcp]
 //!
@@ -71,8 +71,27 @@ fn tool_source(i: usize) -> String {
     format!("{TOOL}fn run(args) {{ #{{ n: {i} }} }}\n")
 }
 
-/// A tool of about `bytes` bytes: many small functions.
+/// A tool of about `bytes` bytes within the compile limits: 200 functions of many statements.
 fn large_source(bytes: usize) -> String {
+    let mut s = String::from(TOOL);
+    s.push_str("fn run(args) { #{ n: f0(1) } }\n");
+    let per_fn = bytes / 200;
+    for i in 0..200 {
+        s.push_str(&format!("fn f{i}(x) {{\n"));
+        let start = s.len();
+        let mut j = 0;
+        while s.len() - start < per_fn {
+            s.push_str(&format!("  x += {j};\n"));
+            j += 1;
+        }
+        s.push_str("  x\n}\n");
+    }
+    s
+}
+
+/// A tool of about `bytes` bytes of one-line functions, far more than a script may define:
+/// it is refused, within the compile limits' time.
+fn many_functions_source(bytes: usize) -> String {
     let mut s = String::from(TOOL);
     s.push_str("fn run(args) { #{ n: f0(1) } }\n");
     let mut i = 0;
@@ -171,5 +190,14 @@ fn main() {
         &format!("one script of {kib} KiB"),
         vec![("large.rhai".into(), large)],
         "large.rhai",
+    );
+    let refused = many_functions_source(900 * 1024);
+    let kib = refused.len() / 1024;
+    case(
+        &bin,
+        ticks,
+        &format!("one script of {kib} KiB of one-line functions (refused)"),
+        vec![("many.rhai".into(), refused)],
+        "many.rhai",
     );
 }

@@ -258,6 +258,66 @@ async fn library_top_level_code_has_a_deadline() {
     assert_still_answers(&s).await;
 }
 
+/// Scripts built to make Rhai's parser slow, each under the 1 MiB size cap: its lookups of
+/// functions and of variables are linear scans, so thousands of them take minutes.
+fn slow_to_compile() -> Vec<(&'static str, String)> {
+    let header = "const TOOL = #{ description: \"A test tool.\", class: \"read\" };\n";
+    let fns: String = (0..20_000).map(|i| format!("fn f{i}(x) {{ x + {i} }}\n")).collect();
+    let lets: String = (0..20_000).map(|i| format!("  let a{i} = args;\n")).collect();
+    let params: String = (0..60_000).map(|i| format!(", p{i}")).collect();
+    vec![
+        ("many_fns.rhai", format!("{header}fn run(args) {{ f0(1) }}\n{fns}")),
+        ("many_lets.rhai", format!("{header}fn run(args) {{\n{lets}  1\n}}\n")),
+        (
+            "many_params.rhai",
+            format!("{header}fn run(args) {{ 1 }}\nfn g(a{params}) {{ a }}\n"),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scripts_too_slow_to_compile_are_refused_and_the_others_load() {
+    let pve = fake_pve().await;
+    let slow = slow_to_compile();
+    let mut files: Vec<(&str, &str)> = slow.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let hello = tool("#{ hi: 1 }");
+    files.push(("hello.rhai", &hello));
+    let s = within(
+        "start-up beside scripts that are slow to compile",
+        120,
+        start(&pve.uri(), scripts(&files), &[]),
+    )
+    .await;
+    let names = within("tools/list", 60, s.tool_names()).await;
+    assert!(names.contains(&"hello".to_string()), "{names:?}");
+    for (file, _) in &slow {
+        let tool = file.trim_end_matches(".rhai");
+        assert!(
+            !names.contains(&tool.to_string()),
+            "{tool} must not be served: {names:?}"
+        );
+    }
+    s.wait_for_log("many_fns.rhai").await;
+    s.wait_for_log("many_lets.rhai").await;
+    s.wait_for_log("many_params.rhai").await;
+    let log = s.stderr_text();
+    assert!(log.contains("more than 256 functions"), "{log}");
+    assert!(log.contains("more than 1000 variables"), "{log}");
+    assert!(log.contains("took more than"), "{log}");
+    // A reload with a new slow script beside a new good one loads the good one.
+    std::fs::write(s.scripts.path().join("more_fns.rhai"), &slow[0].1).unwrap();
+    std::fs::write(s.scripts.path().join("hello2.rhai"), tool("#{ hi: 2 }")).unwrap();
+    s.wait_for("list_changed after adding scripts", |e| e.list_changed >= 1)
+        .await;
+    within("reload", 60, async {
+        while !s.tool_names().await.contains(&"hello2".to_string()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_still_answers(&s).await;
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fifo_or_a_device_among_the_scripts_is_skipped() {

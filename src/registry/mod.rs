@@ -153,7 +153,8 @@ impl Registry {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rebuild from the sources. Cheap: compiling a script takes tens of microseconds.
+    /// Rebuild from the sources. Only what changed is compiled again: a tool whose text and
+    /// libraries are the same as in the current snapshot is kept as it is.
     pub fn reload(&self) -> ReloadReport {
         let previous = self.snapshot();
         let next = build(&self.builtin, &self.dirs, &previous);
@@ -248,14 +249,19 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
             // Built-ins are known good (the tests build and lint each one): their bodies are
             // built on first use, so start-up only reads their manifests.
             let builtin = file.origin.starts_with(sources::BUILTIN_ORIGIN);
-            // A built-in imports only the built-in libraries, which never change: the one
-            // in service is still good (and keeps the body it may have built).
-            if builtin
+            // The tool in service was compiled from this very text with the same libraries
+            // (a built-in imports only the built-in ones, which never change): it is still
+            // good, keeps the body it may have built, and a reload compiles only what changed.
+            let libs_unchanged = builtin || previous.libs.for_root(*root).same_sources(root_libs);
+            if libs_unchanged
                 && let Some(prev) = previous
                     .tools
                     .get(&name)
                     .filter(|p| p.is_from(&file.origin, &file.text))
             {
+                if let Some(found) = previous.findings.get(&name) {
+                    findings.insert(name.clone(), found.clone());
+                }
                 chosen = Some(prev.clone());
                 break;
             }
@@ -389,6 +395,36 @@ mod tests {
         let back = reg.snapshot();
         assert_eq!(back.tools["u"].manifest.description, "d");
         assert!(back.tools["u"].body().is_ok());
+    }
+
+    #[test]
+    fn a_reload_compiles_only_the_user_scripts_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = |v: &str| {
+            format!(
+                "import \"lib/util\" as u; const TOOL = #{{ description: \"{v}\", class: \"read\" }}; fn run(args) {{ u::one() }}"
+            )
+        };
+        std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+        std::fs::write(dir.path().join("lib/util.rhai"), "fn one() { 1 }").unwrap();
+        std::fs::write(dir.path().join("a.rhai"), tool("a")).unwrap();
+        std::fs::write(dir.path().join("b.rhai"), tool("b")).unwrap();
+        let reg = Registry::new(vec![], vec![dir.path().to_path_buf()]);
+        let before = reg.snapshot();
+        std::fs::write(dir.path().join("b.rhai"), tool("b2")).unwrap();
+        reg.reload();
+        let after = reg.snapshot();
+        assert!(Arc::ptr_eq(&before.tools["a"], &after.tools["a"]), "a did not change");
+        assert_eq!(after.tools["b"].manifest.description, "b2");
+        // A library they import changed: both are compiled again, with it.
+        std::fs::write(dir.path().join("lib/util.rhai"), "fn one() { 2 }").unwrap();
+        reg.reload();
+        let relinked = reg.snapshot();
+        assert!(
+            !Arc::ptr_eq(&after.tools["a"], &relinked.tools["a"]),
+            "a imports the changed library"
+        );
+        assert!(!Arc::ptr_eq(&after.tools["b"], &relinked.tools["b"]));
     }
 
     #[test]

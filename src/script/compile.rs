@@ -1,6 +1,5 @@
 //! Compile one tool script: self-contained AST, manifest, argument validator.
 
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,8 +22,6 @@ pub struct CompiledTool {
     pub manifest: Manifest,
     /// Where the script came from, as shown to users (`builtin:pve_vm_status.rhai` or a file path).
     pub origin: String,
-    /// Hash of the source text and of the libraries it was compiled with.
-    pub source_hash: u64,
     /// SHA-256 of the script's text, in hex (the audit log names the script by it).
     pub sha256: String,
     body: OnceLock<Result<Body, ScriptError>>,
@@ -232,7 +229,6 @@ fn read_tool(
     Ok(CompiledTool {
         manifest,
         origin: origin.to_string(),
-        source_hash: text_hash(text),
         sha256: crate::audit::sha256_hex(text.as_bytes()),
         body: OnceLock::new(),
         source,
@@ -287,16 +283,10 @@ pub fn warm_up() {
     let _ = jsonschema::validator_for(&serde_json::json!({"type": "object"}));
 }
 
-fn text_hash(text: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
-}
-
 impl CompiledTool {
     /// Was this tool compiled from this text at this origin?
     pub fn is_from(&self, origin: &str, text: &str) -> bool {
-        self.origin == origin && self.source_hash == text_hash(text)
+        self.origin == origin && self.sha256 == crate::audit::sha256_hex(text.as_bytes())
     }
 }
 

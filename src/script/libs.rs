@@ -40,6 +40,16 @@ impl Libs {
         self.modules.get(name)
     }
 
+    /// Do both sets hold the same libraries, from the same files with the same text?
+    pub fn same_sources(&self, other: &Libs) -> bool {
+        self.modules.len() == other.modules.len()
+            && self
+                .modules
+                .iter()
+                .zip(&other.modules)
+                .all(|((a, x), (b, y))| a == b && x.origin == y.origin && x.text == y.text)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.modules.keys().map(String::as_str)
     }

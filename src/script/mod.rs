@@ -14,6 +14,7 @@ pub mod invoke;
 pub mod libs;
 pub mod lint;
 pub mod manifest;
+mod parse_limits;
 mod resolve;
 pub mod sandbox;
 pub mod thread;

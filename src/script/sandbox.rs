@@ -52,6 +52,7 @@ pub fn engine(log: LogFn) -> Engine {
         .set_max_modules(limits::MAX_MODULES)
         .set_module_resolver(DummyModuleResolver::new());
     e.disable_symbol("eval");
+    super::parse_limits::install(&mut e);
     register_bounded_growth(&mut e);
     let print_log = log.clone();
     e.on_print(move |s| print_log(s));
