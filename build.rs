@@ -1,6 +1,12 @@
 //! Embeds the tools and libraries under `scripts/` (not its `tests/`) into the binary, so
 //! the built-in tools work wherever the binary goes (`cargo install` included).
 
+#![allow(
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "a build script reports failure by panicking and talks to cargo on stdout"
+)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +40,7 @@ fn main() {
     collect(&root, &root, &mut files);
     files.sort();
     let mut code = String::from(
-        "/// Built-in scripts: (path below scripts/, source).\npub static BUILTIN_SCRIPTS: &[(&str, &str)] = &[\n",
+        "/// Built-in scripts: (path below scripts/, source).\npub(crate) static BUILTIN_SCRIPTS: &[(&str, &str)] = &[\n",
     );
     for (rel, abs) in files {
         code.push_str(&format!(

@@ -21,6 +21,17 @@
 //! 50,000 volumes: `pve_storage_content` of a storage holding them, through `pve-mcp call`
 //! against a simulated cluster (its answer, about 9 MB, is more than an MCP client's line).
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a measuring program prints its figures on stdout and its usage errors on stderr"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a measuring program stops at its first failure"
+)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -292,7 +303,7 @@ fn line(what: &str, value: String, target: &str, ok: Option<bool>) {
         Some(false) => "MISSED",
         None => "",
     };
-    println!("{what:<44} {value:<44} {target:<30} {mark}"); // stdout-ok
+    println!("{what:<44} {value:<44} {target:<30} {mark}");
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -336,8 +347,8 @@ async fn main() {
     println!(
         "# load: {}",
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
-    ); // stdout-ok
-    println!("# floor: raw keep-alive HTTPS GET of one guest's status to the fake, p50 {floor_small:.0} us"); // stdout-ok
+    );
+    println!("# floor: raw keep-alive HTTPS GET of one guest's status to the fake, p50 {floor_small:.0} us");
     let spawn_med = median(spawn_ms);
     line(
         "spawn -> tools/list answered, median",
@@ -364,7 +375,7 @@ async fn main() {
         let fake = fake.as_ref().unwrap_or(&small);
         let status_floor = floor(fake, "/nodes/pve1/qemu/100/status/current", 300).await;
         let list_floor = floor(fake, "/cluster/resources", if guests > 1_000 { 20 } else { 200 }).await;
-        println!("\n# {guests} guests: floor p50 {status_floor:.0} us (one guest), {list_floor:.0} us (guest list)"); // stdout-ok
+        println!("\n# {guests} guests: floor p50 {status_floor:.0} us (one guest), {list_floor:.0} us (guest list)");
         let (client, pid, _) = spawn(&bin, fake, scripts.path()).await;
         let status_calls = if guests > 1_000 { 300 } else { 1_000 };
         let s = series(&client, pid, fake, "pve_vm_status", status_args.clone(), status_calls).await;
@@ -440,7 +451,7 @@ async fn main() {
     }
 
     // Fan-out over nodes and storages.
-    println!("\n# fan-out: {FANOUT_NODES} online nodes, each fanned-out read delayed {FANOUT_DELAY_MS} ms"); // stdout-ok
+    println!("\n# fan-out: {FANOUT_NODES} online nodes, each fanned-out read delayed {FANOUT_DELAY_MS} ms");
     let log_dir = tempfile::tempdir().expect("temp dir");
     let log = log_dir.path().join("requests.jsonl");
     let wide = fanout_fake(&log).await;
@@ -515,7 +526,7 @@ async fn main() {
         .ok()
         .and_then(|v| v["count"].as_u64())
         .unwrap_or(0);
-    println!(); // stdout-ok
+    println!();
     line(
         "50,000 volumes: pve_storage_content",
         format!(
@@ -544,7 +555,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let _ = client.cancel().await;
-    println!(); // stdout-ok
+    println!();
     line(
         "file save -> list_changed, median",
         format!("{:.0} ms", median(reload_ms)),
@@ -554,7 +565,7 @@ async fn main() {
     println!(
         "# load: {}",
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
-    ); // stdout-ok
+    );
     println!(
         "# {}",
         if all_met {
@@ -562,5 +573,5 @@ async fn main() {
         } else {
             "some targets MISSED"
         }
-    ); // stdout-ok
+    );
 }

@@ -11,6 +11,17 @@
 //! answers, the slowest `ping` seen while the burst ran, and the server's RSS and thread
 //! count before and after. Nothing here is asserted: the numbers are for reading.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a measuring program prints its figures on stdout and its usage errors on stderr"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a measuring program stops at its first failure"
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,9 +174,9 @@ async fn main() {
         o.rounds,
         o.delay,
         o.max_calls.as_deref().unwrap_or("default")
-    ); // stdout-ok
+    );
     let (rss0, threads0) = rss_and_threads(pid);
-    println!("before: RSS {rss0:.1} MB, {threads0} threads"); // stdout-ok
+    println!("before: RSS {rss0:.1} MB, {threads0} threads");
     for round in 1..=o.rounds {
         let started = Instant::now();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -233,7 +244,7 @@ async fn main() {
             percentile(&ok, 0.5),
             percentile(&ok, 0.99),
             worst_ping.as_secs_f64() * 1000.0,
-        ); // stdout-ok
+        );
     }
 }
 

@@ -10,6 +10,17 @@
 //! windows after that, which should be about 0. Nothing here is asserted: the numbers
 //! are for reading.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a measuring program prints its figures on stdout and its usage errors on stderr"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a measuring program stops at its first failure"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -170,7 +181,7 @@ fn case(bin: &Path, ticks: f64, name: &str, files: Vec<(String, String)>, edit: 
     println!(
         "{name:<28} start-up {:>6.0} ms   idle {idle:>5.1} %   edit+2 s {reload:>5.1} %   quiet after {busy:>4.0} s   then {after:>5.1} %, {later:>5.1} %",
         startup.as_secs_f64() * 1000.0
-    ); // stdout-ok
+    );
     let _ = s.child.kill();
     let _ = s.child.wait();
 }
@@ -178,7 +189,7 @@ fn case(bin: &Path, ticks: f64, name: &str, files: Vec<(String, String)>, edit: 
 fn main() {
     let bin = binary(std::env::args().nth(1).map(PathBuf::from));
     let ticks = clock_ticks();
-    println!("CPU of {} (percent of one core)", bin.display()); // stdout-ok
+    println!("CPU of {} (percent of one core)", bin.display());
     case(&bin, ticks, "0 scripts", Vec::new(), "new.rhai");
     let many = (0..1000).map(|i| (format!("t{i:04}.rhai"), tool_source(i))).collect();
     case(&bin, ticks, "1,000 scripts", many, "t0500.rhai");

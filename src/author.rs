@@ -9,7 +9,7 @@ use crate::gate::{Capabilities, Capability};
 use crate::registry::Snapshot;
 
 /// `describe`: what a host sees of one tool, and where it comes from.
-pub fn describe(snap: &Snapshot, mode: Mode, name: &str) -> Result<String, String> {
+pub(crate) fn describe(snap: &Snapshot, mode: Mode, name: &str) -> Result<String, String> {
     let Some(tool) = snap.tools.get(name) else {
         if let Some(message) = crate::server::scripts::not_in_service(snap, name) {
             return Err(message);
@@ -121,7 +121,7 @@ pub fn describe(snap: &Snapshot, mode: Mode, name: &str) -> Result<String, Strin
 }
 
 /// A tool name a file may carry: lowercase letters, digits and `_`, starting with a letter.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -130,7 +130,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// `new`: write a commented skeleton that compiles and runs into `dir`; returns its path.
-pub fn new_tool(dir: &Path, name: &str, class: &str) -> Result<PathBuf, String> {
+pub(crate) fn new_tool(dir: &Path, name: &str, class: &str) -> Result<PathBuf, String> {
     if !valid_name(name) {
         return Err(format!(
             "'{name}' is not a tool name: use lowercase letters, digits and _, starting with a letter (e.g. vm_uptime)"
@@ -150,7 +150,7 @@ pub fn new_tool(dir: &Path, name: &str, class: &str) -> Result<PathBuf, String> 
 }
 
 /// `read`, `write`, `write,exec` or `write+exec` → the capability set.
-pub fn parse_class(class: &str) -> Result<Capabilities, String> {
+pub(crate) fn parse_class(class: &str) -> Result<Capabilities, String> {
     let mut caps = Capabilities::READ;
     for word in class.split([',', '+']).map(str::trim) {
         let c = Capability::parse(word).ok_or_else(|| {

@@ -20,6 +20,27 @@ use crate::script::invoke::{Approving, CallRequest};
 use crate::script::{Outcome, Runtime, invoke};
 use crate::server::{PveMcpServer, result};
 
+/// One line of a command's output, on stdout. Only the CLI's own commands print; `serve`
+/// never does (its stdout is the MCP protocol).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stdout, reason = "a CLI command's output, never printed by serve")]
+        {
+            println!($($arg)*);
+        }
+    }};
+}
+
+/// One line of a command's diagnostics (a problem it found, a file it skipped), on stderr.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stderr, reason = "a CLI command's diagnostics, beside its output")]
+        {
+            eprintln!($($arg)*);
+        }
+    }};
+}
+
 /// Exit code for a configuration error.
 pub const EXIT_CONFIG: u8 = 2;
 
@@ -35,11 +56,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub cluster: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve MCP over stdio (the default).
     Serve,
     /// List the tools: name, class, whether the current mode lists it, and its source file.
@@ -115,13 +136,13 @@ pub enum Command {
 
 /// The file formats `pve-mcp schema` describes.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum SchemaFormat {
+pub(crate) enum SchemaFormat {
     /// The cluster description read by `--cluster FILE`.
     Cluster,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuditAction {
+pub(crate) enum AuditAction {
     /// Check the hash chain; exit 1 naming the first broken, edited, missing or truncated line.
     Verify {
         /// The log to check instead of PVE_MCP_AUDIT_LOG's.
@@ -223,15 +244,15 @@ async fn simulate_standalone(
     let sim = Simulator::start(opts)
         .await
         .map_err(|e| fail(1, format!("cannot start the simulated cluster: {e}")))?;
-    println!("simulated PVE API at {}/api2/json", sim.https_url().unwrap_or_default()); // stdout-ok
+    out!("simulated PVE API at {}/api2/json", sim.https_url().unwrap_or_default());
     if let Some(u) = sim.http_url() {
-        println!("plain HTTP at        {u}/api2/json"); // stdout-ok
+        out!("plain HTTP at        {u}/api2/json");
     }
-    println!("self-signed certificate: use PVE_VERIFY_SSL=false"); // stdout-ok
+    out!("self-signed certificate: use PVE_VERIFY_SSL=false");
     for (id, secret) in &tokens {
-        println!("token  PVE_TOKEN_ID='{id}'  PVE_TOKEN_SECRET={secret}"); // stdout-ok
+        out!("token  PVE_TOKEN_ID='{id}'  PVE_TOKEN_SECRET={secret}");
     }
-    println!("Ctrl-C stops it."); // stdout-ok
+    out!("Ctrl-C stops it.");
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| fail(1, format!("cannot wait for Ctrl-C: {e}")))?;
@@ -369,7 +390,7 @@ fn tools() -> Result<ExitCode, Exit> {
     let registry = load_registry(&settings);
     let snap = registry.snapshot();
     let width = snap.tools.keys().map(String::len).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:11}  {:26}  SOURCE", "NAME", "CLASS", "LISTED"); // stdout-ok
+    out!("{:width$}  {:11}  {:26}  SOURCE", "NAME", "CLASS", "LISTED");
     for t in snap.tools.values() {
         let m = &t.manifest;
         let listed = match unlisted_because(m.class, settings.mode) {
@@ -377,10 +398,10 @@ fn tools() -> Result<ExitCode, Exit> {
             why => why,
         };
         let row = format!("{:width$}  {:11}  {:26}  {}", m.name, m.class.label(), listed, t.origin);
-        println!("{row}"); // stdout-ok
+        out!("{row}");
     }
     for p in &snap.problems {
-        eprintln!("{}: {p}", p.origin);
+        note!("{}: {p}", p.origin);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -389,7 +410,10 @@ fn describe(tool: &str) -> Result<ExitCode, Exit> {
     let settings = Settings::from_env(&ProcessEnv)?;
     let registry = load_registry(&settings);
     let text = crate::author::describe(&registry.snapshot(), settings.mode, tool).map_err(|e| fail(1, e))?;
-    print!("{text}"); // stdout-ok
+    #[allow(clippy::print_stdout, reason = "the description is the command's output")]
+    {
+        print!("{text}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -406,7 +430,7 @@ fn new_tool(name: &str, class: &str) -> Result<ExitCode, Exit> {
         "wrote {}; edit its description and run, then: pve-mcp check",
         path.display()
     );
-    println!("{wrote}"); // stdout-ok
+    out!("{wrote}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -432,7 +456,7 @@ fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
     };
     for d in &dirs {
         if !d.is_dir() {
-            eprintln!("{}: not a directory; skipped", d.display());
+            note!("{}: not a directory; skipped", d.display());
         }
     }
     // Compile with no "previous" version, so every broken script is reported as broken.
@@ -445,26 +469,26 @@ fn check(dirs: Vec<PathBuf>) -> Result<ExitCode, Exit> {
             t.manifest.class.label(),
             t.origin
         );
-        println!("{row}"); // stdout-ok
+        out!("{row}");
     }
     for (name, file) in &snap.shadowed {
         let row = format!(
             "note   {file} has the name of the built-in {name}: your tools import yours, the built-in tools keep the built-in one"
         );
-        println!("{row}"); // stdout-ok
+        out!("{row}");
     }
     for p in &snap.problems {
-        println!("error  {}", p.message); // stdout-ok
+        out!("error  {}", p.message);
     }
     for found in snap.findings.values().flatten() {
-        println!("error  {found}"); // stdout-ok
+        out!("error  {found}");
     }
     let problems = snap.problems.len() + snap.findings.values().map(Vec::len).sum::<usize>();
     if problems == 0 {
-        println!("{} tools, no problems", snap.tools.len()); // stdout-ok
+        out!("{} tools, no problems", snap.tools.len());
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} tools, {problems} problems", snap.tools.len()); // stdout-ok
+        out!("{} tools, {problems} problems", snap.tools.len());
         Ok(ExitCode::from(1))
     }
 }
@@ -498,14 +522,14 @@ fn audit(action: &AuditAction) -> Result<ExitCode, Exit> {
         .map_err(|e| fail(1, format!("cannot read the audit log {shown}: {e}")))?;
     let read_failed = |e: std::io::Error| fail(1, format!("cannot read the audit log {shown}: {e}"));
     if !verify {
-        let mut out = std::io::stdout().lock(); // stdout-ok
+        let mut out = std::io::stdout().lock();
         crate::audit::verify::show(reader, &mut out).map_err(read_failed)?;
         return Ok(ExitCode::SUCCESS);
     }
     let report = crate::audit::verify::verify(reader).map_err(read_failed)?;
     match &report.problem {
         Some(p) => {
-            println!("{shown}: {}", p.what); // stdout-ok
+            out!("{shown}: {}", p.what);
             let mut after = format!("{} intact entries", report.entries);
             if report.more_problems > 0 {
                 after.push_str(&format!(", {} more problems after it", report.more_problems));
@@ -513,16 +537,16 @@ fn audit(action: &AuditAction) -> Result<ExitCode, Exit> {
             if report.segments > 1 {
                 after.push_str(&format!(", {} chain segments", report.segments));
             }
-            println!("{shown}: the chain is broken ({after})"); // stdout-ok
+            out!("{shown}: the chain is broken ({after})");
             Ok(ExitCode::from(1))
         }
         None => {
-            println!("{shown}: {} entries verified; the chain is intact", report.entries); // stdout-ok
+            out!("{shown}: {} entries verified; the chain is intact", report.entries);
             if let Some(head) = &report.head {
                 let line = format!(
                     "last line's hash: {head} (keep it elsewhere: a change to the last line, or lines cut from the end, shows only against it)"
                 );
-                println!("{line}"); // stdout-ok
+                out!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -587,7 +611,7 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
     let (json, code) = match outcome {
         Outcome::Done(v) => {
             if let Some(note) = crate::server::scripts::stale_note(&snap, tool) {
-                eprintln!("{note}");
+                note!("{note}");
             }
             (result::as_object(v), ExitCode::SUCCESS)
         }
@@ -601,12 +625,12 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
             ExitCode::SUCCESS,
         ),
         Outcome::Failed(e) => {
-            eprintln!("{tool}: {e}");
+            note!("{tool}: {e}");
             (result::error_json(tool, &e), ExitCode::from(1))
         }
     };
     let text = serde_json::to_string_pretty(&json).map_err(|e| fail(1, e.to_string()))?;
-    println!("{text}"); // stdout-ok
+    out!("{text}");
     Ok(code)
 }
 
@@ -621,20 +645,20 @@ async fn test(paths: Vec<PathBuf>, cluster: Option<PathBuf>, request_log: Option
     let suites = testing::discover(&paths).map_err(|e| fail(1, e))?;
     let started = std::time::Instant::now();
     let print = |r: &FileReport| {
-        println!("{}  ({})", r.origin, r.tool); // stdout-ok
+        out!("{}  ({})", r.origin, r.tool);
         match &r.outcome {
             Err(message) => {
-                println!("  FAIL  the file could not run"); // stdout-ok
-                println!("        {message}"); // stdout-ok
+                out!("  FAIL  the file could not run");
+                out!("        {message}");
             }
             Ok(tests) => {
                 for t in tests {
                     let secs = t.duration.as_secs_f64();
                     match &t.failure {
-                        None => println!("  ok    {} ({secs:.1}s)", t.name), // stdout-ok
+                        None => out!("  ok    {} ({secs:.1}s)", t.name),
                         Some(f) => {
-                            println!("  FAIL  {} ({secs:.1}s)", t.name); // stdout-ok
-                            println!("        {f}"); // stdout-ok
+                            out!("  FAIL  {} ({secs:.1}s)", t.name);
+                            out!("        {f}");
                         }
                     }
                 }
@@ -660,7 +684,7 @@ async fn test(paths: Vec<PathBuf>, cluster: Option<PathBuf>, request_log: Option
                 .filter(|t| !tested.contains(t))
                 .collect();
             if suite.whole && !untested.is_empty() {
-                println!("no tests in {}/tests for: {}", suite.dir.display(), untested.join(", ")); // stdout-ok
+                out!("no tests in {}/tests for: {}", suite.dir.display(), untested.join(", "));
             }
         }
     }
@@ -671,7 +695,7 @@ async fn test(paths: Vec<PathBuf>, cluster: Option<PathBuf>, request_log: Option
             "no tests found in {}: a tool DIR/NAME.rhai is tested by fn test_…() in DIR/tests/NAME.rhai",
             shown.join(", ")
         );
-        println!("{line}"); // stdout-ok
+        out!("{line}");
         return Ok(ExitCode::from(1));
     }
     let files = reports.len();
@@ -679,7 +703,7 @@ async fn test(paths: Vec<PathBuf>, cluster: Option<PathBuf>, request_log: Option
         "{files} files, {tests} tests: {} passed, {failed} failed ({secs:.1}s)",
         tests - failed
     );
-    println!("{line}"); // stdout-ok
+    out!("{line}");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

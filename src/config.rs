@@ -15,7 +15,7 @@ use crate::gate::{Capabilities, Capability};
 use crate::registry::ToolFilter;
 
 /// Default PVE API port, implied when `PVE_HOST` is a bare host.
-pub const DEFAULT_PORT: u16 = 8006;
+pub(crate) const DEFAULT_PORT: u16 = 8006;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -89,7 +89,7 @@ impl std::fmt::Debug for Connection {
 
 /// Settings that do not need PVE: modes, waits and script directories.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub mode: Mode,
     pub task_wait: Duration,
     pub script_timeout: Duration,
@@ -116,7 +116,7 @@ pub struct Settings {
 
 /// `PVE_MCP_AUDIT_LOG`: a file (by default under the user's state directory) or off.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditLog {
+pub(crate) enum AuditLog {
     Off,
     File(PathBuf),
     /// Unset, and neither `XDG_STATE_HOME` nor `HOME` is: there is no default place, so
@@ -125,25 +125,25 @@ pub enum AuditLog {
 }
 
 /// Default of `PVE_MCP_MAX_CALLS`.
-pub const DEFAULT_MAX_CALLS: usize = 64;
+pub(crate) const DEFAULT_MAX_CALLS: usize = 64;
 /// Default of `PVE_MCP_MAX_RESULT_BYTES`: 16 MiB (10,000 guests list in about 5 MiB).
-pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 /// Default of `PVE_MCP_SCRIPT_MEMORY`, in MiB.
-pub const DEFAULT_SCRIPT_MEMORY_MIB: usize = 256;
+pub(crate) const DEFAULT_SCRIPT_MEMORY_MIB: usize = 256;
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub connection: Connection,
     pub settings: Settings,
 }
 
 /// Read-only view of the environment, so parsing is testable without touching the process env.
-pub trait Env {
+pub(crate) trait Env {
     fn get(&self, key: &str) -> Option<String>;
 }
 
 /// The process environment.
-pub struct ProcessEnv;
+pub(crate) struct ProcessEnv;
 
 impl Env for ProcessEnv {
     fn get(&self, key: &str) -> Option<String> {
@@ -160,7 +160,7 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
 /// Load `.env` from the working directory or the nearest parent that has one (variables
 /// already set win), if there is one. It holds the token secret, so no message ever shows
 /// its content: a malformed line is named by its number only.
-pub fn load_dotenv() {
+pub(crate) fn load_dotenv() {
     let Some(path) = find_dotenv() else { return };
     match dotenvy::from_path(&path) {
         Ok(()) => tracing::debug!("loaded {}", path.display()),
@@ -185,7 +185,7 @@ fn find_dotenv() -> Option<PathBuf> {
 }
 
 impl Config {
-    pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
         Ok(Config {
             connection: Connection::from_env(env)?,
             settings: Settings::from_env(env)?,
@@ -194,7 +194,7 @@ impl Config {
 }
 
 impl Connection {
-    pub fn from_env(env: &dyn Env) -> Result<Connection, ConfigError> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<Connection, ConfigError> {
         let host = required(env, "PVE_HOST", HOST_EXPECTED)?;
         let base_url = parse_host(&host)?;
         let token_id = required(env, "PVE_TOKEN_ID", TOKEN_ID_EXPECTED)?;
@@ -214,7 +214,7 @@ impl Connection {
 }
 
 impl Settings {
-    pub fn from_env(env: &dyn Env) -> Result<Settings, ConfigError> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<Settings, ConfigError> {
         let read_only = boolean(env, "PVE_MCP_READ_ONLY", false)?;
         let exec = boolean(env, "PVE_MCP_ENABLE_EXEC", false)?;
         let admin = boolean(env, "PVE_MCP_ENABLE_ADMIN", false)?;
@@ -454,7 +454,7 @@ fn validate_secret(secret: &str) -> Result<(), ConfigError> {
 }
 
 /// `true/false/1/0/yes/no`, any case.
-pub fn parse_bool(raw: &str) -> Option<bool> {
+pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),
         "false" | "0" | "no" => Some(false),

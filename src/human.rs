@@ -1,7 +1,7 @@
 //! Human-readable companions for raw values (`maxmem` → `maxmem_human`).
 
 /// Field names whose numeric value PVE reports in bytes.
-pub const BYTE_FIELDS: &[&str] = &[
+pub(crate) const BYTE_FIELDS: &[&str] = &[
     "avail",
     "disk",
     "diskread",
@@ -21,7 +21,7 @@ pub const BYTE_FIELDS: &[&str] = &[
 ];
 
 /// Binary units with two decimals: `34359738368` → `"32.00 GiB"`.
-pub fn human_bytes(bytes: f64) -> String {
+pub(crate) fn human_bytes(bytes: f64) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if !bytes.is_finite() {
         return "unknown".into();
@@ -40,19 +40,19 @@ pub fn human_bytes(bytes: f64) -> String {
     }
 }
 
-pub fn is_byte_field(name: &str) -> bool {
+pub(crate) fn is_byte_field(name: &str) -> bool {
     BYTE_FIELDS.contains(&name)
 }
 
 /// Field names whose value PVE reports as epoch seconds.
-pub const TIME_FIELDS: &[&str] = &["ctime", "endtime", "snaptime", "starttime"];
+pub(crate) const TIME_FIELDS: &[&str] = &["ctime", "endtime", "snaptime", "starttime"];
 
-pub fn is_time_field(name: &str) -> bool {
+pub(crate) fn is_time_field(name: &str) -> bool {
     TIME_FIELDS.contains(&name)
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -72,7 +72,7 @@ pub fn utc_parts(secs: i64) -> (i64, u32, u32, i64, i64, i64) {
 }
 
 /// Epoch seconds → ISO-8601 in UTC: `1768580793` → `"2026-01-16T16:26:33Z"`.
-pub fn iso_time(secs: i64) -> String {
+pub(crate) fn iso_time(secs: i64) -> String {
     let (y, m, d, h, mi, s) = utc_parts(secs);
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }

@@ -2,17 +2,17 @@
 //! enforced by the core. See ARCHITECTURE.md for the map of the code.
 
 pub mod audit;
-pub mod author;
+mod author;
 pub mod cli;
 pub mod config;
-pub mod confirm;
+mod confirm;
 pub mod gate;
 pub mod human;
 pub mod pve;
-pub mod registry;
+mod registry;
 pub mod script;
-pub mod server;
+mod server;
 #[cfg(feature = "simulator")]
 pub mod sim;
 #[cfg(feature = "simulator")]
-pub mod testing;
+mod testing;

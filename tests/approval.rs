@@ -4,6 +4,13 @@
 //! client retries. Every refused case is proven from the simulated cluster's state and
 //! request counts, or the fake PVE's log.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,13 @@
 //! chain and `pve-mcp audit verify|show` against a tampered file, fail-closed writes, and
 //! concurrent calls.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

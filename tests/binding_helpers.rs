@@ -2,6 +2,13 @@
 //! `pve::guests`, `pve::exec`, `pve::call_tool`, `pve::wait_task(upid, seconds)`,
 //! `pve::progress`, time formatting and rounding; and the safety rules around them.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::*;

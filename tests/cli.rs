@@ -1,5 +1,12 @@
 //! The command line for script authors: tools, check, call; and start-up errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use std::process::Output;

@@ -1,6 +1,13 @@
 //! What a cluster file (`pve-mcp --simulate --cluster FILE`) can describe, each feature
 //! through the real binary or the library's client: faults per path and method, task
 //! history, RRD data, CPU load, guest-agent outputs, config locks.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

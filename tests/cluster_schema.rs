@@ -1,6 +1,13 @@
 //! `pve-mcp schema cluster` prints the JSON Schema of the `--cluster FILE` description:
 //! it accepts what the simulator loads (the built-in cluster, the documented examples,
 //! every kind of fault) and refuses what the simulator refuses to parse.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

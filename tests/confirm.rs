@@ -3,6 +3,13 @@
 //! arguments, before the token expires, and only while the guests it read are unchanged.
 //! Each attack is proven from the fake PVE's (or the simulated cluster's) log.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::*;

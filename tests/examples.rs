@@ -1,6 +1,13 @@
 //! The example tools of `examples/scripts/`: their own tests pass under `pve-mcp test`, and a
 //! host runs them over MCP (rmcp's client, the real binary, `examples/scripts` as the user
 //! script directory) against the simulated cluster they are written for.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

@@ -5,6 +5,13 @@
 //! default mode, as declared with exec and admin switched on (a `write` tool still may not
 //! exec or administer), and declared `read` in read-only mode.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::*;

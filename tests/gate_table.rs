@@ -5,6 +5,13 @@
 //! When `PVE_API_SCHEMA` points at the official schema (as `.ci/run` does), the vendored
 //! list is also checked against it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

@@ -1,5 +1,12 @@
 //! `pve::get_all`: answers in the items' order, PVE errors as entries, every item checked by
 //! the gate before any is sent, and the requests in flight together.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

@@ -1,5 +1,12 @@
 //! Adding, editing, breaking and removing scripts while the server runs.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::*;

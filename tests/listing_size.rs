@@ -5,6 +5,13 @@
 //! and one with it (a person approves; those parameters give way to a note in the
 //! description).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use rmcp::ServiceExt;

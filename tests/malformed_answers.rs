@@ -3,6 +3,13 @@
 //! error page, each injected on every endpoint the tool reads. The tool must say which
 //! endpoint answered what and that PVE or a proxy sent something unexpected, never show
 //! the script engine's internals.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

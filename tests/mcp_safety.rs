@@ -1,6 +1,13 @@
 //! Every safety rule, attacked by a hostile script through the real server. After each
 //! attack the server still answers, and the fake PVE proves no forbidden request arrived.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::*;

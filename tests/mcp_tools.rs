@@ -1,5 +1,12 @@
 //! The tools end to end: the real binary over stdio, rmcp's client, the simulated cluster
 //! over HTTPS.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

@@ -1,6 +1,13 @@
 //! The PVE client against wiremock (and raw sockets where wiremock cannot say it):
 //! headers, parameter encodings, error translation, transport failures.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use std::time::Duration;

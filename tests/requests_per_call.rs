@@ -1,5 +1,12 @@
 //! PVE requests per call. The vmid → node/type map: one request per guest call in steady state, migrated
 //! guests still found, deleted ones reported, writes never sent twice.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

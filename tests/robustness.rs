@@ -1,6 +1,13 @@
 //! The server under load and against hostile inputs: bursts of calls, deep and huge values,
 //! memory hogs, bad script files, and a client that goes away.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use std::time::Duration;

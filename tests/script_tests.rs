@@ -1,5 +1,12 @@
 //! `pve-mcp test`, through the real binary: the built-in tools' own tests (`scripts/tests/`),
 //! and that a failing script test fails the run naming its file, line and column.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

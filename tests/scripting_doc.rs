@@ -1,5 +1,12 @@
 //! SCRIPTING.md documents every function of the `pve::` binding and of the test harness.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

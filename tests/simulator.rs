@@ -1,5 +1,12 @@
 //! The simulated PVE, driven through the real client: wire format, auth, permissions,
 //! validation, state changes, tasks and faults.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

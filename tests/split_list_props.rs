@@ -11,6 +11,13 @@
 //! and the safety property that matters: whenever PVE would see an `unusedN` in `delete`,
 //! the gate either refuses the request or classes it destructive.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 use proptest::prelude::*;
 use pve_mcp::gate::{Capability, Classification, classify};
 use pve_mcp::pve::lists::{items, split_list};

@@ -2,6 +2,12 @@
 //! writes there is one JSON-RPC 2.0 message, whatever the tools do (a script that prints,
 //! a failing call, a refused write, a malformed request, the most verbose log level).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

@@ -1,6 +1,13 @@
 //! `PVE_MCP_TOOLS` and `PVE_MCP_DISABLE_TOOLS` over MCP: they narrow what the mode serves
 //! and never bring back a tool the mode hides.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use rmcp::model::CallToolRequestParams;

@@ -1,5 +1,12 @@
 //! All 24 tools end to end: the real binary, rmcp's client, the simulated cluster over
 //! HTTPS; QEMU and LXC wherever both apply. Every request is logged for check-log.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![cfg(feature = "simulator")]
 
 mod common;

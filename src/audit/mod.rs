@@ -12,8 +12,8 @@
 //! One [`Audit`] per server writes under a lock, and under an advisory file lock too, so
 //! servers sharing the file (the default place is per user) extend one chain.
 
-pub mod redact;
-pub mod verify;
+pub(crate) mod redact;
+pub(crate) mod verify;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -33,13 +33,13 @@ use crate::script::compile::CompiledTool;
 use crate::script::context::Interrupt;
 
 /// `prev` of the first line of a chain.
-pub const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The longest last line read when the log is opened; a longer one counts as damaged.
 const MAX_TAIL: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Error)]
-pub enum AuditError {
+pub(crate) enum AuditError {
     #[error("PVE_MCP_AUDIT_LOG is not set and neither XDG_STATE_HOME nor HOME is, so it has no default place")]
     NoDefault,
     #[error("cannot create the directory {dir}: {source}")]
@@ -55,14 +55,14 @@ pub enum AuditError {
 }
 
 /// Whether a request the gate allowed is logged: anything but a plain read.
-pub fn audited(method: Method, needs: Capabilities) -> bool {
+pub(crate) fn audited(method: Method, needs: Capabilities) -> bool {
     method != Method::Get || needs.has(Capability::Exec) || needs.has(Capability::Admin)
 }
 
 /// How the call that made a request was approved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Approval {
+pub(crate) enum Approval {
     /// Not a confirmed call (a non-destructive tool, or a plan).
     None,
     /// `confirm=true` alone.
@@ -75,7 +75,7 @@ pub enum Approval {
 }
 
 impl Approval {
-    pub fn of(call: &CallMode) -> Approval {
+    pub(crate) fn of(call: &CallMode) -> Approval {
         match call {
             CallMode::Run { bound: Some(p), .. } if p.human => Approval::Human,
             CallMode::Run { bound: Some(_), .. } => Approval::Token,
@@ -86,7 +86,7 @@ impl Approval {
 }
 
 /// The server's audit log. `off` writes nothing; otherwise every write goes to the file.
-pub struct Audit {
+pub(crate) struct Audit {
     sink: Sink,
 }
 
@@ -105,7 +105,7 @@ impl std::fmt::Debug for Audit {
 impl Audit {
     /// Open the log as configured. A log that cannot be opened now is retried at every
     /// audited request, which is refused while it fails.
-    pub fn open(setting: &AuditLog) -> Audit {
+    pub(crate) fn open(setting: &AuditLog) -> Audit {
         let sink = match setting {
             AuditLog::Off => Sink::Off,
             AuditLog::NoDefault => Sink::NoDefault,
@@ -130,16 +130,16 @@ impl Audit {
         Audit { sink }
     }
 
-    pub fn off() -> Audit {
+    pub(crate) fn off() -> Audit {
         Audit { sink: Sink::Off }
     }
 
-    pub fn is_off(&self) -> bool {
+    pub(crate) fn is_off(&self) -> bool {
         matches!(self.sink, Sink::Off)
     }
 
     /// The file, as shown in messages.
-    pub fn place(&self) -> String {
+    pub(crate) fn place(&self) -> String {
         match &self.sink {
             Sink::Off => "off".into(),
             Sink::NoDefault => "(no default place)".into(),
@@ -149,7 +149,7 @@ impl Audit {
 
     /// Append one entry (its fields besides `seq`, `time` and `prev`); its sequence number.
     /// The line is synced to disk before this returns.
-    pub fn append(&self, event: &str, body: Map<String, Value>) -> Result<u64, AuditError> {
+    pub(crate) fn append(&self, event: &str, body: Map<String, Value>) -> Result<u64, AuditError> {
         let (path, chain) = match &self.sink {
             Sink::Off => return Ok(0),
             Sink::NoDefault => return Err(AuditError::NoDefault),
@@ -173,7 +173,7 @@ impl Audit {
     /// A person was asked to approve a plan: the tool, its arguments, the requests shown and
     /// the answer (`human accept`, `human decline`, `human cancel`, `human no answer`).
     /// An error means nothing may be carried out: the approval is not on record.
-    pub fn approval(
+    pub(crate) fn approval(
         &self,
         tool: &CompiledTool,
         args: &Map<String, Value>,
@@ -197,7 +197,12 @@ impl Audit {
     }
 
     /// What one call writes with.
-    pub fn call(self: &Arc<Audit>, tool: &CompiledTool, args: &Map<String, Value>, call: &CallMode) -> CallAudit {
+    pub(crate) fn call(
+        self: &Arc<Audit>,
+        tool: &CompiledTool,
+        args: &Map<String, Value>,
+        call: &CallMode,
+    ) -> CallAudit {
         CallAudit {
             audit: self.clone(),
             tool: tool.manifest.name.clone(),
@@ -211,7 +216,7 @@ impl Audit {
 /// One call's view of the log: the tool, its script's hash, its (redacted) arguments and
 /// its approval go into every line it writes.
 #[derive(Debug)]
-pub struct CallAudit {
+pub(crate) struct CallAudit {
     audit: Arc<Audit>,
     tool: String,
     script: String,
@@ -221,7 +226,7 @@ pub struct CallAudit {
 
 impl CallAudit {
     /// For calls that keep no log (tests, tools outside a server).
-    pub fn off(tool: &str) -> CallAudit {
+    pub(crate) fn off(tool: &str) -> CallAudit {
         CallAudit {
             audit: Arc::new(Audit::off()),
             tool: tool.into(),
@@ -231,7 +236,7 @@ impl CallAudit {
         }
     }
 
-    pub fn place(&self) -> String {
+    pub(crate) fn place(&self) -> String {
         self.audit.place()
     }
 
@@ -251,7 +256,7 @@ impl CallAudit {
 
     /// Before sending: the line for a request the gate allowed, if it is one the log keeps.
     /// `Ok(None)`: not logged (a read). An error means the request must not be sent.
-    pub fn before_send(&self, permit: &Permit) -> Result<Option<u64>, AuditError> {
+    pub(crate) fn before_send(&self, permit: &Permit) -> Result<Option<u64>, AuditError> {
         if self.audit.is_off() || !audited(permit.method(), permit.needs()) {
             return Ok(None);
         }
@@ -263,7 +268,13 @@ impl CallAudit {
     }
 
     /// After sending: what came back, for the request logged as entry `of`.
-    pub fn after_send(&self, of: u64, method: Method, path: &str, result: &Result<Result<Value, PveError>, Interrupt>) {
+    pub(crate) fn after_send(
+        &self,
+        of: u64,
+        method: Method,
+        path: &str,
+        result: &Result<Result<Value, PveError>, Interrupt>,
+    ) {
         let mut m = self.base(method, path);
         m.insert("of".into(), of.into());
         m.insert("outcome".into(), outcome(result));
@@ -278,7 +289,7 @@ impl CallAudit {
 
     /// A request the gate refused (the first refusal of the call; later ones repeat it).
     /// `request` is `None` when the request did not get that far (a bad path).
-    pub fn refused(&self, v: &Violation, request: Option<(&ApiPath, &Map<String, Value>)>) {
+    pub(crate) fn refused(&self, v: &Violation, request: Option<(&ApiPath, &Map<String, Value>)>) {
         if self.audit.is_off() {
             return;
         }
@@ -362,7 +373,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Now, RFC 3339 in UTC with milliseconds.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 /// A key whose value is a secret: named so, or containing one of these words (any case).
 /// `cipassword` and `encryption-key` are covered by `password` and `key`.
-pub const SECRET_WORDS: &[&str] = &[
+pub(crate) const SECRET_WORDS: &[&str] = &[
     "password",
     "sshkeys",
     "ssh-public-keys",
@@ -17,20 +17,20 @@ pub const SECRET_WORDS: &[&str] = &[
 ];
 
 /// What a secret's value becomes.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// Characters of a string value kept.
-pub const MAX_STRING: usize = 4096;
+pub(crate) const MAX_STRING: usize = 4096;
 /// Items of a list kept.
-pub const MAX_ITEMS: usize = 1000;
+pub(crate) const MAX_ITEMS: usize = 1000;
 
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     SECRET_WORDS.iter().any(|w| k.contains(w))
 }
 
 /// A copy of `m` fit for the log.
-pub fn redact_map(m: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn redact_map(m: &Map<String, Value>) -> Map<String, Value> {
     m.iter()
         .map(|(k, v)| {
             let kept = if is_secret_key(k) {
@@ -46,7 +46,7 @@ pub fn redact_map(m: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// A copy of `v` fit for the log.
-pub fn redact(v: &Value) -> Value {
+pub(crate) fn redact(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(redact_map(m)),
         Value::Array(a) => {

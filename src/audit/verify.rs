@@ -10,7 +10,7 @@ use super::{ZEROS, sha256_hex};
 
 /// What `verify` found.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Lines that are intact entries in their place.
     pub entries: usize,
     /// Chains in the file: 1, or more when the server started a new one after damage.
@@ -25,7 +25,7 @@ pub struct Report {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// 1-based line number.
     pub line: usize,
     pub what: String,
@@ -52,7 +52,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// Check the chain of a whole log.
-pub fn verify(mut r: impl BufRead) -> std::io::Result<Report> {
+pub(crate) fn verify(mut r: impl BufRead) -> std::io::Result<Report> {
     let mut report = Report::default();
     // Where the chain stands: what the next line must carry, `None` after a damaged line.
     let mut expect: Option<(u64, String)> = Some((1, ZEROS.to_string()));
@@ -153,7 +153,7 @@ pub fn verify(mut r: impl BufRead) -> std::io::Result<Report> {
 
 /// Print every entry on one line: time, tool, method and path, outcome, approval. A
 /// request's outcome, logged on a line of its own, is shown with it.
-pub fn show(mut r: impl BufRead, out: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn show(mut r: impl BufRead, out: &mut impl Write) -> std::io::Result<()> {
     let mut rows: Vec<(usize, Option<Value>)> = Vec::new();
     let mut buf = Vec::new();
     loop {

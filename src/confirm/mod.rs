@@ -1,10 +1,10 @@
 //! Confirmation: which calls need approval and how it is given ([`modes`]), plans bound to
 //! what they showed ([`token`]), and the record of plans already carried out ([`spent`]).
 
-pub mod modes;
-pub mod spent;
-pub mod token;
+pub(crate) mod modes;
+pub(crate) mod spent;
+pub(crate) mod token;
 
-pub use modes::{Asked, ClientApproval, ConfirmMode, Confirmations, ToolApproval};
-pub use spent::SpentPlans;
-pub use token::{BoundPlan, BoundRequest, ConfirmError, PlanKey, PlanToSign, now, sign, verify};
+pub(crate) use modes::{Asked, ClientApproval, ConfirmMode, Confirmations, ToolApproval};
+pub(crate) use spent::SpentPlans;
+pub(crate) use token::{BoundPlan, BoundRequest, ConfirmError, PlanKey, PlanToSign, now, sign, verify};

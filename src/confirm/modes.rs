@@ -11,7 +11,7 @@ use crate::gate::{Capabilities, Capability};
 
 /// One setting as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfirmMode {
+pub(crate) enum ConfirmMode {
     /// No confirmation (exec and admin only).
     Off,
     /// `confirm=true` suffices; a `confirm_token`, when given, is enforced.
@@ -25,7 +25,7 @@ pub enum ConfirmMode {
 }
 
 impl ConfirmMode {
-    pub fn parse(s: &str) -> Option<ConfirmMode> {
+    pub(crate) fn parse(s: &str) -> Option<ConfirmMode> {
         match s.trim().to_ascii_lowercase().as_str() {
             "off" => Some(ConfirmMode::Off),
             "flag" => Some(ConfirmMode::Flag),
@@ -40,7 +40,7 @@ impl ConfirmMode {
 /// A mode resolved for one client, weakest first: where a tool's capabilities have different
 /// modes, the strongest applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Asked {
+pub(crate) enum Asked {
     Flag,
     Plan,
     Human,
@@ -48,7 +48,7 @@ pub enum Asked {
 
 /// The three settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Confirmations {
+pub(crate) struct Confirmations {
     pub destructive: ConfirmMode,
     pub exec: ConfirmMode,
     pub admin: ConfirmMode,
@@ -77,7 +77,7 @@ fn resolve(mode: ConfirmMode, elicitation: bool, fallback: Option<Asked>) -> Opt
 
 impl Confirmations {
     /// The settings as they apply to a client that did or did not declare elicitation.
-    pub fn for_client(&self, elicitation: bool) -> ClientApproval {
+    pub(crate) fn for_client(&self, elicitation: bool) -> ClientApproval {
         ClientApproval {
             destructive: resolve(self.destructive, elicitation, Some(Asked::Flag)).unwrap_or(Asked::Flag),
             exec: resolve(self.exec, elicitation, None),
@@ -89,7 +89,7 @@ impl Confirmations {
 
 /// The settings resolved for one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientApproval {
+pub(crate) struct ClientApproval {
     pub destructive: Asked,
     pub exec: Option<Asked>,
     pub admin: Option<Asked>,
@@ -99,7 +99,7 @@ pub struct ClientApproval {
 
 /// What one tool's calls need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ToolApproval {
+pub(crate) struct ToolApproval {
     /// Requests needing any of these wait for the approval (the gate's set).
     pub caps: Capabilities,
     /// Every write of the tool needs it too (`confirm: true` in the manifest).
@@ -111,7 +111,7 @@ pub struct ToolApproval {
 impl ClientApproval {
     /// The capabilities whose requests need approval for this client: destructive always,
     /// exec and admin unless they are `off`.
-    pub fn caps(&self) -> Capabilities {
+    pub(crate) fn caps(&self) -> Capabilities {
         let mut caps = Capabilities::of(&[Capability::Destructive]);
         if self.exec.is_some() {
             caps = caps.with(Capability::Exec);
@@ -123,7 +123,7 @@ impl ClientApproval {
     }
 
     /// How a tool declaring `class` is approved, or `None` when its calls need no approval.
-    pub fn for_tool(&self, class: Capabilities, confirm_writes: bool) -> Option<ToolApproval> {
+    pub(crate) fn for_tool(&self, class: Capabilities, confirm_writes: bool) -> Option<ToolApproval> {
         let mut asked = None;
         if class.has(Capability::Destructive) || confirm_writes {
             asked = Some(self.destructive);

@@ -5,14 +5,14 @@ use std::sync::Mutex;
 
 /// The ids of plans whose confirmed run has begun, until the plans expire.
 #[derive(Debug, Default)]
-pub struct SpentPlans {
+pub(crate) struct SpentPlans {
     ids: Mutex<HashMap<String, u64>>,
 }
 
 impl SpentPlans {
     /// Mark a plan as carried out; false if it already was. `expires` (seconds since the
     /// epoch) is when the id may be forgotten: its token no longer verifies then.
-    pub fn spend(&self, id: &str, expires: u64, now: u64) -> bool {
+    pub(crate) fn spend(&self, id: &str, expires: u64, now: u64) -> bool {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         ids.retain(|_, exp| *exp >= now);
         if ids.contains_key(id) {

@@ -27,7 +27,7 @@ const VERSION: u8 = 1;
 const MAX_TOKEN: usize = 256 * 1024;
 
 /// The secret that signs plans; made at start, held in memory only (as the keyed MAC state).
-pub struct PlanKey(Hmac<Sha256>);
+pub(crate) struct PlanKey(Hmac<Sha256>);
 
 impl std::fmt::Debug for PlanKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,7 +36,7 @@ impl std::fmt::Debug for PlanKey {
 }
 
 impl PlanKey {
-    pub fn generate() -> Result<PlanKey, ConfirmError> {
+    pub(crate) fn generate() -> Result<PlanKey, ConfirmError> {
         let mut k = [0u8; 32];
         getrandom::fill(&mut k).map_err(|e| ConfirmError::NoRandomness(e.to_string()))?;
         let mac =
@@ -110,7 +110,7 @@ impl BoundPlan {
 }
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum ConfirmError {
+pub(crate) enum ConfirmError {
     #[error("the system gave no randomness for the plan key: {0}")]
     NoRandomness(String),
     #[error(
@@ -164,7 +164,7 @@ fn canonical_map(m: &Map<String, Value>) -> String {
 }
 
 /// What a plan binds.
-pub struct PlanToSign<'a> {
+pub(crate) struct PlanToSign<'a> {
     pub tool: &'a str,
     pub args: &'a Map<String, Value>,
     pub planned: &'a [PlannedRequest],
@@ -178,7 +178,7 @@ pub struct PlanToSign<'a> {
 
 /// Sign a plan: the requests it recorded (destructive ones, or every write) and the digests
 /// it read.
-pub fn sign(key: &PlanKey, plan: &PlanToSign<'_>, now: u64, ttl: Duration) -> String {
+pub(crate) fn sign(key: &PlanKey, plan: &PlanToSign<'_>, now: u64, ttl: Duration) -> String {
     let PlanToSign {
         tool,
         args,
@@ -208,7 +208,7 @@ pub fn sign(key: &PlanKey, plan: &PlanToSign<'_>, now: u64, ttl: Duration) -> St
 }
 
 /// Check a token for this tool and these arguments, at `now`.
-pub fn verify(
+pub(crate) fn verify(
     key: &PlanKey,
     token: &str,
     tool: &str,
@@ -242,7 +242,7 @@ pub fn verify(
 }
 
 /// Seconds since the epoch.
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

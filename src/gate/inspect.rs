@@ -15,7 +15,7 @@ use crate::pve::lists;
 
 /// Why an inspector refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deny {
+pub(crate) enum Deny {
     /// Never allowed from a tool.
     Forbidden(String),
     /// A parameter the table does not list.
@@ -27,7 +27,7 @@ pub enum Deny {
 type Found = Result<Capabilities, Deny>;
 
 /// What an inspector is given: the decoded path segments and the parameters.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub segments: &'a [String],
     pub params: &'a Map<String, Value>,
 }
@@ -51,11 +51,11 @@ const NAMES: &[&str] = &[
     "guest-migrate",
 ];
 
-pub fn exists(name: &str) -> bool {
+pub(crate) fn exists(name: &str) -> bool {
     NAMES.contains(&name)
 }
 
-pub fn run(name: &str, r: &Request<'_>) -> Found {
+pub(crate) fn run(name: &str, r: &Request<'_>) -> Found {
     match name {
         "qemu-config" => guest(Kind::Qemu, Scope::Config, r),
         "lxc-config" => guest(Kind::Lxc, Scope::Config, r),
@@ -648,7 +648,7 @@ fn is_size(s: &str) -> bool {
 /// The guest a volume belongs to, as pve-storage's `parse_volname` names it: the last
 /// `vm-N-`, `base-N-`, `subvol-N-` or `basevol-N-` (a linked clone `base-1-disk-0/vm-2-disk-0`
 /// belongs to 2), else a directory storage's `images/N/` or `N/`.
-pub fn volume_owner(volname: &str) -> Option<String> {
+pub(crate) fn volume_owner(volname: &str) -> Option<String> {
     // Directory storages: `N/file` or `images/N/file`, and linked clones
     // `BASE/base-file/N/file`; the last folder named by a number owns the file.
     let parts: Vec<&str> = volname.split('/').collect();

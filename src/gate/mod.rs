@@ -6,10 +6,10 @@
 //! this module can make one. Once a request is refused, the gate stays refused for the rest
 //! of the call, and the call fails even if the script caught the error.
 
-pub mod capability;
-pub mod inspect;
-pub mod path;
-pub mod policy;
+pub(crate) mod capability;
+pub(crate) mod inspect;
+pub(crate) mod path;
+pub(crate) mod policy;
 pub mod table;
 
 use std::sync::{Arc, Mutex};

@@ -240,7 +240,7 @@ fn preview(body: &[u8]) -> String {
 }
 
 /// `Display` of an error and all its sources, outermost first.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut out = vec![err.to_string()];
     let mut source = err.source();
     while let Some(e) = source {

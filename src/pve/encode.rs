@@ -7,7 +7,7 @@ use super::error::PveError;
 
 /// Flatten parameters into `key=value` pairs. Arrays become repeated keys (PVE accepts
 /// that for array parameters and joins it for `-list` strings); `null` is left out.
-pub fn pairs(params: &Map<String, Value>) -> Result<Vec<(String, String)>, PveError> {
+pub(crate) fn pairs(params: &Map<String, Value>) -> Result<Vec<(String, String)>, PveError> {
     let mut out = Vec::with_capacity(params.len());
     for (k, v) in params {
         match v {
@@ -38,7 +38,7 @@ fn scalar(key: &str, v: &Value) -> Result<String, PveError> {
 }
 
 /// A JSON body with booleans as `1`/`0` (accepted by every PVE since 6.2).
-pub fn json_body(params: &Map<String, Value>) -> Result<Value, PveError> {
+pub(crate) fn json_body(params: &Map<String, Value>) -> Result<Value, PveError> {
     let mut out = Map::with_capacity(params.len());
     for (k, v) in params {
         let conv = |v: &Value| -> Result<Value, PveError> {

@@ -213,7 +213,7 @@ impl TransportError {
 }
 
 /// Sort a transport failure by its cause chain.
-pub fn transport_kind(err: &reqwest::Error, chain: &[String]) -> TransportKind {
+pub(crate) fn transport_kind(err: &reqwest::Error, chain: &[String]) -> TransportKind {
     let joined = chain.join(" | ").to_ascii_lowercase();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {

@@ -27,7 +27,7 @@ pub fn split_list(text: &str) -> Vec<String> {
 
 /// The text PVE receives for a parameter value: a list travels as repeated keys, which PVE
 /// joins with NUL; a boolean as `1`/`0`.
-pub fn wire_text(v: &Value) -> String {
+pub(crate) fn wire_text(v: &Value) -> String {
     match v {
         Value::Array(items) => items.iter().map(wire_text).collect::<Vec<_>>().join("\0"),
         Value::String(s) => s.clone(),

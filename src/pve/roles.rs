@@ -149,7 +149,7 @@ const MAPPING: Category = Category {
 };
 
 /// Role name → privileges, for one PVE major version (`create_roles`).
-pub fn builtin_roles(major: PveMajor) -> BTreeMap<String, BTreeSet<&'static str>> {
+pub(crate) fn builtin_roles(major: PveMajor) -> BTreeMap<String, BTreeSet<&'static str>> {
     let groups = match major {
         PveMajor::V8 => GROUPS_8,
         PveMajor::V9 => GROUPS_9,
@@ -182,7 +182,8 @@ pub fn builtin_roles(major: PveMajor) -> BTreeMap<String, BTreeSet<&'static str>
 }
 
 /// Is `privilege` one this version knows (`$valid_privs`)?
-pub fn is_privilege(privilege: &str, major: PveMajor) -> bool {
+#[cfg(test)]
+fn is_privilege(privilege: &str, major: PveMajor) -> bool {
     builtin_roles(major)
         .get("Administrator")
         .is_some_and(|all| all.contains(privilege))
@@ -190,7 +191,7 @@ pub fn is_privilege(privilege: &str, major: PveMajor) -> bool {
 
 /// The smallest built-in roles that grant `privilege` (excluding Administrator unless
 /// nothing else does), smallest first.
-pub fn roles_granting(privilege: &str, major: PveMajor) -> Vec<String> {
+pub(crate) fn roles_granting(privilege: &str, major: PveMajor) -> Vec<String> {
     let roles = builtin_roles(major);
     let mut granting: Vec<(&String, usize)> = roles
         .iter()

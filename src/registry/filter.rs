@@ -6,7 +6,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ToolFilter {
+pub(crate) struct ToolFilter {
     /// Empty: every tool. Otherwise only tools matching one of these.
     allow: Vec<String>,
     /// Tools matching one of these are never served.
@@ -15,11 +15,11 @@ pub struct ToolFilter {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("'{0}' is not a tool name or glob (letters, digits, '_', '-', '*' and '?')")]
-pub struct PatternError(pub String);
+pub(crate) struct PatternError(pub String);
 
 impl ToolFilter {
     /// Parse the two lists; `None` or an empty list means "not set".
-    pub fn parse(allow: Option<&str>, deny: Option<&str>) -> Result<ToolFilter, PatternError> {
+    pub(crate) fn parse(allow: Option<&str>, deny: Option<&str>) -> Result<ToolFilter, PatternError> {
         Ok(ToolFilter {
             allow: patterns(allow)?,
             deny: patterns(deny)?,
@@ -27,12 +27,13 @@ impl ToolFilter {
     }
 
     /// Is a tool of this name served (as far as the lists go)?
-    pub fn allows(&self, name: &str) -> bool {
+    pub(crate) fn allows(&self, name: &str) -> bool {
         let allowed = self.allow.is_empty() || self.allow.iter().any(|p| glob(p.as_bytes(), name.as_bytes()));
         allowed && !self.deny.iter().any(|p| glob(p.as_bytes(), name.as_bytes()))
     }
 
-    pub fn is_set(&self) -> bool {
+    #[cfg(test)]
+    fn is_set(&self) -> bool {
         !self.allow.is_empty() || !self.deny.is_empty()
     }
 }

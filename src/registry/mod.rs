@@ -10,9 +10,9 @@
 //! `lib/text.rhai` cannot change them; user tools import from the user directories first
 //! (the first directory wins), then from the built-ins.
 
-pub mod filter;
-pub mod sources;
-pub mod watch;
+pub(crate) mod filter;
+pub(crate) mod sources;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,12 +21,12 @@ use std::sync::{Arc, RwLock};
 use crate::config::Mode;
 use crate::gate::Capabilities;
 use crate::script::{CompiledTool, LibSource, Libs, ScriptError, compile_tool, compile_tool_deferred, lint};
-pub use filter::ToolFilter;
-pub use sources::SourceFile;
+pub(crate) use filter::ToolFilter;
+pub(crate) use sources::SourceFile;
 
 /// Something wrong with one script, reported by `check`, the log and reloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub origin: String,
     pub message: String,
     /// The tool name, when the problem is with a tool script.
@@ -48,7 +48,7 @@ impl std::fmt::Display for Problem {
 }
 
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub tools: BTreeMap<String, Arc<CompiledTool>>,
     pub problems: Vec<Problem>,
     /// The libraries tools were compiled with, per root.
@@ -61,31 +61,35 @@ pub struct Snapshot {
 }
 
 /// Is a tool of this class listed and callable in this mode?
-pub fn visible(class: Capabilities, mode: Mode) -> bool {
+pub(crate) fn visible(class: Capabilities, mode: Mode) -> bool {
     mode.enables_all(class)
 }
 
 impl Snapshot {
-    pub fn visible(&self, mode: Mode) -> impl Iterator<Item = &Arc<CompiledTool>> {
+    pub(crate) fn visible(&self, mode: Mode) -> impl Iterator<Item = &Arc<CompiledTool>> {
         self.tools.values().filter(move |t| visible(t.manifest.class, mode))
     }
 
-    pub fn get_visible(&self, name: &str, mode: Mode) -> Option<&Arc<CompiledTool>> {
+    pub(crate) fn get_visible(&self, name: &str, mode: Mode) -> Option<&Arc<CompiledTool>> {
         self.tools.get(name).filter(|t| visible(t.manifest.class, mode))
     }
 
     /// The tools served: those the mode lists, narrowed by `PVE_MCP_TOOLS` and
     /// `PVE_MCP_DISABLE_TOOLS`.
-    pub fn served<'a>(&'a self, mode: Mode, filter: &'a ToolFilter) -> impl Iterator<Item = &'a Arc<CompiledTool>> {
+    pub(crate) fn served<'a>(
+        &'a self,
+        mode: Mode,
+        filter: &'a ToolFilter,
+    ) -> impl Iterator<Item = &'a Arc<CompiledTool>> {
         self.visible(mode).filter(move |t| filter.allows(&t.manifest.name))
     }
 
-    pub fn get_served(&self, name: &str, mode: Mode, filter: &ToolFilter) -> Option<&Arc<CompiledTool>> {
+    pub(crate) fn get_served(&self, name: &str, mode: Mode, filter: &ToolFilter) -> Option<&Arc<CompiledTool>> {
         self.get_visible(name, mode).filter(|t| filter.allows(&t.manifest.name))
     }
 
     /// Why a tool of this name is not served, for the error a host sees.
-    pub fn why_not_served(&self, name: &str, mode: Mode) -> &'static str {
+    pub(crate) fn why_not_served(&self, name: &str, mode: Mode) -> &'static str {
         match self.tools.get(name) {
             None => "does not exist",
             Some(t) if visible(t.manifest.class, mode) => {
@@ -96,7 +100,7 @@ impl Snapshot {
     }
 
     /// The compile problem of a tool's newest source, if it has one.
-    pub fn problem_of(&self, tool: &str) -> Option<&Problem> {
+    pub(crate) fn problem_of(&self, tool: &str) -> Option<&Problem> {
         self.problems.iter().find(|p| p.tool.as_deref() == Some(tool))
     }
 
@@ -108,7 +112,7 @@ impl Snapshot {
 
 /// What a reload did.
 #[derive(Debug, Default)]
-pub struct ReloadReport {
+pub(crate) struct ReloadReport {
     /// The listed tools changed (added, removed, or a definition changed).
     pub listing_changed: bool,
     /// Problems that were not there before.
@@ -123,7 +127,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-pub struct Registry {
+pub(crate) struct Registry {
     builtin: Vec<SourceFile>,
     dirs: Vec<PathBuf>,
     current: RwLock<Arc<Snapshot>>,
@@ -131,7 +135,7 @@ pub struct Registry {
 
 impl Registry {
     /// Load the built-ins and the given user directories (highest priority first).
-    pub fn new(builtin: Vec<SourceFile>, dirs: Vec<PathBuf>) -> Registry {
+    pub(crate) fn new(builtin: Vec<SourceFile>, dirs: Vec<PathBuf>) -> Registry {
         let reg = Registry {
             builtin,
             dirs,
@@ -141,21 +145,21 @@ impl Registry {
         reg
     }
 
-    pub fn with_builtins(dirs: Vec<PathBuf>) -> Registry {
+    pub(crate) fn with_builtins(dirs: Vec<PathBuf>) -> Registry {
         Registry::new(sources::builtin(), dirs)
     }
 
-    pub fn dirs(&self) -> &[PathBuf] {
+    pub(crate) fn dirs(&self) -> &[PathBuf] {
         &self.dirs
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Rebuild from the sources. Only what changed is compiled again: a tool whose text and
     /// libraries are the same as in the current snapshot is kept as it is.
-    pub fn reload(&self) -> ReloadReport {
+    pub(crate) fn reload(&self) -> ReloadReport {
         let previous = self.snapshot();
         let next = build(&self.builtin, &self.dirs, &previous);
         let listing_changed = previous.listing() != next.listing();
@@ -319,20 +323,20 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
 /// Which libraries a tool gets: the built-in ones for a built-in tool, the user's (then
 /// the built-in ones) for a user's tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     Builtin,
     User,
 }
 
 /// The two library sets of one snapshot.
 #[derive(Debug, Clone, Default)]
-pub struct RootLibs {
+pub(crate) struct RootLibs {
     pub builtin: Libs,
     pub user: Libs,
 }
 
 impl RootLibs {
-    pub fn for_root(&self, root: Scope) -> &Libs {
+    pub(crate) fn for_root(&self, root: Scope) -> &Libs {
         match root {
             Scope::Builtin => &self.builtin,
             Scope::User => &self.user,
@@ -340,7 +344,8 @@ impl RootLibs {
     }
 
     /// The libraries a tool from this origin was compiled with.
-    pub fn for_origin(&self, origin: &str) -> &Libs {
+    #[cfg(test)]
+    fn for_origin(&self, origin: &str) -> &Libs {
         if origin.starts_with(sources::BUILTIN_ORIGIN) {
             &self.builtin
         } else {

@@ -10,13 +10,13 @@ mod embedded {
 }
 
 /// The origin of a built-in script: `builtin:` and its path below `scripts/`.
-pub const BUILTIN_ORIGIN: &str = "builtin:";
+pub(crate) const BUILTIN_ORIGIN: &str = "builtin:";
 
 /// Largest script file read; a bigger one is reported and skipped.
-pub const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone)]
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     /// Path below the root with `/` separators: `pve_vm_status.rhai`, `lib/guest.rhai`.
     pub rel: String,
     /// Shown to users: `builtin:pve_vm_status.rhai` or the file's path.
@@ -26,18 +26,18 @@ pub struct SourceFile {
 
 impl SourceFile {
     /// `Some(tool name)` for a top-level script.
-    pub fn tool_name(&self) -> Option<&str> {
+    pub(crate) fn tool_name(&self) -> Option<&str> {
         let stem = self.rel.strip_suffix(".rhai")?;
         (!stem.contains('/')).then_some(stem)
     }
 
     /// `Some("lib/x")` for a library module.
-    pub fn lib_name(&self) -> Option<String> {
+    pub(crate) fn lib_name(&self) -> Option<String> {
         crate::script::libs::import_name(&self.rel)
     }
 }
 
-pub fn builtin() -> Vec<SourceFile> {
+pub(crate) fn builtin() -> Vec<SourceFile> {
     embedded::BUILTIN_SCRIPTS
         .iter()
         .map(|(rel, text)| SourceFile {
@@ -50,13 +50,13 @@ pub fn builtin() -> Vec<SourceFile> {
 
 /// A file that could not be read.
 #[derive(Debug, Clone)]
-pub struct ReadProblem {
+pub(crate) struct ReadProblem {
     pub origin: String,
     pub message: String,
 }
 
 /// Read a user directory's tools and libraries.
-pub fn read_dir(dir: &Path) -> std::io::Result<(Vec<SourceFile>, Vec<ReadProblem>)> {
+pub(crate) fn read_dir(dir: &Path) -> std::io::Result<(Vec<SourceFile>, Vec<ReadProblem>)> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     collect(dir, dir, &mut files, &mut problems, 0)?;

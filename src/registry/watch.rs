@@ -18,12 +18,12 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use super::{Registry, ReloadReport};
 
 /// Debounce window for file events.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(150);
 
 type Deb = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
 
 /// Keeps the watch alive; dropping it stops watching.
-pub struct WatchGuard {
+pub(crate) struct WatchGuard {
     _watches: Arc<Mutex<Watches>>,
 }
 
@@ -89,7 +89,7 @@ fn nearest_existing(dir: &Path) -> Option<PathBuf> {
 /// Watch the user directories. `on_reload` runs (on the tokio runtime) after each reload
 /// with its report. A missing directory is a warning when `warn_missing`, else a debug note;
 /// it never stops the server, and it is picked up when it is created.
-pub fn spawn(
+pub(crate) fn spawn(
     registry: Arc<Registry>,
     warn_missing: bool,
     on_reload: impl Fn(ReloadReport) + Send + Sync + 'static,

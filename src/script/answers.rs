@@ -21,7 +21,7 @@ const STRING_SHOWN: usize = 60;
 
 /// One answer, described.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub method: Method,
     pub path: String,
     /// What came back, in words: "null (no data)", "the string \"abc\"", "a list of 3 objects".
@@ -31,7 +31,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn of(method: Method, path: &ApiPath, v: &Value) -> Answer {
+    pub(crate) fn of(method: Method, path: &ApiPath, v: &Value) -> Answer {
         Answer {
             method,
             path: path.to_string(),
@@ -43,13 +43,13 @@ impl Answer {
 
 /// The answers of one call.
 #[derive(Debug, Default)]
-pub struct Answers {
+pub(crate) struct Answers {
     recent: VecDeque<Answer>,
     last_odd: Option<Answer>,
 }
 
 impl Answers {
-    pub fn record(&mut self, answer: Answer) {
+    pub(crate) fn record(&mut self, answer: Answer) {
         if answer.odd {
             self.last_odd = Some(answer.clone());
         }
@@ -60,13 +60,13 @@ impl Answers {
     }
 
     /// The answer a type error is most likely about: the last odd one, else the last one.
-    pub fn suspect(&self) -> Option<&Answer> {
+    pub(crate) fn suspect(&self) -> Option<&Answer> {
         self.last_odd.as_ref().or(self.recent.back())
     }
 }
 
 /// A JSON value in a few words.
-pub fn shape(v: &Value) -> String {
+pub(crate) fn shape(v: &Value) -> String {
     match v {
         Value::Null => "null (no data)".into(),
         Value::Bool(b) => format!("the boolean {b}"),
@@ -124,12 +124,12 @@ fn odd(method: Method, v: &Value) -> bool {
 
 /// The kind a `pve::` helper throws when it is handed a value of the wrong type (often a
 /// PVE answer of the wrong shape), so that it is reported like Rhai's own type errors.
-pub const TYPE_MISMATCH: &str = "type_mismatch";
+pub(crate) const TYPE_MISMATCH: &str = "type_mismatch";
 
 /// Whether a script error is a type error: the kind of failure a value of an unexpected
 /// shape causes (a loop over null, a field of a string, a function given null).
 /// A call of a function that exists under no signature at all is a plain script error.
-pub fn is_type_error(err: &EvalAltResult, ast: &AST) -> bool {
+pub(crate) fn is_type_error(err: &EvalAltResult, ast: &AST) -> bool {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
             is_type_error(inner, ast)
@@ -245,7 +245,7 @@ fn known_function(sig: &str, ast: &AST) -> bool {
 }
 
 /// What a type error says was expected, in words, when it says.
-pub fn expected(err: &EvalAltResult) -> Option<String> {
+pub(crate) fn expected(err: &EvalAltResult) -> Option<String> {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
             expected(inner)
@@ -272,7 +272,7 @@ fn type_words(rhai_type: &str) -> &str {
 }
 
 /// The sentence for a call that could not use what PVE answered.
-pub fn sentence(tool: &str, a: &Answer, expected: Option<&str>) -> String {
+pub(crate) fn sentence(tool: &str, a: &Answer, expected: Option<&str>) -> String {
     let want = match expected {
         Some(w) => format!("{w} was expected"),
         None => "a value it needs is missing or has another type".into(),

@@ -29,7 +29,7 @@ mod guests;
 mod nested;
 
 /// Lines of a failed task's log returned by `wait_task`.
-pub const LOG_TAIL_LINES: usize = 20;
+pub(crate) const LOG_TAIL_LINES: usize = 20;
 
 /// The `pve` module, built once. Its functions find their call through the engine's tag
 /// (see [`tag`]), which scripts cannot read or change.
@@ -39,7 +39,7 @@ pub fn module() -> Shared<Module> {
 }
 
 /// The engine tag that binds `pve::` functions to one call.
-pub fn tag(cx: Arc<CallContext>) -> Dynamic {
+pub(crate) fn tag(cx: Arc<CallContext>) -> Dynamic {
     Dynamic::from(cx)
 }
 

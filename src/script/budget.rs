@@ -66,27 +66,28 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 /// The memory budget of the code running on this thread from now on.
 #[derive(Debug, Clone, Copy)]
-pub struct Budget {
+pub(crate) struct Budget {
     start: i64,
     limit: usize,
 }
 
 impl Budget {
     /// Start counting on the current thread.
-    pub fn start(limit: usize) -> Budget {
+    pub(crate) fn start(limit: usize) -> Budget {
         Budget { start: net(), limit }
     }
 
-    pub fn limit(&self) -> usize {
+    #[cfg(test)]
+    fn limit(&self) -> usize {
         self.limit
     }
 
     /// Bytes held since [`Budget::start`], on the current thread.
-    pub fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         usize::try_from(net().wrapping_sub(self.start)).unwrap_or(0)
     }
 
-    pub fn exceeded(&self) -> bool {
+    pub(crate) fn exceeded(&self) -> bool {
         self.used() > self.limit
     }
 }
@@ -97,7 +98,7 @@ thread_local! {
 }
 
 /// While the guard lives, `limit` bytes is the budget of what runs on this thread.
-pub fn enter(limit: usize) -> ActiveBudget {
+pub(crate) fn enter(limit: usize) -> ActiveBudget {
     let previous = ACTIVE
         .try_with(|a| a.replace(Some(Budget::start(limit))))
         .ok()
@@ -106,7 +107,7 @@ pub fn enter(limit: usize) -> ActiveBudget {
 }
 
 /// Restores the previous budget of the thread when dropped.
-pub struct ActiveBudget {
+pub(crate) struct ActiveBudget {
     previous: Option<Budget>,
 }
 
@@ -117,23 +118,23 @@ impl Drop for ActiveBudget {
 }
 
 /// The current thread's budget, if a script runs on it.
-pub fn active() -> Option<Budget> {
+pub(crate) fn active() -> Option<Budget> {
     ACTIVE.try_with(Cell::get).ok().flatten()
 }
 
 /// Is the current thread over its budget?
-pub fn exceeded() -> bool {
+pub(crate) fn exceeded() -> bool {
     active().is_some_and(|b| b.exceeded())
 }
 
 /// Bytes the current thread may still allocate (unbounded without a budget).
-pub fn remaining() -> usize {
+pub(crate) fn remaining() -> usize {
     active().map_or(usize::MAX, |b| b.limit.saturating_sub(b.used()))
 }
 
 /// Drop a value that was allocated on another thread without crediting its bytes to this
 /// thread's budget (they were never counted here).
-pub fn drop_foreign<T>(value: T) {
+pub(crate) fn drop_foreign<T>(value: T) {
     let before = net();
     drop(value);
     let freed = before.wrapping_sub(net());

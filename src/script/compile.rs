@@ -18,7 +18,7 @@ use super::sandbox;
 /// argument validator) is built at load for user scripts, so that a broken edit is reported
 /// at once, and on first use for built-ins, whose start-up then costs only a parse each (the
 /// test suite builds every built-in's body).
-pub struct CompiledTool {
+pub(crate) struct CompiledTool {
     pub manifest: Manifest,
     /// Where the script came from, as shown to users (`builtin:pve_vm_status.rhai` or a file path).
     pub origin: String,
@@ -30,7 +30,7 @@ pub struct CompiledTool {
 }
 
 /// The runnable part of a tool.
-pub struct Body {
+pub(crate) struct Body {
     pub ast: AST,
     pub validator: jsonschema::Validator,
     /// Checks results when the manifest declares an output schema.
@@ -39,7 +39,7 @@ pub struct Body {
 
 impl CompiledTool {
     /// The AST and the argument validator, built now if they were deferred.
-    pub fn body(&self) -> Result<&Body, ScriptError> {
+    pub(crate) fn body(&self) -> Result<&Body, ScriptError> {
         self.body
             .get_or_init(|| match &self.source {
                 Some((text, libs)) => build_body(&self.origin, text, libs, &self.manifest),
@@ -64,12 +64,12 @@ impl std::fmt::Debug for CompiledTool {
     }
 }
 
-pub const ENTRY: &str = "run";
+pub(crate) const ENTRY: &str = "run";
 
 /// Wall-clock limit for the top-level code of the libraries one compilation evaluates.
-pub const LIB_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const LIB_DEADLINE: Duration = Duration::from_secs(2);
 /// Memory the libraries' top-level code may hold during one compilation.
-pub const LIB_MEMORY: usize = 64 * 1024 * 1024;
+pub(crate) const LIB_MEMORY: usize = 64 * 1024 * 1024;
 
 /// An engine for compiling, whose evaluation of library top-level code stops at
 /// [`LIB_DEADLINE`] or over [`LIB_MEMORY`] (besides the operations limit).
@@ -96,7 +96,7 @@ fn compile_engine(log: sandbox::LogFn, libs: &Libs) -> Engine {
 }
 
 /// Compile a tool now: its manifest and its body (a user script: errors show at load).
-pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result<CompiledTool, ScriptError> {
+pub(crate) fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result<CompiledTool, ScriptError> {
     let tool = read_tool(stem, origin, text, text, true, None)?;
     let body = build_body(origin, text, libs, &tool.manifest)?;
     let _ = tool.body.set(Ok(body));
@@ -107,7 +107,7 @@ pub fn compile_tool(stem: &str, origin: &str, text: &str, libs: &Libs) -> Result
 ///
 /// Only the `const TOOL = #{…};` statement is parsed here (see [`manifest_statement`]),
 /// which is most of what start-up costs; the whole script is parsed with its body.
-pub fn compile_tool_deferred(
+pub(crate) fn compile_tool_deferred(
     stem: &str,
     origin: &str,
     text: &Arc<str>,
@@ -125,7 +125,7 @@ pub fn compile_tool_deferred(
 /// Strings and comments inside the map are skipped over; `None` when the text holds
 /// anything this scan does not follow (a backtick string, a character literal), so that the
 /// caller parses the whole script instead.
-pub fn manifest_statement(text: &str) -> Option<&str> {
+pub(crate) fn manifest_statement(text: &str) -> Option<&str> {
     let start = text
         .match_indices("const TOOL")
         .map(|(i, _)| i)
@@ -260,7 +260,7 @@ fn build_body(origin: &str, text: &str, libs: &Libs, manifest: &Manifest) -> Res
 /// Compile a script into a self-contained AST (its imports resolved from `libs` and
 /// embedded), named by `origin` in error positions. Library top-level code runs under
 /// [`LIB_DEADLINE`] and [`LIB_MEMORY`].
-pub fn compile_script(origin: &str, text: &str, libs: &Libs) -> Result<AST, ScriptError> {
+pub(crate) fn compile_script(origin: &str, text: &str, libs: &Libs) -> Result<AST, ScriptError> {
     let log_origin = origin.to_string();
     let _budget = budget::enter(LIB_MEMORY);
     let engine = compile_engine(
@@ -278,14 +278,14 @@ pub fn compile_script(origin: &str, text: &str, libs: &Libs) -> Result<AST, Scri
 /// library and the JSON Schema meta-schema's validator (a few milliseconds together), so
 /// that the first call does not wait for them. For a thread of its own at start; the bodies
 /// themselves are built by the calls that need them.
-pub fn warm_up() {
+pub(crate) fn warm_up() {
     let _ = sandbox::engine(Arc::new(|_| {}));
     let _ = jsonschema::validator_for(&serde_json::json!({"type": "object"}));
 }
 
 impl CompiledTool {
     /// Was this tool compiled from this text at this origin?
-    pub fn is_from(&self, origin: &str, text: &str) -> bool {
+    pub(crate) fn is_from(&self, origin: &str, text: &str) -> bool {
         self.origin == origin && self.sha256 == crate::audit::sha256_hex(text.as_bytes())
     }
 }
@@ -303,7 +303,7 @@ fn has_entry(ast: &AST, origin: &str) -> Result<(), ScriptError> {
 }
 
 /// For messages: the error text without Rhai's trailing position.
-pub fn bare_message(err: &EvalAltResult) -> String {
+pub(crate) fn bare_message(err: &EvalAltResult) -> String {
     let text = err.to_string();
     if err.position().is_none() {
         return text;

@@ -24,17 +24,17 @@ use super::answers::{Answer, Answers};
 use super::sandbox::limits;
 
 /// Receives progress while a script waits: (progress so far, total if known, message).
-pub type ProgressFn = Arc<dyn Fn(f64, Option<f64>, String) + Send + Sync>;
+pub(crate) type ProgressFn = Arc<dyn Fn(f64, Option<f64>, String) + Send + Sync>;
 
 /// Requests one call may make before it is stopped.
-pub const MAX_REQUESTS: usize = 2_000;
+pub(crate) const MAX_REQUESTS: usize = 2_000;
 
 /// Requests of one `pve::get_all` in flight at once.
-pub const MAX_PARALLEL: usize = 16;
+pub(crate) const MAX_PARALLEL: usize = 16;
 
 /// Why a script was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupt {
+pub(crate) enum Interrupt {
     Cancelled,
     TimedOut,
     TooManyRequests,
@@ -42,7 +42,7 @@ pub enum Interrupt {
 
 /// Why [`CallContext::send`] sent nothing or got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// Stopped from outside (cancelled, timed out, too many requests).
     Interrupted(Interrupt),
     /// Refused before sending: the audit log could not be written. The gate holds the
@@ -51,7 +51,7 @@ pub enum SendError {
 }
 
 /// What a call is made of; [`CallContext::new`] takes it whole.
-pub struct CallParts {
+pub(crate) struct CallParts {
     pub tool: String,
     pub client: PveClient,
     pub gate: Gate,
@@ -69,7 +69,7 @@ pub struct CallParts {
 /// The client and the gate are private: a script's request reaches PVE only through
 /// [`CallContext::check`] (the gate) and [`CallContext::send`], which takes the gate's
 /// [`Permit`].
-pub struct CallContext {
+pub(crate) struct CallContext {
     pub tool: String,
     client: PveClient,
     gate: Gate,
@@ -91,7 +91,7 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    pub fn new(parts: CallParts) -> CallContext {
+    pub(crate) fn new(parts: CallParts) -> CallContext {
         let CallParts {
             tool,
             client,
@@ -124,17 +124,17 @@ impl CallContext {
         }
     }
 
-    pub fn interrupt(&self) -> Option<Interrupt> {
+    pub(crate) fn interrupt(&self) -> Option<Interrupt> {
         *self.interrupt.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_interrupt(&self, i: Interrupt) {
+    pub(crate) fn set_interrupt(&self, i: Interrupt) {
         let mut slot = self.interrupt.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(i);
     }
 
     /// Checked by the engine's progress callback: should the script stop now?
-    pub fn should_stop(&self) -> Option<Interrupt> {
+    pub(crate) fn should_stop(&self) -> Option<Interrupt> {
         if let Some(i) = self.interrupt() {
             return Some(i);
         }
@@ -152,7 +152,7 @@ impl CallContext {
     }
 
     /// Count one request; past the limit the call is stopped.
-    pub fn count_request(&self) -> Result<(), Interrupt> {
+    pub(crate) fn count_request(&self) -> Result<(), Interrupt> {
         if self.requests.fetch_add(1, Ordering::Relaxed) >= MAX_REQUESTS {
             self.set_interrupt(Interrupt::TooManyRequests);
             return Err(Interrupt::TooManyRequests);
@@ -162,7 +162,7 @@ impl CallContext {
 
     /// Run a future to completion from the script's (blocking) thread, unless the call is
     /// cancelled or its deadline passes first.
-    pub fn block<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Interrupt> {
+    pub(crate) fn block<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Interrupt> {
         let result = self.rt.block_on(async {
             tokio::select! {
                 out = fut => Ok(out),
@@ -177,18 +177,23 @@ impl CallContext {
     }
 
     /// Where each guest lives, shared by the server's calls (a hint; see [`crate::pve::VmidMap`]).
-    pub fn vmids(&self) -> &crate::pve::VmidMap {
+    pub(crate) fn vmids(&self) -> &crate::pve::VmidMap {
         self.client.vmids()
     }
 
     /// The call's gate: decide about one request.
-    pub fn check(&self, method: Method, path: ApiPath, params: Map<String, Value>) -> Result<Verdict, Violation> {
+    pub(crate) fn check(
+        &self,
+        method: Method,
+        path: ApiPath,
+        params: Map<String, Value>,
+    ) -> Result<Verdict, Violation> {
         self.gate.check(method, path, params)
     }
 
     /// Record a path that failed the hygiene rules (and log it, if it is the call's first
     /// refusal).
-    pub fn refuse_path(&self, method: Method, raw: String, err: PathError) -> Violation {
+    pub(crate) fn refuse_path(&self, method: Method, raw: String, err: PathError) -> Violation {
         let first = self.gate.violation().is_none();
         let v = self.gate.refuse_path(method, raw, err);
         if first {
@@ -199,30 +204,30 @@ impl CallContext {
 
     /// Log a request the gate refused. Only the call's first refusal is logged: after it,
     /// the gate refuses everything with the same violation.
-    pub fn audit_refusal(&self, v: &Violation, path: &ApiPath, params: &Map<String, Value>) {
+    pub(crate) fn audit_refusal(&self, v: &Violation, path: &ApiPath, params: &Map<String, Value>) {
         self.audit.refused(v, Some((path, params)));
     }
 
-    pub fn is_plan(&self) -> bool {
+    pub(crate) fn is_plan(&self) -> bool {
         self.gate.is_plan()
     }
 
     /// The capabilities the running tool declared (the gate holds every request to them).
-    pub fn class(&self) -> crate::gate::Capabilities {
+    pub(crate) fn class(&self) -> crate::gate::Capabilities {
         self.gate.tool_class()
     }
 
-    pub fn violation(&self) -> Option<Violation> {
+    pub(crate) fn violation(&self) -> Option<Violation> {
         self.gate.violation()
     }
 
-    pub fn planned(&self) -> Vec<PlannedRequest> {
+    pub(crate) fn planned(&self) -> Vec<PlannedRequest> {
         self.gate.planned()
     }
 
     /// Remember what PVE answered, in short, and the digest of a guest config this call
     /// read (a plan binds it).
-    pub fn note_read(&self, method: Method, path: &ApiPath, answer: &Value) {
+    pub(crate) fn note_read(&self, method: Method, path: &ApiPath, answer: &Value) {
         self.answers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -242,7 +247,7 @@ impl CallContext {
     }
 
     /// The answer a type error in the script is most likely about, if PVE answered at all.
-    pub fn suspect_answer(&self) -> Option<Answer> {
+    pub(crate) fn suspect_answer(&self) -> Option<Answer> {
         self.answers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -250,7 +255,7 @@ impl CallContext {
             .cloned()
     }
 
-    pub fn digests(&self) -> BTreeMap<String, String> {
+    pub(crate) fn digests(&self) -> BTreeMap<String, String> {
         self.digests.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -262,7 +267,7 @@ impl CallContext {
     /// A request that changes something is logged, and the line synced, before it is sent;
     /// if it cannot be, the request is refused and nothing is sent. Its outcome is logged
     /// after.
-    pub fn send(&self, permit: Permit) -> Result<Result<Value, PveError>, SendError> {
+    pub(crate) fn send(&self, permit: Permit) -> Result<Result<Value, PveError>, SendError> {
         let logged = self.log_before_send(&permit)?;
         let result = self.send_permit(permit);
         if let Some((seq, method, path)) = logged {
@@ -329,7 +334,7 @@ impl CallContext {
     /// from the script's thread; the answers come back in the permits' order. Each is logged
     /// to the audit log first when it changes something, as [`CallContext::send`] does; if
     /// that fails, nothing is sent.
-    pub fn send_all(&self, permits: Vec<Permit>) -> Result<Vec<Result<Value, PveError>>, SendError> {
+    pub(crate) fn send_all(&self, permits: Vec<Permit>) -> Result<Vec<Result<Value, PveError>>, SendError> {
         let mut logged = Vec::with_capacity(permits.len());
         for permit in &permits {
             logged.push(self.log_before_send(permit)?);
@@ -386,12 +391,12 @@ impl CallContext {
     }
 
     /// Sleep, waking early on cancellation or at the deadline.
-    pub fn sleep(&self, d: Duration) -> Result<(), Interrupt> {
+    pub(crate) fn sleep(&self, d: Duration) -> Result<(), Interrupt> {
         self.block(tokio::time::sleep(d))
     }
 
     /// A script log line, bounded in count and length.
-    pub fn log(&self, line: &str) {
+    pub(crate) fn log(&self, line: &str) {
         let n = self.log_lines.fetch_add(1, Ordering::Relaxed);
         if n < limits::MAX_LOG_LINES {
             let line: String = line.chars().take(limits::MAX_LOG_LINE).collect();
@@ -401,7 +406,7 @@ impl CallContext {
         }
     }
 
-    pub fn report_progress(&self, message: String) {
+    pub(crate) fn report_progress(&self, message: String) {
         if let Some(p) = &self.progress {
             let step = self.progress_step.fetch_add(1, Ordering::Relaxed) + 1;
             p(step as f64, None, message);

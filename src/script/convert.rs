@@ -11,13 +11,13 @@ use serde_json::{Map, Number, Value};
 use thiserror::Error;
 
 /// Levels of arrays and maps a value may have (serde_json parses at most 128, too).
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Largest parameters of one PVE request, in bytes of JSON.
-pub const MAX_PARAMS_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_PARAMS_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConvertError {
+pub(crate) enum ConvertError {
     #[error("the value is nested more than {MAX_DEPTH} levels deep")]
     TooDeep,
     #[error("the value is larger than {limit} bytes as JSON")]
@@ -28,7 +28,7 @@ pub enum ConvertError {
 
 /// A script value as JSON. `max_bytes` bounds the size of the JSON text (strings are counted
 /// unescaped, so the bound is approximate by a few bytes per escaped character).
-pub fn to_json(value: &Dynamic, max_bytes: usize) -> Result<Value, ConvertError> {
+pub(crate) fn to_json(value: &Dynamic, max_bytes: usize) -> Result<Value, ConvertError> {
     let mut out = Out { size: 0, max_bytes };
     out.value(value, 0)
 }
@@ -103,7 +103,7 @@ impl Out {
 }
 
 /// Is a script value nested at most [`MAX_DEPTH`] levels? Nothing is copied.
-pub fn check_depth(d: &Dynamic) -> Result<(), ConvertError> {
+pub(crate) fn check_depth(d: &Dynamic) -> Result<(), ConvertError> {
     fn at(d: &Dynamic, depth: usize) -> bool {
         if let Some(a) = d.read_lock::<Array>() {
             depth < MAX_DEPTH && a.iter().all(|x| at(x, depth + 1))
@@ -117,7 +117,7 @@ pub fn check_depth(d: &Dynamic) -> Result<(), ConvertError> {
 }
 
 /// Is a JSON value nested at most [`MAX_DEPTH`] levels?
-pub fn check_json_depth(v: &Value) -> Result<(), ConvertError> {
+pub(crate) fn check_json_depth(v: &Value) -> Result<(), ConvertError> {
     fn at(v: &Value, depth: usize) -> bool {
         match v {
             Value::Array(a) => depth < MAX_DEPTH && a.iter().all(|x| at(x, depth + 1)),
@@ -134,7 +134,7 @@ pub fn check_json_depth(v: &Value) -> Result<(), ConvertError> {
 /// Built directly rather than through serde: a PVE answer of 10,000 guests converts in a
 /// fraction of the time. Strings are copied (allocated on the script's thread, so that they
 /// count toward its budget) and integers beyond Rhai's range become floats, as with serde.
-pub fn to_dynamic(v: Value) -> Result<Dynamic, ConvertError> {
+pub(crate) fn to_dynamic(v: Value) -> Result<Dynamic, ConvertError> {
     check_json_depth(&v)?;
     let out = dynamic_of(&v);
     super::budget::drop_foreign(v);

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-pub fn fill(schema: &Map<String, Value>, args: &mut Map<String, Value>) {
+pub(crate) fn fill(schema: &Map<String, Value>, args: &mut Map<String, Value>) {
     let Some(props) = schema.get("properties").and_then(Value::as_object) else {
         return;
     };

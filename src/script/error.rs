@@ -4,7 +4,7 @@ use rhai::{EvalAltResult, Position};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}{}: {message}", fmt_pos(*line, *col))]
-pub struct ScriptError {
+pub(crate) struct ScriptError {
     pub origin: String,
     pub line: Option<usize>,
     pub col: Option<usize>,
@@ -20,7 +20,7 @@ fn fmt_pos(line: Option<usize>, col: Option<usize>) -> String {
 }
 
 impl ScriptError {
-    pub fn at(origin: &str, pos: Position, message: String) -> ScriptError {
+    pub(crate) fn at(origin: &str, pos: Position, message: String) -> ScriptError {
         ScriptError {
             origin: origin.to_string(),
             line: pos.line(),
@@ -30,7 +30,7 @@ impl ScriptError {
     }
 
     /// Find the innermost error (inside function calls and modules) and report its place.
-    pub fn from_eval(default_origin: &str, err: &EvalAltResult) -> ScriptError {
+    pub(crate) fn from_eval(default_origin: &str, err: &EvalAltResult) -> ScriptError {
         let mut origin = default_origin.to_string();
         let mut calls = Vec::new();
         let mut e = err;
@@ -67,7 +67,7 @@ impl ScriptError {
 }
 
 /// The `kind` of the map a script threw (or let through, like a PVE error), if it threw one.
-pub fn thrown_kind(err: &EvalAltResult) -> Option<String> {
+pub(crate) fn thrown_kind(err: &EvalAltResult) -> Option<String> {
     let mut e = err;
     while let EvalAltResult::ErrorInFunctionCall(_, _, i, _) | EvalAltResult::ErrorInModule(_, i, _) = e {
         e = i;
@@ -79,7 +79,7 @@ pub fn thrown_kind(err: &EvalAltResult) -> Option<String> {
 }
 
 /// Characters kept of a thrown value's text.
-pub const MAX_THROWN_CHARS: usize = 2_000;
+pub(crate) const MAX_THROWN_CHARS: usize = 2_000;
 
 /// A thrown value: a PVE error map says `message`; anything else is shown as it is, shortened.
 fn runtime_message(value: &rhai::Dynamic) -> String {
@@ -104,7 +104,7 @@ fn shorten(text: String) -> String {
 }
 
 /// A Rhai error in words an author understands; Rhai's own text for the rest.
-pub fn describe(e: &EvalAltResult) -> String {
+pub(crate) fn describe(e: &EvalAltResult) -> String {
     match e {
         EvalAltResult::ErrorFunctionNotFound(sig, _) => function_not_found(sig),
         EvalAltResult::ErrorVariableNotFound(name, _) => format!(
@@ -180,7 +180,7 @@ fn split_types(s: &str) -> Vec<&str> {
 }
 
 /// A Rhai type name in words: `i64` → "an integer".
-pub fn type_words(ty: &str) -> String {
+pub(crate) fn type_words(ty: &str) -> String {
     let ty = ty.trim();
     let ty = ty.strip_prefix("&mut ").unwrap_or(ty);
     if ty.contains("ImmutableString") || ty.contains("&str") || ty == "string" || ty == "String" {

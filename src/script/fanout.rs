@@ -16,7 +16,7 @@ use super::context::{CallContext, SendError};
 use crate::gate::{Method, Verdict};
 
 /// Items one `pve::get_all` may hold (the call's request limit applies too).
-pub const MAX_ITEMS: usize = 1_000;
+pub(crate) const MAX_ITEMS: usize = 1_000;
 
 pub(super) fn register(m: &mut Module) {
     rhai::FuncRegistration::new("get_all")

@@ -32,7 +32,7 @@ use crate::pve::PveClient;
 /// What a call needs from the server: the client, the settings, the key that signs plans
 /// and the audit log.
 #[derive(Debug, Clone)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     pub client: PveClient,
     pub settings: Settings,
     pub plan_key: Arc<PlanKey>,
@@ -44,7 +44,7 @@ pub struct Runtime {
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Done(Value),
     /// Destructive requests that were not sent, with the script's explanation.
     Plan {
@@ -58,7 +58,7 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Error)]
-pub enum CallError {
+pub(crate) enum CallError {
     #[error("invalid arguments: {}", .0.join("; "))]
     InvalidArguments(Vec<String>),
     #[error("refused by the safety gate: {0}. Nothing after this request was sent.")]
@@ -117,7 +117,7 @@ fn location(e: &ScriptError) -> String {
 
 impl CallError {
     /// A short machine-readable kind for `structuredContent`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             CallError::InvalidArguments(_) => "invalid_arguments",
             CallError::Refused(_) => "refused",
@@ -139,7 +139,7 @@ impl CallError {
 }
 
 /// Check the arguments against the tool's schema; every problem names its field.
-pub fn validate_args(tool: &CompiledTool, args: &Map<String, Value>) -> Result<(), CallError> {
+pub(crate) fn validate_args(tool: &CompiledTool, args: &Map<String, Value>) -> Result<(), CallError> {
     let value = Value::Object(args.clone());
     let body = tool.body().map_err(CallError::Script)?;
     let problems: Vec<String> = body
@@ -164,7 +164,7 @@ pub fn validate_args(tool: &CompiledTool, args: &Map<String, Value>) -> Result<(
 
 /// How a call that needs approval is to get it.
 #[derive(Debug, Clone)]
-pub enum Approving {
+pub(crate) enum Approving {
     /// From its own arguments: `confirm=true`, with a `confirm_token` where the mode is
     /// `plan` (or whenever one is given).
     Arguments,
@@ -175,7 +175,7 @@ pub enum Approving {
 }
 
 /// One tool call.
-pub struct CallRequest {
+pub(crate) struct CallRequest {
     pub tool: Arc<CompiledTool>,
     pub args: Map<String, Value>,
     /// How the client approves calls ([`ClientApproval`]).
@@ -186,7 +186,7 @@ pub struct CallRequest {
 }
 
 /// Run a tool call to its outcome.
-pub async fn invoke(rt: &Runtime, req: CallRequest) -> Outcome {
+pub(crate) async fn invoke(rt: &Runtime, req: CallRequest) -> Outcome {
     let CallRequest {
         tool,
         args,

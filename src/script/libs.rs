@@ -13,7 +13,7 @@ type SharedModule = Shared<Module>;
 
 /// One library module's source.
 #[derive(Debug, Clone)]
-pub struct LibSource {
+pub(crate) struct LibSource {
     /// Shown in error positions, e.g. `scripts/lib/guest.rhai`.
     pub origin: String,
     pub text: Arc<str>,
@@ -22,13 +22,13 @@ pub struct LibSource {
 /// Library modules by import name (`lib/guest`). Clones share one cache of evaluated
 /// modules, so a reload evaluates each library once however many tools import it.
 #[derive(Debug, Clone, Default)]
-pub struct Libs {
+pub(crate) struct Libs {
     modules: BTreeMap<String, LibSource>,
     evaluated: Arc<Mutex<BTreeMap<String, SharedModule>>>,
 }
 
 impl Libs {
-    pub fn new(modules: BTreeMap<String, LibSource>) -> Libs {
+    pub(crate) fn new(modules: BTreeMap<String, LibSource>) -> Libs {
         Libs {
             modules,
             evaluated: Arc::default(),
@@ -36,12 +36,12 @@ impl Libs {
     }
 
     /// One library's source, by import name (`lib/guest`).
-    pub fn source(&self, name: &str) -> Option<&LibSource> {
+    pub(crate) fn source(&self, name: &str) -> Option<&LibSource> {
         self.modules.get(name)
     }
 
     /// Do both sets hold the same libraries, from the same files with the same text?
-    pub fn same_sources(&self, other: &Libs) -> bool {
+    pub(crate) fn same_sources(&self, other: &Libs) -> bool {
         self.modules.len() == other.modules.len()
             && self
                 .modules
@@ -50,13 +50,13 @@ impl Libs {
                 .all(|((a, x), (b, y))| a == b && x.origin == y.origin && x.text == y.text)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.modules.keys().map(String::as_str)
     }
 }
 
 /// `lib/guest` or `lib/guest.rhai` → `lib/guest`; anything else is not a library name.
-pub fn import_name(path: &str) -> Option<String> {
+pub(crate) fn import_name(path: &str) -> Option<String> {
     let name = path.strip_suffix(".rhai").unwrap_or(path);
     let rest = name.strip_prefix("lib/")?;
     let ok = !rest.is_empty()

@@ -71,7 +71,7 @@ impl Natives {
 }
 
 /// "1 or 2 arguments" for a function of Rhai or of the binding (`pve::name`), if it exists.
-pub fn native_arities(name: &str) -> Option<String> {
+pub(crate) fn native_arities(name: &str) -> Option<String> {
     let (ns, bare) = name.rsplit_once("::").unwrap_or(("", name));
     NATIVES.get(ns, bare).map(arities)
 }
@@ -119,7 +119,7 @@ impl Lint<'_> {
 
 /// Check one tool's source. `libs` are the libraries the tool is compiled with; `class` its
 /// declared capabilities. Returns the findings in source order.
-pub fn lint(origin: &str, text: &str, class: Capabilities, libs: &Libs) -> Vec<ScriptError> {
+pub(crate) fn lint(origin: &str, text: &str, class: Capabilities, libs: &Libs) -> Vec<ScriptError> {
     let engine = engine();
     let Ok(ast) = engine.compile(text) else {
         // Compiling reports it.

@@ -26,7 +26,7 @@ use thiserror::Error;
 use crate::gate::{Capabilities, Capability};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub name: String,
     pub description: String,
     /// The capabilities the tool needs; it is listed only when all are enabled.
@@ -63,22 +63,22 @@ struct RawManifest {
 }
 
 #[derive(Debug, Error, PartialEq)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     #[error("the script has no `const TOOL = #{{ ... }};` manifest (it must be a literal map at the top level)")]
     Missing,
     #[error("TOOL: {0}")]
     Invalid(String),
 }
 
-pub const CONFIRM_TOKEN_DESCRIPTION: &str =
+pub(crate) const CONFIRM_TOKEN_DESCRIPTION: &str =
     "With confirm=true: the plan's token; only what it showed is then done, and not if a guest changed since.";
-pub const CONFIRM_DESCRIPTION: &str = "true: carry it out. Without it nothing is destroyed: the call answers with a plan (what is lost, the requests, a confirm_token), or goes ahead if it loses nothing.";
-pub const CONFIRM_WRITES_DESCRIPTION: &str = "Set to true to carry out this operation. Without it nothing is changed: the tool answers with a plan (what would be done, the exact requests, and a confirm_token).";
+pub(crate) const CONFIRM_DESCRIPTION: &str = "true: carry it out. Without it nothing is destroyed: the call answers with a plan (what is lost, the requests, a confirm_token), or goes ahead if it loses nothing.";
+pub(crate) const CONFIRM_WRITES_DESCRIPTION: &str = "Set to true to carry out this operation. Without it nothing is changed: the tool answers with a plan (what would be done, the exact requests, and a confirm_token).";
 
 /// Can calls of this tool need a confirmation? Destructive tools and `confirm: true` tools
 /// always; exec and admin tools where the server confirms those. Their schema accepts
 /// `confirm` and `confirm_token`; the listing shows them where the client uses them.
-pub fn may_need_confirmation(class: Capabilities, confirm_writes: bool) -> bool {
+pub(crate) fn may_need_confirmation(class: Capabilities, confirm_writes: bool) -> bool {
     confirm_writes
         || [Capability::Destructive, Capability::Exec, Capability::Admin]
             .iter()
@@ -86,13 +86,13 @@ pub fn may_need_confirmation(class: Capabilities, confirm_writes: bool) -> bool 
 }
 
 /// Is `name` usable as an MCP tool name?
-pub fn valid_tool_name(name: &str) -> bool {
+pub(crate) fn valid_tool_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Manifest {
     /// Build the manifest from the `TOOL` value (already converted to JSON).
-    pub fn from_value(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
+    pub(crate) fn from_value(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
         Manifest::read(stem, value, true)
     }
 
@@ -100,7 +100,7 @@ impl Manifest {
     /// meta-schema here: for a tool whose body is built later, whose argument validator
     /// checks it then (the first check builds the meta-schema's validator, a few
     /// milliseconds a start-up with only built-in tools need not spend).
-    pub fn from_value_deferred(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
+    pub(crate) fn from_value_deferred(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
         Manifest::read(stem, value, false)
     }
 

@@ -1,26 +1,26 @@
 //! Tool scripts: the sandboxed Rhai engine, the manifest, compilation, the `pve` binding
 //! and the runner for one call.
 
-pub mod answers;
+pub(crate) mod answers;
 pub mod binding;
 pub mod budget;
-pub mod compile;
-pub mod context;
-pub mod convert;
-pub mod defaults;
-pub mod error;
-pub mod fanout;
-pub mod invoke;
-pub mod libs;
-pub mod lint;
-pub mod manifest;
+pub(crate) mod compile;
+pub(crate) mod context;
+pub(crate) mod convert;
+pub(crate) mod defaults;
+pub(crate) mod error;
+pub(crate) mod fanout;
+pub(crate) mod invoke;
+pub(crate) mod libs;
+pub(crate) mod lint;
+pub(crate) mod manifest;
 mod parse_limits;
 mod resolve;
 pub mod sandbox;
-pub mod thread;
+pub(crate) mod thread;
 
-pub use compile::{CompiledTool, compile_tool, compile_tool_deferred};
-pub use error::ScriptError;
-pub use invoke::{CallError, Outcome, Runtime, invoke};
-pub use libs::{LibSource, Libs};
-pub use manifest::Manifest;
+pub(crate) use compile::{CompiledTool, compile_tool, compile_tool_deferred};
+pub(crate) use error::ScriptError;
+pub(crate) use invoke::{CallError, Outcome, Runtime, invoke};
+pub(crate) use libs::{LibSource, Libs};
+pub(crate) use manifest::Manifest;

@@ -20,11 +20,11 @@ use rhai::{Engine, LexError, Position, Token, TokenizeState, TokenizerControlBlo
 
 /// Named functions one script may define (Rhai's own limit, which also counts closures, is set
 /// to the same number).
-pub const MAX_FUNCTIONS: usize = 256;
+pub(super) const MAX_FUNCTIONS: usize = 256;
 /// `let` and `const` declarations in one script, all blocks together.
-pub const MAX_DECLARATIONS: usize = 1_000;
+pub(super) const MAX_DECLARATIONS: usize = 1_000;
 /// Wall time one parse may take. Real tools compile in well under a millisecond.
-pub const MAX_COMPILE_TIME: Duration = Duration::from_secs(2);
+pub(super) const MAX_COMPILE_TIME: Duration = Duration::from_secs(2);
 
 /// One parse in progress on this thread.
 struct Parse {
@@ -41,7 +41,7 @@ thread_local! {
 }
 
 /// Make every parse by `engine` keep to the limits.
-pub fn install(engine: &mut Engine) {
+pub(super) fn install(engine: &mut Engine) {
     engine.set_max_functions(MAX_FUNCTIONS);
     // The callback API is marked volatile (it may change between Rhai versions), not deprecated.
     #[allow(deprecated)]

@@ -14,24 +14,24 @@ use rhai::{Engine, Module, Shared};
 type SharedModule = Shared<Module>;
 
 /// Limits, the same in debug and release builds (Rhai's defaults differ between them).
-pub mod limits {
-    pub const MAX_OPERATIONS: u64 = 5_000_000;
-    pub const MAX_CALL_LEVELS: usize = 32;
-    pub const MAX_EXPR_DEPTH: usize = 64;
-    pub const MAX_FN_EXPR_DEPTH: usize = 32;
+pub(crate) mod limits {
+    pub(crate) const MAX_OPERATIONS: u64 = 5_000_000;
+    pub(crate) const MAX_CALL_LEVELS: usize = 32;
+    pub(crate) const MAX_EXPR_DEPTH: usize = 64;
+    pub(crate) const MAX_FN_EXPR_DEPTH: usize = 32;
     /// Rhai's string, array and map limits are off (0). They measure the whole tree of a
     /// value after every operation that returns or changes one, which makes building a large
     /// listing quadratic and refuses inventories (10,000 guests), while map keys escape them.
     /// Memory is bounded instead by the call's budget (`PVE_MCP_SCRIPT_MEMORY`, see
     /// `budget`), checked after every operation, and results by `PVE_MCP_MAX_RESULT_BYTES`.
-    pub const MAX_STRING_SIZE: usize = 0;
-    pub const MAX_ARRAY_SIZE: usize = 0;
-    pub const MAX_MAP_SIZE: usize = 0;
-    pub const MAX_MODULES: usize = 32;
+    pub(crate) const MAX_STRING_SIZE: usize = 0;
+    pub(crate) const MAX_ARRAY_SIZE: usize = 0;
+    pub(crate) const MAX_MAP_SIZE: usize = 0;
+    pub(crate) const MAX_MODULES: usize = 32;
     /// `print`/`debug`/`pve::log` lines kept per call; the rest are counted and dropped.
-    pub const MAX_LOG_LINES: usize = 200;
+    pub(crate) const MAX_LOG_LINES: usize = 200;
     /// Characters kept of one log line.
-    pub const MAX_LOG_LINE: usize = 2_000;
+    pub(crate) const MAX_LOG_LINE: usize = 2_000;
 }
 
 static STANDARD: LazyLock<SharedModule> = LazyLock::new(|| StandardPackage::new().as_shared_module());

@@ -18,13 +18,13 @@ use thiserror::Error;
 
 /// Stack of a script thread. Rhai's evaluation is recursive (bounded by the call-level and
 /// expression-depth limits), and so are dropping and cloning nested values.
-pub const SCRIPT_STACK: usize = 64 * 1024 * 1024;
+pub(crate) const SCRIPT_STACK: usize = 64 * 1024 * 1024;
 
 /// How long an idle script thread waits for another call before it ends.
-pub const IDLE_EXIT: Duration = Duration::from_secs(60);
+pub(crate) const IDLE_EXIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Error)]
-pub enum ThreadError {
+pub(crate) enum ThreadError {
     #[error("cannot start a script thread ({0}); the machine is short of threads or memory")]
     Spawn(std::io::Error),
     #[error("the script thread ended without an answer")]
@@ -54,7 +54,7 @@ fn pool() -> std::sync::MutexGuard<'static, Pool> {
 }
 
 /// Run `f` on a script thread and wait for its answer without blocking the runtime.
-pub async fn run<T, F>(f: F) -> Result<T, ThreadError>
+pub(crate) async fn run<T, F>(f: F) -> Result<T, ThreadError>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -124,8 +124,9 @@ fn serve(id: u64, first: Job) {
     }
 }
 
-/// Script threads waiting for a call (for tests and figures).
-pub fn idle_threads() -> usize {
+/// Script threads waiting for a call.
+#[cfg(test)]
+fn idle_threads() -> usize {
     pool().idle.len()
 }
 

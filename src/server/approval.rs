@@ -12,7 +12,7 @@ use crate::gate::PlannedRequest;
 
 /// The key of the approval in an input-required result's requests and in the client's
 /// responses (protocol 2026-07-28).
-pub const INPUT_KEY: &str = "approval";
+pub(crate) const INPUT_KEY: &str = "approval";
 
 /// The longest message sent: a plan of thousands of requests is summarised.
 const MAX_MESSAGE: usize = 8 * 1024;
@@ -21,7 +21,7 @@ const MAX_LISTED: usize = 40;
 
 /// What the person answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     Approved,
     Declined,
     Cancelled,
@@ -30,7 +30,7 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Answer::Approved => "human accept",
             Answer::Declined => "human decline",
@@ -41,7 +41,7 @@ impl Answer {
 }
 
 /// The elicitation that asks for approval of a plan.
-pub fn request(tool: &str, explanation: &Value, requests: &[PlannedRequest]) -> ElicitRequestParams {
+pub(crate) fn request(tool: &str, explanation: &Value, requests: &[PlannedRequest]) -> ElicitRequestParams {
     ElicitRequestParams::FormElicitationParams {
         meta: None,
         message: message(tool, explanation, requests),
@@ -73,7 +73,7 @@ fn schema() -> ElicitationSchema {
 
 /// The plan in words: the tool, every request it will send (and nothing else), then the
 /// tool's own explanation.
-pub fn message(tool: &str, explanation: &Value, requests: &[PlannedRequest]) -> String {
+pub(crate) fn message(tool: &str, explanation: &Value, requests: &[PlannedRequest]) -> String {
     let mut m = format!(
         "{tool} asks to change the Proxmox VE cluster. Approve to send exactly these {} request(s), and nothing else:\n",
         requests.len()
@@ -136,7 +136,7 @@ fn explanation_text(v: &Value) -> String {
 }
 
 /// Read the person's answer: an accept counts only with `approve` set.
-pub fn answer(r: &ElicitResult) -> Answer {
+pub(crate) fn answer(r: &ElicitResult) -> Answer {
     match r.action {
         ElicitationAction::Accept => {
             let approved = r
@@ -154,7 +154,7 @@ pub fn answer(r: &ElicitResult) -> Answer {
 }
 
 /// Read the answer a 2026-07-28 client sent back with its retry.
-pub fn answer_from_responses(responses: Option<&rmcp::model::InputResponses>) -> Answer {
+pub(crate) fn answer_from_responses(responses: Option<&rmcp::model::InputResponses>) -> Answer {
     let Some(raw) = responses.and_then(|r| r.get(INPUT_KEY)) else {
         return Answer::Unanswered;
     };

@@ -34,14 +34,14 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// The longest line taken, as rmcp's own transport: a longer one is answered and dropped.
-pub const MAX_LINE: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Characters of a parser's complaint quoted in an error (it may quote the input).
 const MAX_DETAIL: usize = 300;
 
 /// What to do with one input line.
 #[derive(Debug)]
-pub enum Line {
+pub(crate) enum Line {
     /// A message for rmcp.
     Message(Box<ClientJsonRpcMessage>),
     /// Answer with this JSON (one error, or an array of them for a batch).
@@ -51,7 +51,7 @@ pub enum Line {
 }
 
 /// Sort one line (without its newline).
-pub fn classify(line: &[u8]) -> Line {
+pub(crate) fn classify(line: &[u8]) -> Line {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
@@ -242,7 +242,7 @@ fn short(s: &str) -> String {
 /// The raw text of a top-level member's scalar value (`"id": 7` → `7`) of a JSON object
 /// line, found by scanning without parsing: the rest of the line may be what serde could
 /// not parse. Iterative, so nesting depth costs nothing.
-pub fn top_level<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn top_level<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
     if line[start] != b'{' {
         return None;
@@ -304,14 +304,14 @@ fn string_end(line: &[u8], at: usize) -> Option<usize> {
 
 /// The stdio transport: a reader task sorting lines, and a writer shared by rmcp's answers
 /// and the filter's.
-pub struct LineTransport<W> {
+pub(crate) struct LineTransport<W> {
     incoming: mpsc::Receiver<ClientJsonRpcMessage>,
     out: Arc<Mutex<W>>,
 }
 
 impl<W: AsyncWrite + Send + Unpin + 'static> LineTransport<W> {
     /// Read `input` on a task of its own; `on_end` is cancelled at its end or on a read error.
-    pub fn new<R: AsyncRead + Send + Unpin + 'static>(input: R, output: W, on_end: CancellationToken) -> Self {
+    pub(crate) fn new<R: AsyncRead + Send + Unpin + 'static>(input: R, output: W, on_end: CancellationToken) -> Self {
         let (tx, incoming) = mpsc::channel(64);
         let out = Arc::new(Mutex::new(output));
         let writer = out.clone();

@@ -14,7 +14,7 @@ use crate::script::Manifest;
 /// can destroy, exec or administer is destructive; a write tool says `destructiveHint: false`
 /// explicitly (MCP's default for a non-read-only tool is destructive). All reach the outside
 /// world.
-pub fn annotations(m: &Manifest) -> ToolAnnotations {
+pub(crate) fn annotations(m: &Manifest) -> ToolAnnotations {
     let strong = [Capability::Destructive, Capability::Exec, Capability::Admin];
     let mut a = if m.class.is_read() {
         ToolAnnotations::new().read_only(true)
@@ -34,13 +34,13 @@ pub fn annotations(m: &Manifest) -> ToolAnnotations {
 }
 
 /// Added to a tool's description where a person approves its calls.
-pub const HUMAN_NOTE: &str = "On this server the user approves each such call directly (shown the exact requests) before anything is sent, so no confirm argument is needed; a declined call changes nothing.";
+pub(crate) const HUMAN_NOTE: &str = "On this server the user approves each such call directly (shown the exact requests) before anything is sent, so no confirm argument is needed; a declined call changes nothing.";
 /// Added to `confirm`'s description where plans must be confirmed with their token.
-pub const PLAN_NOTE: &str = " On this server confirm=true also needs the confirm_token of that plan.";
+pub(crate) const PLAN_NOTE: &str = " On this server confirm=true also needs the confirm_token of that plan.";
 
 /// The tool as listed to a client: `confirm` and `confirm_token` only where this client
 /// confirms with them.
-pub fn to_tool(m: &Manifest, client: &ClientApproval) -> Tool {
+pub(crate) fn to_tool(m: &Manifest, client: &ClientApproval) -> Tool {
     let approval = client.for_tool(m.class, m.confirm_writes).map(|a| a.asked);
     let mut schema = m.input_schema.clone();
     let mut description = m.description.clone();
@@ -74,7 +74,7 @@ pub fn to_tool(m: &Manifest, client: &ClientApproval) -> Tool {
 /// The output schema hosts see: the declared one, widened with the plan's shape for a tool
 /// that can answer with a plan (as `confirm` widens its input), so that hosts which check
 /// `structuredContent` against it accept the plan too.
-pub fn output_schema(
+pub(crate) fn output_schema(
     m: &Manifest,
     declared: &serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -97,7 +97,7 @@ pub fn output_schema(
 
 /// A failure of a tool that declares an output schema carries no `structuredContent`: the
 /// error is not of that shape, and hosts that check it would reject the error itself.
-pub fn fit_output_schema(declares_output: bool, r: &mut rmcp::model::CallToolResult) {
+pub(crate) fn fit_output_schema(declares_output: bool, r: &mut rmcp::model::CallToolResult) {
     if declares_output && r.is_error == Some(true) {
         r.structured_content = None;
     }

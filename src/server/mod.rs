@@ -1,11 +1,11 @@
 //! The MCP edge: rmcp over stdio, tools from the registry snapshot, calls through the
 //! script runner, `tools/list_changed` after reloads for both protocol eras.
 
-pub mod approval;
-pub mod input;
-pub mod listing;
-pub mod result;
-pub mod scripts;
+pub(crate) mod approval;
+pub(crate) mod input;
+pub(crate) mod listing;
+pub(crate) mod result;
+pub(crate) mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,18 +27,18 @@ use crate::script::invoke::{Approving, CallRequest};
 use crate::script::{CallError, Outcome, Runtime, invoke};
 use approval::Answer;
 
-pub const INSTRUCTIONS: &str = "Manage a Proxmox VE node or cluster. Guests are addressed by vmid alone; node and type (QEMU VM or LXC container) are resolved by the server. Read tools never change anything. Destructive tools (rollback, snapshot delete, guest delete, restore over an existing guest) only explain what they would do until called again with confirm=true: show that explanation to the user and ask before confirming. Write tools wait for the PVE task; if it is still running they return its UPID for pve_task_status.";
+pub(crate) const INSTRUCTIONS: &str = "Manage a Proxmox VE node or cluster. Guests are addressed by vmid alone; node and type (QEMU VM or LXC container) are resolved by the server. Read tools never change anything. Destructive tools (rollback, snapshot delete, guest delete, restore over an existing guest) only explain what they would do until called again with confirm=true: show that explanation to the user and ask before confirming. Write tools wait for the PVE task; if it is still running they return its UPID for pve_task_status.";
 
 #[derive(Clone)]
-pub struct PveMcpServer {
+pub(crate) struct PveMcpServer {
     inner: Arc<Inner>,
 }
 
 /// How long a call waits for a free slot before it is answered "busy".
-pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Characters of an unknown tool name echoed back in the error.
-pub const MAX_NAME_SHOWN: usize = 100;
+pub(crate) const MAX_NAME_SHOWN: usize = 100;
 
 struct Inner {
     registry: Arc<Registry>,
@@ -52,7 +52,7 @@ struct Inner {
 }
 
 impl PveMcpServer {
-    pub fn new(registry: Arc<Registry>, runtime: Runtime) -> PveMcpServer {
+    pub(crate) fn new(registry: Arc<Registry>, runtime: Runtime) -> PveMcpServer {
         let (generation, _) = watch::channel(0);
         let calls = Arc::new(Semaphore::new(runtime.settings.max_calls));
         PveMcpServer {
@@ -67,18 +67,18 @@ impl PveMcpServer {
     }
 
     /// Cancelling this token stops every call in flight (the client closed stdin).
-    pub fn shutdown_token(&self) -> CancellationToken {
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
 
     /// Tell connected hosts that the tool list changed.
-    pub fn tools_changed(&self) {
+    pub(crate) fn tools_changed(&self) {
         self.inner.generation.send_modify(|g| *g += 1);
     }
 
     /// Deliver `notifications/tools/list_changed` to a handshake-era client (≤ 2025-11-25).
     /// Clients of 2026-07-28 receive it through `subscriptions/listen` instead.
-    pub fn spawn_legacy_notifier(&self, peer: Peer<RoleServer>) {
+    pub(crate) fn spawn_legacy_notifier(&self, peer: Peer<RoleServer>) {
         let mut rx = self.inner.generation.subscribe();
         tokio::spawn(async move {
             while rx.changed().await.is_ok() {
@@ -379,7 +379,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// At most `max` characters of `s`, marked when shortened.
-pub fn shorten(s: &str, max: usize) -> String {
+pub(crate) fn shorten(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((cut, _)) => format!("{}… ({} bytes in all)", &s[..cut], s.len()),
         None => s.to_string(),

@@ -8,7 +8,7 @@ use super::approval::Answer;
 use crate::script::{CallError, Outcome};
 
 /// `structuredContent` must be an object; other results are wrapped as `{"result": …}`.
-pub fn as_object(v: Value) -> Value {
+pub(crate) fn as_object(v: Value) -> Value {
     match v {
         Value::Object(_) => v,
         other => json!({ "result": other }),
@@ -16,7 +16,7 @@ pub fn as_object(v: Value) -> Value {
 }
 
 /// The JSON a plan answers with.
-pub fn plan_json(
+pub(crate) fn plan_json(
     tool: &str,
     explanation: Value,
     requests: &[crate::gate::PlannedRequest],
@@ -38,10 +38,10 @@ pub fn plan_json(
 
 /// The `_meta` key that marks a plan made by the core: a script's own result never has it,
 /// so a host can tell a real plan from a tool's answer that looks like one.
-pub const PLAN_META: &str = "pve-mcp/plan";
+pub(crate) const PLAN_META: &str = "pve-mcp/plan";
 
 /// The JSON of a failure: a kind and the actionable sentence.
-pub fn error_json(tool: &str, e: &CallError) -> Value {
+pub(crate) fn error_json(tool: &str, e: &CallError) -> Value {
     let mut v = json!({ "error": e.kind(), "tool": tool, "message": format!("{tool}: {e}") });
     if let CallError::UnexpectedAnswer { detail, .. } = e {
         v["script_detail"] = json!(detail);
@@ -49,7 +49,7 @@ pub fn error_json(tool: &str, e: &CallError) -> Value {
     v
 }
 
-pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
+pub(crate) fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
     match outcome {
         Outcome::Done(v) => CallToolResult::structured(as_object(v)),
         Outcome::Plan {
@@ -75,7 +75,7 @@ pub fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
 }
 
 /// The answer when the person did not approve: nothing was sent.
-pub fn not_approved(tool: &str, answer: Answer, requests: usize) -> CallToolResult {
+pub(crate) fn not_approved(tool: &str, answer: Answer, requests: usize) -> CallToolResult {
     let (kind, why) = match answer {
         Answer::Declined => ("declined", "the user declined the approval request"),
         Answer::Cancelled => ("cancelled_by_user", "the user cancelled the approval request"),
@@ -93,7 +93,7 @@ pub fn not_approved(tool: &str, answer: Answer, requests: usize) -> CallToolResu
 }
 
 /// The answer to a call that found every slot taken.
-pub fn busy(tool: &str, running: usize) -> CallToolResult {
+pub(crate) fn busy(tool: &str, running: usize) -> CallToolResult {
     let message = format!(
         "{tool}: the server is already running {running} tool calls, its limit; retry in a few seconds, or raise PVE_MCP_MAX_CALLS"
     );

@@ -10,9 +10,9 @@ use crate::config::Mode;
 use crate::registry::{self, Problem, Snapshot};
 
 /// The resource listing every script, its state and its error.
-pub const SCRIPTS_URI: &str = "pve-mcp://scripts";
+pub(crate) const SCRIPTS_URI: &str = "pve-mcp://scripts";
 
-pub fn resources() -> Vec<Resource> {
+pub(crate) fn resources() -> Vec<Resource> {
     vec![
         Resource::new(SCRIPTS_URI, "scripts")
             .with_title("Tool scripts and their state")
@@ -46,7 +46,7 @@ fn error_json(p: &Problem) -> Value {
 }
 
 /// The scripts resource's JSON.
-pub fn status(snap: &Snapshot, mode: Mode) -> Value {
+pub(crate) fn status(snap: &Snapshot, mode: Mode) -> Value {
     let mut names: Vec<&str> = snap.tools.keys().map(String::as_str).collect();
     names.extend(snap.problems.iter().filter_map(|p| p.tool.as_deref()));
     names.sort();
@@ -95,7 +95,7 @@ pub fn status(snap: &Snapshot, mode: Mode) -> Value {
     json!({"tools": tools, "other_problems": other, "shadowed_libraries": shadowed})
 }
 
-pub fn read(snap: &Snapshot, mode: Mode, uri: &str) -> Option<ReadResourceResult> {
+pub(crate) fn read(snap: &Snapshot, mode: Mode, uri: &str) -> Option<ReadResourceResult> {
     if uri != SCRIPTS_URI {
         return None;
     }
@@ -106,7 +106,7 @@ pub fn read(snap: &Snapshot, mode: Mode, uri: &str) -> Option<ReadResourceResult
 }
 
 /// The note a tool's result carries while the newest edit of its script does not compile.
-pub fn stale_note(snap: &Snapshot, tool: &str) -> Option<String> {
+pub(crate) fn stale_note(snap: &Snapshot, tool: &str) -> Option<String> {
     let p = snap.problem_of(tool).filter(|p| p.kept_previous)?;
     let serving = snap.tools.get(tool)?;
     let (at, message) = place(p);
@@ -122,14 +122,14 @@ pub fn stale_note(snap: &Snapshot, tool: &str) -> Option<String> {
 }
 
 /// Add [`stale_note`] to a result (as a last text block), when there is one.
-pub fn add_stale_note(snap: &Snapshot, tool: &str, result: &mut CallToolResult) {
+pub(crate) fn add_stale_note(snap: &Snapshot, tool: &str, result: &mut CallToolResult) {
     if let Some(note) = stale_note(snap, tool) {
         result.content.push(ContentBlock::text(note));
     }
 }
 
 /// Why a tool that is not in service cannot be called, when its script failed to compile.
-pub fn not_in_service(snap: &Snapshot, tool: &str) -> Option<String> {
+pub(crate) fn not_in_service(snap: &Snapshot, tool: &str) -> Option<String> {
     let p = snap.problem_of(tool).filter(|_| !snap.tools.contains_key(tool))?;
     let (at, message) = place(p);
     Some(format!(
@@ -139,7 +139,7 @@ pub fn not_in_service(snap: &Snapshot, tool: &str) -> Option<String> {
 }
 
 /// The answer to a call of a tool whose script never compiled.
-pub fn not_in_service_result(tool: &str, message: String) -> CallToolResult {
+pub(crate) fn not_in_service_result(tool: &str, message: String) -> CallToolResult {
     let mut r = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
     r.structured_content = Some(json!({"error": "script_error", "tool": tool, "message": message}));
     r

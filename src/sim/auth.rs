@@ -8,21 +8,21 @@ use super::http::Reply;
 use super::spec::{AclSpec, TokenSpec};
 use crate::pve::roles::{PveMajor, builtin_roles};
 
-pub struct Tokens {
+pub(crate) struct Tokens {
     tokens: Vec<TokenSpec>,
     roles: BTreeMap<String, BTreeSet<&'static str>>,
 }
 
 /// The caller of one request.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub token_id: String,
     acl: Vec<AclSpec>,
 }
 
 impl Identity {
     /// The paths this caller has ACL entries on.
-    pub fn acl_paths(&self) -> Vec<String> {
+    pub(crate) fn acl_paths(&self) -> Vec<String> {
         let mut v: Vec<String> = self.acl.iter().map(|a| normalize(&a.path)).collect();
         v.sort();
         v.dedup();
@@ -31,7 +31,7 @@ impl Identity {
 }
 
 impl Tokens {
-    pub fn new(tokens: Vec<TokenSpec>, major: PveMajor) -> Tokens {
+    pub(crate) fn new(tokens: Vec<TokenSpec>, major: PveMajor) -> Tokens {
         Tokens {
             tokens,
             roles: builtin_roles(major),
@@ -40,7 +40,7 @@ impl Tokens {
 
     /// Check the `Authorization: PVEAPIToken=ID=SECRET` header (PVE also accepts a space
     /// after `PVEAPIToken`).
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Identity, Reply> {
+    pub(crate) fn authenticate(&self, header: Option<&str>) -> Result<Identity, Reply> {
         let Some(value) = header else {
             return Err(Reply::bare(401, "No ticket"));
         };
@@ -62,7 +62,7 @@ impl Tokens {
     }
 
     /// The privileges the caller holds on `path` (`/`, `/vms/100`, `/storage/local`, …).
-    pub fn privileges(&self, who: &Identity, path: &str) -> BTreeSet<&'static str> {
+    pub(crate) fn privileges(&self, who: &Identity, path: &str) -> BTreeSet<&'static str> {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let mut roles: Vec<&str> = Vec::new();
         // Walk from "/" down; at each level, entries that apply replace what came before.
@@ -91,13 +91,13 @@ impl Tokens {
     }
 
     /// Does the caller hold any of `privs` on `path`?
-    pub fn has_any(&self, who: &Identity, path: &str, privs: &[&str]) -> bool {
+    pub(crate) fn has_any(&self, who: &Identity, path: &str, privs: &[&str]) -> bool {
         let held = self.privileges(who, path);
         privs.iter().any(|p| held.contains(p))
     }
 
     /// `Ok` or PVE's 403 naming the path and the privileges.
-    pub fn require(&self, who: &Identity, path: &str, privs: &[&str]) -> Result<(), Reply> {
+    pub(crate) fn require(&self, who: &Identity, path: &str, privs: &[&str]) -> Result<(), Reply> {
         if self.has_any(who, path, privs) {
             Ok(())
         } else {

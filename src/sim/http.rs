@@ -24,14 +24,14 @@ use crate::gate::Method;
 
 /// How the parameters of a request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Query,
     Form,
     Json,
 }
 
 impl Encoding {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Encoding::Query => "query",
             Encoding::Form => "form",
@@ -41,7 +41,7 @@ impl Encoding {
 }
 
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: Method,
     /// Decoded path below `/api2/json`, starting with `/`.
     pub path: String,
@@ -51,7 +51,7 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn segments(&self) -> Vec<&str> {
+    pub(crate) fn segments(&self) -> Vec<&str> {
         self.path
             .trim_start_matches('/')
             .split('/')
@@ -147,7 +147,7 @@ impl Reply {
 }
 
 /// The response body: whole, or broken off mid-way.
-pub enum SimBody {
+pub(crate) enum SimBody {
     Whole(Option<Bytes>),
     Broken(Option<Bytes>),
 }
@@ -182,7 +182,7 @@ fn httpdate() -> String {
 }
 
 /// Turn a [`Reply`] into the HTTP response PVE would send.
-pub fn render(reply: Reply) -> Response<SimBody> {
+pub(crate) fn render(reply: Reply) -> Response<SimBody> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if matches!(reply.body, ReplyBody::Reset) {
         let mut resp = Response::new(SimBody::Whole(None));
@@ -265,7 +265,7 @@ fn parse_pairs(s: &[u8]) -> Map<String, Value> {
 }
 
 /// Parse a hyper request. `Err` is a ready reply (bad method, not under `/api2/json`, bad JSON).
-pub async fn parse(req: hyper::Request<Incoming>) -> Result<Request, Reply> {
+pub(crate) async fn parse(req: hyper::Request<Incoming>) -> Result<Request, Reply> {
     let method = match *req.method() {
         hyper::Method::GET => Method::Get,
         hyper::Method::POST => Method::Post,
@@ -338,7 +338,7 @@ pub async fn parse(req: hyper::Request<Incoming>) -> Result<Request, Reply> {
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost, made at start.
-pub fn tls_acceptor() -> Result<TlsAcceptor, String> {
+pub(crate) fn tls_acceptor() -> Result<TlsAcceptor, String> {
     let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
         .map_err(|e| format!("cannot generate the certificate: {e}"))?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
@@ -355,14 +355,14 @@ pub fn tls_acceptor() -> Result<TlsAcceptor, String> {
 }
 
 /// What answers one request.
-pub type Handler = Arc<
+pub(crate) type Handler = Arc<
     dyn Fn(hyper::Request<Incoming>) -> Pin<Box<dyn std::future::Future<Output = Response<SimBody>> + Send>>
         + Send
         + Sync,
 >;
 
 /// Accept connections until `stop` fires; with `tls`, speak HTTPS.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, handler: Handler, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, handler: Handler, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,

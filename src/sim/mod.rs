@@ -6,13 +6,13 @@
 //! made at start) on 127.0.0.1. Each request goes: parse → request log → faults → token →
 //! finish due tasks → route (node reachable, permission, parameters) → handler.
 
-pub mod api;
-pub mod auth;
+pub(crate) mod api;
+pub(crate) mod auth;
 pub mod faults;
-pub mod http;
-pub mod params;
+pub(crate) mod http;
+pub(crate) mod params;
 pub mod spec;
-pub mod state;
+pub(crate) mod state;
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

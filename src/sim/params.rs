@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::http::Encoding;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Ty {
+pub(crate) enum Ty {
     Int(Option<i64>, Option<i64>),
     Num,
     Bool,
@@ -20,7 +20,7 @@ pub enum Ty {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParamSpec {
+pub(crate) struct ParamSpec {
     pub name: String,
     pub ty: Ty,
     pub optional: bool,
@@ -29,7 +29,7 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    pub fn matches(&self, key: &str) -> bool {
+    pub(crate) fn matches(&self, key: &str) -> bool {
         match self.index {
             None => self.name == key,
             Some((lo, hi)) => key
@@ -45,8 +45,13 @@ impl ParamSpec {
 
 /// Parse `"timeout:int(0..)? forceStop:bool?"`. Panics on a malformed spec (they are
 /// constants in the simulator's route table, checked by its tests).
-pub fn specs(text: &str) -> Vec<ParamSpec> {
+pub(crate) fn specs(text: &str) -> Vec<ParamSpec> {
     text.split_whitespace().map(spec).collect()
+}
+
+fn index_bound(word: &str, text: &str) -> u32 {
+    text.parse()
+        .unwrap_or_else(|_| panic!("bad index bound '{text}' in '{word}'"))
 }
 
 fn spec(word: &str) -> ParamSpec {
@@ -63,10 +68,7 @@ fn spec(word: &str) -> ParamSpec {
                 .trim_end_matches(']')
                 .split_once("..")
                 .unwrap_or_else(|| panic!("bad index range in '{word}'"));
-            (
-                base,
-                Some((lo.parse().expect("index start"), hi.parse().expect("index end"))),
-            )
+            (base, Some((index_bound(word, lo), index_bound(word, hi))))
         }
         None => (name, None),
     };
@@ -103,7 +105,7 @@ fn shown(v: &Value) -> String {
 }
 
 /// Check one value; `Err` is PVE's message for it.
-pub fn check_value(ty: &Ty, v: &Value, encoding: Encoding) -> Result<(), String> {
+pub(crate) fn check_value(ty: &Ty, v: &Value, encoding: Encoding) -> Result<(), String> {
     let scalar = |v: &Value| -> Option<String> {
         match v {
             Value::String(s) => Some(s.clone()),
@@ -182,7 +184,7 @@ pub fn check_value(ty: &Ty, v: &Value, encoding: Encoding) -> Result<(), String>
 
 /// Check all parameters against the specs (path parameters included). Returns PVE's
 /// `errors` map when anything is wrong.
-pub fn validate(
+pub(crate) fn validate(
     specs: &[ParamSpec],
     params: &Map<String, Value>,
     encoding: Encoding,
@@ -218,12 +220,12 @@ pub fn validate(
 }
 
 /// A parameter's boolean value (already validated).
-pub fn flag(params: &Map<String, Value>, name: &str) -> bool {
+pub(crate) fn flag(params: &Map<String, Value>, name: &str) -> bool {
     crate::gate::truthy(params.get(name))
 }
 
 /// A parameter as a string, if present.
-pub fn text(params: &Map<String, Value>, name: &str) -> Option<String> {
+pub(crate) fn text(params: &Map<String, Value>, name: &str) -> Option<String> {
     match params.get(name)? {
         Value::String(s) => Some(s.clone()),
         Value::Array(items) => Some(items.iter().map(shown).collect::<Vec<_>>().join(",")),
@@ -233,12 +235,12 @@ pub fn text(params: &Map<String, Value>, name: &str) -> Option<String> {
 
 /// A list parameter's items, as PVE's API handlers see them: repeated keys joined with NUL,
 /// then pve-common's `split_list`.
-pub fn list(params: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
+pub(crate) fn list(params: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
     params.get(name).map(crate::pve::lists::items)
 }
 
 /// A parameter as an integer, if present and numeric.
-pub fn int(params: &Map<String, Value>, name: &str) -> Option<i64> {
+pub(crate) fn int(params: &Map<String, Value>, name: &str) -> Option<i64> {
     match params.get(name)? {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.parse().ok(),

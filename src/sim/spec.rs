@@ -329,6 +329,10 @@ impl ClusterSpec {
         serde_json::to_value(schemars::schema_for!(ClusterSpec)).unwrap_or_default()
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "the built-in description is a constant, checked by the simulator's tests"
+    )]
     pub fn default_cluster() -> ClusterSpec {
         serde_json::from_str(include_str!("default_cluster.json")).expect("the built-in cluster description is valid")
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::spec::{AgentCommandSpec, ClusterSpec, GuestKind, GuestStatus, SnapshotSpec, StorageSpec, VolumeSpec};
 
-pub fn now_secs() -> f64 {
+pub(crate) fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -164,7 +164,7 @@ impl Guest {
     }
 }
 
-pub fn is_disk_key(key: &str) -> bool {
+pub(crate) fn is_disk_key(key: &str) -> bool {
     if key == "rootfs" {
         return true;
     }
@@ -177,13 +177,13 @@ pub fn is_disk_key(key: &str) -> bool {
 }
 
 /// `size=32G` of a disk string, in bytes.
-pub fn disk_size(disk: &str) -> Option<u64> {
+pub(crate) fn disk_size(disk: &str) -> Option<u64> {
     let size = disk.split(',').find_map(|p| p.strip_prefix("size="))?;
     parse_size(size)
 }
 
 /// `32G`, `512M`, `4096` (bytes) → bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
     let n: f64 = num.parse().ok()?;
     let mult = match unit {
@@ -198,7 +198,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// A size in PVE's config notation: whole G when possible, else M.
-pub fn format_size(bytes: u64) -> String {
+pub(crate) fn format_size(bytes: u64) -> String {
     const G: u64 = 1024 * 1024 * 1024;
     const M: u64 = 1024 * 1024;
     if bytes.is_multiple_of(G) {
@@ -252,7 +252,7 @@ impl Storage {
 }
 
 /// What a finished task does to the state. It may fail, with PVE's message.
-pub type Effect = Box<dyn FnOnce(&mut State) -> Result<Vec<String>, String> + Send>;
+pub(crate) type Effect = Box<dyn FnOnce(&mut State) -> Result<Vec<String>, String> + Send>;
 
 pub struct Task {
     pub upid: String,

@@ -26,7 +26,7 @@ type R = Result<Dynamic, Box<EvalAltResult>>;
 const SHOWN: usize = 300;
 
 /// What the `test::` functions of one test work with.
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     /// The server's parts, connected to this test's own simulated cluster.
     pub rt: Runtime,
     pub registry: Arc<Registry>,
@@ -56,7 +56,7 @@ fn failure(n: &NativeCallContext, message: String) -> Box<EvalAltResult> {
 const FAILURE: &str = "test_failure";
 
 /// A test failure as `FILE:LINE:COL: message`, if `e` is one.
-pub fn place(e: &EvalAltResult, default_origin: &str) -> Option<String> {
+pub(crate) fn place(e: &EvalAltResult, default_origin: &str) -> Option<String> {
     let mut e = e;
     while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) = e {
         e = inner;
@@ -97,7 +97,7 @@ enum Expect {
 }
 
 /// The `test::` module of one test.
-pub fn module(env: Arc<TestEnv>) -> Module {
+pub(crate) fn module(env: Arc<TestEnv>) -> Module {
     let mut m = Module::new();
     for (name, expect) in [("run", Expect::Answer), ("fails", Expect::Failure)] {
         let e = env.clone();
@@ -243,7 +243,7 @@ fn as_json(v: &Dynamic) -> Value {
 }
 
 /// Equal as JSON carries them: numbers by value (`1 == 1.0`), maps whatever their order.
-pub fn same(a: &Value, b: &Value) -> bool {
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
@@ -262,7 +262,7 @@ fn with_message(what: &str, msg: Option<&Dynamic>) -> String {
 }
 
 /// `assert`, `assert_eq`, `assert_ne` and `fail`, global in test files.
-pub fn register_asserts(engine: &mut Engine) {
+pub(crate) fn register_asserts(engine: &mut Engine) {
     fn check(n: &NativeCallContext, cond: &Dynamic, msg: Option<&Dynamic>) -> Result<(), Box<EvalAltResult>> {
         match cond.as_bool() {
             Ok(true) => Ok(()),

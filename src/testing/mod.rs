@@ -15,7 +15,7 @@
 //! things only through `test::run`, which is a host's call of the tool (see [`binding`]).
 //! Files run a few at a time; the tests of one file run in order.
 
-pub mod binding;
+pub(crate) mod binding;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,11 +38,11 @@ use crate::sim::spec::ClusterSpec;
 use crate::sim::{SimOptions, Simulator};
 
 /// Test files run at once.
-pub const JOBS: usize = 4;
+pub(crate) const JOBS: usize = 4;
 
 /// One test file and the tool it tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestFile {
+pub(crate) struct TestFile {
     pub path: PathBuf,
     /// The tool under test: the file name up to its first dot.
     pub tool: String,
@@ -50,7 +50,7 @@ pub struct TestFile {
 
 /// The test files of one script directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Suite {
+pub(crate) struct Suite {
     pub dir: PathBuf,
     pub files: Vec<TestFile>,
     /// Every test file of the directory was asked for (a directory was named, not a file).
@@ -59,7 +59,7 @@ pub struct Suite {
 
 /// How a run is set up.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// The cluster of test files that name none (the built-in one otherwise).
     pub cluster: Option<PathBuf>,
     /// Append every request the tests sent, as the simulator's JSON lines.
@@ -68,10 +68,8 @@ pub struct Options {
 
 /// What one test function did.
 #[derive(Debug, Clone)]
-pub struct TestReport {
+pub(crate) struct TestReport {
     pub name: String,
-    /// Where `fn NAME` is in the file.
-    pub line: usize,
     pub duration: Duration,
     /// `FILE:LINE:COL: message` of the failure, if it failed.
     pub failure: Option<String>,
@@ -79,14 +77,14 @@ pub struct TestReport {
 
 /// What one test file did: its tests, or why none could run.
 #[derive(Debug, Clone)]
-pub struct FileReport {
+pub(crate) struct FileReport {
     pub origin: String,
     pub tool: String,
     pub outcome: Result<Vec<TestReport>, String>,
 }
 
 impl FileReport {
-    pub fn failed(&self) -> usize {
+    pub(crate) fn failed(&self) -> usize {
         match &self.outcome {
             Ok(tests) => tests.iter().filter(|t| t.failure.is_some()).count(),
             Err(_) => 1,
@@ -130,7 +128,7 @@ fn is_tests_dir(p: &Path) -> bool {
 
 /// Which test files `pve-mcp test TARGET…` runs: a script directory (its `tests/`), a
 /// `tests/` directory, one test file, or a tool file (its test files).
-pub fn discover(targets: &[PathBuf]) -> Result<Vec<Suite>, String> {
+pub(crate) fn discover(targets: &[PathBuf]) -> Result<Vec<Suite>, String> {
     let mut suites: Vec<Suite> = Vec::new();
     for target in targets {
         let whole = target.is_dir();
@@ -244,7 +242,7 @@ struct FileSetup {
 
 /// Run the suites, a few files at a time; `report` is called for each file in order as
 /// soon as it and the ones before it are done.
-pub async fn run(
+pub(crate) async fn run(
     suites: Vec<Suite>,
     opts: Options,
     mut report: impl FnMut(&FileReport),
@@ -321,12 +319,11 @@ async fn run_file(work: &Work, file: &TestFile) -> FileReport {
     };
     let setup = Arc::new(setup);
     let mut tests = Vec::new();
-    for (i, (name, line)) in setup.tests.iter().enumerate() {
+    for (i, (name, _)) in setup.tests.iter().enumerate() {
         let started = Instant::now();
         let failure = run_test(work, &setup, name, i).await.err();
         tests.push(TestReport {
             name: name.clone(),
-            line: *line,
             duration: started.elapsed(),
             failure,
         });

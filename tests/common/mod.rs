@@ -1,5 +1,12 @@
 //! Shared test harness: a wiremock fake PVE, and the real binary driven over stdio by
 //! rmcp's client.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a panic is the failure report"
+)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -14,16 +21,16 @@ use serde_json::{Map, Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-pub const TOKEN_ID: &str = "mcp@pve!test";
-pub const SECRET: &str = "8c3f1a2b-4d5e-4f60-8a9b-0c1d2e3f4a5b";
-pub const UPID_START: &str = "UPID:pve1:0012EBC1:05E31C50:66C27520:qmstart:100:mcp@pve!test:";
+pub(crate) const TOKEN_ID: &str = "mcp@pve!test";
+pub(crate) const SECRET: &str = "8c3f1a2b-4d5e-4f60-8a9b-0c1d2e3f4a5b";
+pub(crate) const UPID_START: &str = "UPID:pve1:0012EBC1:05E31C50:66C27520:qmstart:100:mcp@pve!test:";
 
-pub fn data(v: Value) -> ResponseTemplate {
+pub(crate) fn data(v: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({ "data": v }))
 }
 
 /// Three guests on two nodes: a running VM, a stopped VM, a running container.
-pub fn guests() -> Value {
+pub(crate) fn guests() -> Value {
     json!([
         {"id": "qemu/100", "type": "qemu", "vmid": 100, "name": "web", "node": "pve1", "status": "running",
          "template": 0, "maxmem": 4294967296u64, "mem": 1073741824, "maxcpu": 2, "cpu": 0.05, "tags": "prod;web",
@@ -37,7 +44,7 @@ pub fn guests() -> Value {
 
 /// A fake PVE that accepts any write (POST and DELETE answer with a UPID, PUT with null),
 /// so that only the gate can stop one; its request log proves what was sent.
-pub async fn permissive_pve() -> MockServer {
+pub(crate) async fn permissive_pve() -> MockServer {
     let pve = fake_pve().await;
     for (m, answer) in [
         ("POST", json!(UPID_START)),
@@ -54,7 +61,7 @@ pub async fn permissive_pve() -> MockServer {
 }
 
 /// A fake PVE with the guest list and the task endpoints every tool needs.
-pub async fn fake_pve() -> MockServer {
+pub(crate) async fn fake_pve() -> MockServer {
     let pve = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api2/json/cluster/resources"))
@@ -82,7 +89,7 @@ pub async fn fake_pve() -> MockServer {
 }
 
 /// Requests that reached the fake PVE, as (METHOD, decoded path).
-pub async fn requests(pve: &MockServer) -> Vec<(String, String)> {
+pub(crate) async fn requests(pve: &MockServer) -> Vec<(String, String)> {
     pve.received_requests()
         .await
         .unwrap_or_default()
@@ -95,7 +102,7 @@ pub async fn requests(pve: &MockServer) -> Vec<(String, String)> {
 }
 
 /// The non-GET requests the fake PVE received, as `METHOD /path` lines.
-pub async fn sent_writes(pve: &MockServer) -> Vec<String> {
+pub(crate) async fn sent_writes(pve: &MockServer) -> Vec<String> {
     non_get(pve)
         .await
         .into_iter()
@@ -103,23 +110,23 @@ pub async fn sent_writes(pve: &MockServer) -> Vec<String> {
         .collect()
 }
 
-pub async fn non_get(pve: &MockServer) -> Vec<(String, String)> {
+pub(crate) async fn non_get(pve: &MockServer) -> Vec<(String, String)> {
     requests(pve).await.into_iter().filter(|(m, _)| m != "GET").collect()
 }
 
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 #[derive(Debug, Default)]
-pub struct Events {
+pub(crate) struct Events {
     pub list_changed: usize,
     pub progress: Vec<ProgressNotificationParam>,
 }
 
 /// A client handler that records what the server notifies.
 #[derive(Clone, Default)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub events: Arc<Mutex<Events>>,
 }
 
@@ -133,7 +140,7 @@ impl ClientHandler for Recorder {
     }
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub client: RunningService<RoleClient, Recorder>,
     pub events: Arc<Mutex<Events>>,
     pub scripts: tempfile::TempDir,
@@ -143,12 +150,12 @@ pub struct Server {
 
 /// The binary under test: this build's, or the one `PVE_MCP_TEST_BIN` names (to run the
 /// suite against another build, e.g. to see a new test fail on the code before a fix).
-pub fn bin() -> String {
+pub(crate) fn bin() -> String {
     std::env::var("PVE_MCP_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pve-mcp").to_string())
 }
 
 /// Environment for the binary: a clean HOME, the fake PVE, the given user script dir.
-pub fn command(pve_uri: &str, scripts: &Path, home: &Path, extra: &[(&str, &str)]) -> tokio::process::Command {
+pub(crate) fn command(pve_uri: &str, scripts: &Path, home: &Path, extra: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
     cmd.current_dir(home)
         .env_clear()
@@ -167,7 +174,7 @@ pub fn command(pve_uri: &str, scripts: &Path, home: &Path, extra: &[(&str, &str)
 }
 
 /// Copy fixture scripts (file names under tests/fixtures/) into a fresh user dir.
-pub fn fixtures(names: &[&str]) -> tempfile::TempDir {
+pub(crate) fn fixtures(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for n in names {
@@ -178,7 +185,7 @@ pub fn fixtures(names: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-pub async fn start(pve_uri: &str, scripts: tempfile::TempDir, extra: &[(&str, &str)]) -> Server {
+pub(crate) async fn start(pve_uri: &str, scripts: tempfile::TempDir, extra: &[(&str, &str)]) -> Server {
     let home = tempfile::tempdir().unwrap();
     let stderr = home.path().join("stderr.log");
     let log = std::fs::File::create(&stderr).unwrap();
@@ -197,7 +204,7 @@ pub async fn start(pve_uri: &str, scripts: tempfile::TempDir, extra: &[(&str, &s
 }
 
 impl Server {
-    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+    pub(crate) async fn call(&self, tool: &str, args: Value) -> CallToolResult {
         let args: Map<String, Value> = args.as_object().cloned().unwrap_or_default();
         self.client
             .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
@@ -205,7 +212,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
     }
 
-    pub async fn tool_names(&self) -> Vec<String> {
+    pub(crate) async fn tool_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .client
             .list_all_tools()
@@ -218,12 +225,12 @@ impl Server {
         names
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Wait (bounded) until `needle` appears in the server's stderr.
-    pub async fn wait_for_log(&self, needle: &str) {
+    pub(crate) async fn wait_for_log(&self, needle: &str) {
         for _ in 0..100 {
             if self.stderr_text().contains(needle) {
                 return;
@@ -234,7 +241,7 @@ impl Server {
     }
 
     /// Wait (bounded) until `cond` holds on the recorded events.
-    pub async fn wait_for(&self, what: &str, cond: impl Fn(&Events) -> bool) {
+    pub(crate) async fn wait_for(&self, what: &str, cond: impl Fn(&Events) -> bool) {
         for _ in 0..200 {
             if cond(&self.events.lock().unwrap()) {
                 return;
@@ -245,7 +252,7 @@ impl Server {
     }
 }
 
-pub fn text(r: &CallToolResult) -> String {
+pub(crate) fn text(r: &CallToolResult) -> String {
     r.content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
@@ -253,25 +260,25 @@ pub fn text(r: &CallToolResult) -> String {
         .join("\n")
 }
 
-pub fn is_error(r: &CallToolResult) -> bool {
+pub(crate) fn is_error(r: &CallToolResult) -> bool {
     r.is_error == Some(true)
 }
 
-pub fn structured(r: &CallToolResult) -> Value {
+pub(crate) fn structured(r: &CallToolResult) -> Value {
     r.structured_content.clone().unwrap_or(Value::Null)
 }
 
 /// The token ids and secrets of the built-in simulated cluster.
 #[cfg(feature = "simulator")]
-pub mod sim_tokens {
-    pub const AUDITOR: (&str, &str) = ("auditor@pve!ro", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
+pub(crate) mod sim_tokens {
+    pub(crate) const AUDITOR: (&str, &str) = ("auditor@pve!ro", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
 }
 
 #[cfg(feature = "simulator")]
 /// A simulated cluster for an end-to-end test. Its requests are appended to
 /// `PVE_MCP_SIM_REQUEST_LOG` when set, so that CI can check every request the suite sent
 /// against the official API schema.
-pub async fn simulator(task_ms: u64) -> pve_mcp::sim::Simulator {
+pub(crate) async fn simulator(task_ms: u64) -> pve_mcp::sim::Simulator {
     let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
     spec.task_duration_ms = task_ms;
     let mut opts = pve_mcp::sim::SimOptions::new(spec);
@@ -282,7 +289,11 @@ pub async fn simulator(task_ms: u64) -> pve_mcp::sim::Simulator {
 #[cfg(feature = "simulator")]
 /// The real binary against a simulated cluster over HTTPS (PVE_VERIFY_SSL=false), with the
 /// given token (the cluster's administrator token when `None`).
-pub async fn start_on(sim: &pve_mcp::sim::Simulator, token: Option<(&str, &str)>, extra: &[(&str, &str)]) -> Server {
+pub(crate) async fn start_on(
+    sim: &pve_mcp::sim::Simulator,
+    token: Option<(&str, &str)>,
+    extra: &[(&str, &str)],
+) -> Server {
     let (id, secret) = sim.token().unwrap();
     let (id, secret) = token
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -298,7 +309,7 @@ pub async fn start_on(sim: &pve_mcp::sim::Simulator, token: Option<(&str, &str)>
 
 #[cfg(feature = "simulator")]
 /// The built-in cluster, its tasks instant, logging its requests to a file of the test's own.
-pub async fn logged_simulator(log: &Path) -> pve_mcp::sim::Simulator {
+pub(crate) async fn logged_simulator(log: &Path) -> pve_mcp::sim::Simulator {
     let mut spec = pve_mcp::sim::spec::ClusterSpec::default_cluster();
     spec.task_duration_ms = 0;
     let mut opts = pve_mcp::sim::SimOptions::new(spec);
@@ -307,7 +318,7 @@ pub async fn logged_simulator(log: &Path) -> pve_mcp::sim::Simulator {
 }
 
 /// (method, path) of every request in a simulator's log so far.
-pub fn logged_requests(log: &Path) -> Vec<(String, String)> {
+pub(crate) fn logged_requests(log: &Path) -> Vec<(String, String)> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -323,7 +334,7 @@ pub fn logged_requests(log: &Path) -> Vec<(String, String)> {
 
 #[cfg(feature = "simulator")]
 /// A simulated cluster from a given description (request log as for [`simulator`]).
-pub async fn simulator_with(spec: pve_mcp::sim::spec::ClusterSpec) -> pve_mcp::sim::Simulator {
+pub(crate) async fn simulator_with(spec: pve_mcp::sim::spec::ClusterSpec) -> pve_mcp::sim::Simulator {
     let mut opts = pve_mcp::sim::SimOptions::new(spec);
     opts.request_log = std::env::var_os("PVE_MCP_SIM_REQUEST_LOG").map(PathBuf::from);
     pve_mcp::sim::Simulator::start(opts).await.unwrap()
@@ -331,14 +342,14 @@ pub async fn simulator_with(spec: pve_mcp::sim::spec::ClusterSpec) -> pve_mcp::s
 
 impl Server {
     /// Call a tool that must succeed; its structured result.
-    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+    pub(crate) async fn ok(&self, tool: &str, args: Value) -> Value {
         let r = self.call(tool, args.clone()).await;
         assert!(!is_error(&r), "{tool} {args}: {}", text(&r));
         structured(&r)
     }
 
     /// Call a tool that must fail; its message.
-    pub async fn fails(&self, tool: &str, args: Value) -> String {
+    pub(crate) async fn fails(&self, tool: &str, args: Value) -> String {
         let r = self.call(tool, args.clone()).await;
         assert!(is_error(&r), "{tool} {args} should fail, got {}", text(&r));
         text(&r)
@@ -346,7 +357,7 @@ impl Server {
 }
 
 /// The 12 read tools of the reference.
-pub const READ_TOOLS: [&str; 12] = [
+pub(crate) const READ_TOOLS: [&str; 12] = [
     "pve_cluster_status",
     "pve_list_nodes",
     "pve_node_status",
@@ -363,7 +374,7 @@ pub const READ_TOOLS: [&str; 12] = [
 
 /// Send one request with the library's client. The client takes only the gate's permit, so
 /// this goes through a gate that allows everything the endpoint table allows.
-pub async fn pve_request(
+pub(crate) async fn pve_request(
     c: &pve_mcp::pve::PveClient,
     m: pve_mcp::gate::Method,
     path: &pve_mcp::gate::ApiPath,

@@ -13,7 +13,7 @@ use crate::gate::{ApiPath, Method};
 use crate::script::context::CallContext;
 
 /// Longest `timeout` of `pve::exec`, in seconds.
-pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+pub(super) const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
 pub(super) fn register(m: &mut Module) {
     reg(

@@ -11,7 +11,7 @@ use crate::human;
 use crate::script::context::CallContext;
 
 /// Longest wait `pve::wait_task(upid, seconds)` takes.
-pub const MAX_WAIT_SECS: f64 = 3600.0;
+pub(super) const MAX_WAIT_SECS: f64 = 3600.0;
 
 pub(super) fn register(m: &mut Module) {
     reg(m, "progress", |n: NativeCallContext, msg: Dynamic| -> R {
@@ -92,7 +92,7 @@ pub(super) fn wait_seconds(
 }
 
 /// `93784` → `"1d 2h 3m"`: the two largest units (seconds only under an hour).
-pub fn duration(secs: f64) -> String {
+pub(super) fn duration(secs: f64) -> String {
     if !secs.is_finite() {
         return "unknown".into();
     }
@@ -114,7 +114,7 @@ pub fn duration(secs: f64) -> String {
 }
 
 /// `"3h 5m ago"`, or `"in 10m"` for a time to come.
-pub fn ago(epoch: i64, now: i64) -> String {
+pub(super) fn ago(epoch: i64, now: i64) -> String {
     let delta = now - epoch;
     if delta >= 0 {
         format!("{} ago", duration(delta as f64))
@@ -124,7 +124,7 @@ pub fn ago(epoch: i64, now: i64) -> String {
 }
 
 /// strftime's common part, in UTC: `%Y %m %d %H %M %S %j %%`; anything else stays as it is.
-pub fn format_time(epoch: i64, fmt: &str) -> String {
+pub(super) fn format_time(epoch: i64, fmt: &str) -> String {
     let (y, mo, d, h, mi, s) = human::utc_parts(epoch);
     let day_of_year = epoch.div_euclid(86_400) - days_before_year(y) + 1;
     let mut out = String::new();
@@ -161,7 +161,7 @@ fn days_before_year(year: i64) -> i64 {
 }
 
 /// Round half away from zero to `digits` decimals.
-pub fn round(x: f64, digits: u32) -> f64 {
+pub(super) fn round(x: f64, digits: u32) -> f64 {
     let f = 10f64.powi(digits as i32);
     (x * f).round() / f
 }

@@ -9,7 +9,7 @@ use crate::gate::{ApiPath, Method};
 use crate::script::context::CallContext;
 
 /// The keys a filter may have.
-pub const FILTER_KEYS: &[&str] = &["tag", "tags", "status", "node", "type", "name", "template"];
+pub(super) const FILTER_KEYS: &[&str] = &["tag", "tags", "status", "node", "type", "name", "template"];
 
 pub(super) fn register(m: &mut Module) {
     reg(m, "guests", |n: NativeCallContext| -> R {
@@ -21,7 +21,7 @@ pub(super) fn register(m: &mut Module) {
 }
 
 /// PVE's tag list (`"prod;web"`, also `,` or spaces) → `["prod", "web"]`.
-pub fn parse_tags(raw: &str) -> Vec<String> {
+pub(super) fn parse_tags(raw: &str) -> Vec<String> {
     raw.split([';', ',', ' '])
         .map(str::trim)
         .filter(|t| !t.is_empty())

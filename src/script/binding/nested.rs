@@ -20,7 +20,7 @@ use crate::script::context::CallContext;
 use crate::script::{budget, convert, sandbox};
 
 /// How deep tools may call tools (the caller is depth 0).
-pub const MAX_DEPTH: usize = 4;
+pub(super) const MAX_DEPTH: usize = 4;
 
 thread_local! {
     /// The tools calling each other on this script thread, outermost first.

@@ -77,7 +77,7 @@ fn simulate(g: &Guest, argv: &[String]) -> (String, String, i64, f64) {
     (out, err, code, secs)
 }
 
-pub fn exec(call: &mut Call<'_>) -> Reply {
+pub(super) fn exec(call: &mut Call<'_>) -> Reply {
     let g = match reachable(call) {
         Ok(g) => g,
         Err(r) => return r,
@@ -113,7 +113,7 @@ pub fn exec(call: &mut Call<'_>) -> Reply {
 /// The agent keeps at most this much output per stream, like qemu-ga.
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 
-pub fn exec_status(call: &mut Call<'_>) -> Reply {
+pub(super) fn exec_status(call: &mut Call<'_>) -> Reply {
     if let Err(r) = reachable(call) {
         return r;
     }
@@ -156,7 +156,7 @@ pub fn exec_status(call: &mut Call<'_>) -> Reply {
     Reply::data(r)
 }
 
-pub fn ping(call: &mut Call<'_>) -> Reply {
+pub(super) fn ping(call: &mut Call<'_>) -> Reply {
     match reachable(call) {
         Ok(_) => Reply::data(json!({"result": {}})),
         Err(r) => r,

@@ -11,9 +11,9 @@ use crate::sim::params;
 use crate::sim::spec::{GuestKind, GuestStatus, VolumeSpec};
 use crate::sim::state::{Guest, State, now_secs};
 
-pub const VZDUMP_PARAMS: &str = "node:str all:bool? bwlimit:int(0..)? compress:enum(0|1|gzip|lzo|zstd)? dumpdir:str? exclude:list? fleecing:str? ionice:int(0..8)? job-id:str? lockwait:int(0..)? mailnotification:enum(always|failure)? mailto:list? maxfiles:int(1..)? mode:enum(snapshot|suspend|stop)? notes-template:str? notification-mode:enum(auto|legacy-sendmail|notification-system)? notification-policy:enum(always|failure|never)? notification-target:str? pbs-change-detection-mode:enum(legacy|data|metadata)? performance:str? pigz:int? pool:str? protected:bool? prune-backups:str? quiet:bool? remove:bool? script:str? stdexcludes:bool? stdout:bool? stop:bool? stopwait:int(0..)? storage:str? tmpdir:str? vmid:list? zstd:int?";
+pub(super) const VZDUMP_PARAMS: &str = "node:str all:bool? bwlimit:int(0..)? compress:enum(0|1|gzip|lzo|zstd)? dumpdir:str? exclude:list? fleecing:str? ionice:int(0..8)? job-id:str? lockwait:int(0..)? mailnotification:enum(always|failure)? mailto:list? maxfiles:int(1..)? mode:enum(snapshot|suspend|stop)? notes-template:str? notification-mode:enum(auto|legacy-sendmail|notification-system)? notification-policy:enum(always|failure|never)? notification-target:str? pbs-change-detection-mode:enum(legacy|data|metadata)? performance:str? pigz:int? pool:str? protected:bool? prune-backups:str? quiet:bool? remove:bool? script:str? stdexcludes:bool? stdout:bool? stop:bool? stopwait:int(0..)? storage:str? tmpdir:str? vmid:list? zstd:int?";
 
-pub fn create_params(kind: GuestKind, _: &str) -> Option<String> {
+pub(super) fn create_params(kind: GuestKind, _: &str) -> Option<String> {
     let keys = super::config::keys(kind);
     Some(match kind {
         GuestKind::Qemu => format!(
@@ -44,7 +44,7 @@ struct BackupJob {
     protected: bool,
 }
 
-pub fn vzdump(call: &mut Call<'_>) -> Reply {
+pub(super) fn vzdump(call: &mut Call<'_>) -> Reply {
     let p = call.req.params.clone();
     let node = call.node().to_string();
     let (wanted, storage) = match vzdump_checks(call, &p, &node) {
@@ -281,7 +281,7 @@ fn backup_kind(volid: &str) -> Option<GuestKind> {
 
 /// `POST /nodes/{node}/{qemu|lxc}`: create a guest, or restore one from a backup
 /// (qemu-server `PVE::API2::Qemu` `create_vm`, pve-container `PVE::API2::LXC` `create_vm`).
-pub fn create_or_restore(call: &mut Call<'_>) -> Reply {
+pub(super) fn create_or_restore(call: &mut Call<'_>) -> Reply {
     let kind = call.kind();
     let node = call.node().to_string();
     let p = call.req.params.clone();

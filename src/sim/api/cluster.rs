@@ -10,7 +10,7 @@ use crate::sim::state::{Guest, State, disk_size, now_secs};
 
 /// A stable pseudo-random fraction for usage figures: the same object gives the same
 /// numbers within a minute.
-pub fn fraction(seed: u64) -> f64 {
+pub(super) fn fraction(seed: u64) -> f64 {
     let minute = (now_secs() / 60.0) as u64;
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ minute.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^= x >> 31;
@@ -19,7 +19,7 @@ pub fn fraction(seed: u64) -> f64 {
     (x % 10_000) as f64 / 10_000.0
 }
 
-pub fn version(call: &mut Call<'_>) -> Reply {
+pub(super) fn version(call: &mut Call<'_>) -> Reply {
     let v = call.st.version.clone();
     let release: String = v.split('.').take(2).collect::<Vec<_>>().join(".");
     Reply::data(json!({"version": v, "release": release, "repoid": "c2b5a8f7d1e3b4a6"}))
@@ -33,14 +33,14 @@ fn node_load(st: &State, node: &str) -> (f64, u64) {
     (cpu, mem)
 }
 
-pub fn guest_mem(g: &Guest) -> u64 {
+pub(super) fn guest_mem(g: &Guest) -> u64 {
     if !g.running() {
         return 0;
     }
     (g.maxmem() as f64 * (0.25 + 0.5 * fraction(u64::from(g.vmid)))) as u64
 }
 
-pub fn guest_cpu(g: &Guest) -> f64 {
+pub(super) fn guest_cpu(g: &Guest) -> f64 {
     if !g.running() || g.status == crate::sim::spec::GuestStatus::Paused {
         return 0.0;
     }
@@ -51,7 +51,7 @@ pub fn guest_cpu(g: &Guest) -> f64 {
 }
 
 /// Disk bytes used on a storage (on one node for local storage).
-pub fn storage_used(st: &State, storage: &str, node: &str, shared: bool) -> u64 {
+pub(super) fn storage_used(st: &State, storage: &str, node: &str, shared: bool) -> u64 {
     let volumes: u64 = st
         .volumes
         .iter()
@@ -85,13 +85,13 @@ fn node_row(st: &State, name: &str) -> Value {
     })
 }
 
-pub fn nodes(call: &mut Call<'_>) -> Reply {
+pub(super) fn nodes(call: &mut Call<'_>) -> Reply {
     let names: Vec<String> = call.st.nodes.keys().cloned().collect();
     let rows: Vec<Value> = names.iter().map(|n| node_row(call.st, n)).collect();
     Reply::data(Value::Array(rows))
 }
 
-pub fn node_status(call: &mut Call<'_>) -> Reply {
+pub(super) fn node_status(call: &mut Call<'_>) -> Reply {
     let name = call.node().to_string();
     let n = call.st.nodes[&name].clone();
     let (cpu, mem) = node_load(call.st, &name);
@@ -125,7 +125,7 @@ pub fn node_status(call: &mut Call<'_>) -> Reply {
     Reply::data(out)
 }
 
-pub fn status(call: &mut Call<'_>) -> Reply {
+pub(super) fn status(call: &mut Call<'_>) -> Reply {
     let st = &call.st;
     let online = st.nodes.values().filter(|n| n.online).count();
     let mut rows = Vec::new();
@@ -142,7 +142,7 @@ pub fn status(call: &mut Call<'_>) -> Reply {
     Reply::data(Value::Array(rows))
 }
 
-pub fn guest_row(g: &Guest) -> Value {
+pub(super) fn guest_row(g: &Guest) -> Value {
     let running = g.running();
     let seed = u64::from(g.vmid);
     let mut row = json!({
@@ -165,7 +165,7 @@ pub fn guest_row(g: &Guest) -> Value {
     row
 }
 
-pub fn resources(call: &mut Call<'_>) -> Reply {
+pub(super) fn resources(call: &mut Call<'_>) -> Reply {
     let filter = params::text(&call.req.params, "type");
     let want = |t: &str| filter.as_deref().is_none_or(|f| f == t);
     let mut rows = Vec::new();
@@ -209,7 +209,7 @@ pub fn resources(call: &mut Call<'_>) -> Reply {
     Reply::data(Value::Array(rows))
 }
 
-pub fn nextid(call: &mut Call<'_>) -> Reply {
+pub(super) fn nextid(call: &mut Call<'_>) -> Reply {
     match params::int(&call.req.params, "vmid") {
         Some(id) if call.st.guests.contains_key(&(id as u32)) => {
             Reply::param_error("vmid", format!("VM {id} already exists"))
@@ -220,7 +220,7 @@ pub fn nextid(call: &mut Call<'_>) -> Reply {
 }
 
 /// `GET /access/permissions`: the caller's own privileges, per ACL path.
-pub fn permissions(call: &mut Call<'_>) -> Reply {
+pub(super) fn permissions(call: &mut Call<'_>) -> Reply {
     let mut paths: Vec<String> = call.who.acl_paths();
     if let Some(p) = params::text(&call.req.params, "path") {
         paths = vec![p];

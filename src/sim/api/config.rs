@@ -9,16 +9,16 @@ use crate::sim::spec::GuestKind;
 use crate::sim::state::{Guest, format_size, is_disk_key, parse_size};
 
 /// QEMU config keys (PVE 8.4), as parameter specs.
-pub const QEMU_KEYS: &str = "name:str? cores:int(1..)? sockets:int(1..)? memory:str? balloon:int(0..)? cpu:str? cpulimit:num? cpuunits:int(1..262144)? vcpus:int(1..)? numa:bool? onboot:bool? startup:str? tags:str? description:str? ostype:enum(other|wxp|w2k|w2k3|w2k8|wvista|win7|win8|win10|win11|l24|l26|solaris)? agent:str? boot:str? bios:enum(seabios|ovmf)? machine:str? protection:bool? hotplug:str? kvm:bool? scsihw:enum(lsi|lsi53c810|virtio-scsi-pci|virtio-scsi-single|megasas|pvscsi)? vga:str? localtime:bool? tablet:bool? hookscript:str? ciuser:str? cipassword:str? citype:enum(configdrive2|nocloud|opennebula)? ipconfig[0..31]:str? nameserver:str? searchdomain:str? sshkeys:str? net[0..31]:str? scsi[0..30]:str? virtio[0..15]:str? sata[0..5]:str? ide[0..3]:str? efidisk0:str? tpmstate0:str? unused[0..255]:str? serial[0..3]:str? usb[0..29]:str? hostpci[0..15]:str? args:str? affinity:str? template:bool?";
+pub(super) const QEMU_KEYS: &str = "name:str? cores:int(1..)? sockets:int(1..)? memory:str? balloon:int(0..)? cpu:str? cpulimit:num? cpuunits:int(1..262144)? vcpus:int(1..)? numa:bool? onboot:bool? startup:str? tags:str? description:str? ostype:enum(other|wxp|w2k|w2k3|w2k8|wvista|win7|win8|win10|win11|l24|l26|solaris)? agent:str? boot:str? bios:enum(seabios|ovmf)? machine:str? protection:bool? hotplug:str? kvm:bool? scsihw:enum(lsi|lsi53c810|virtio-scsi-pci|virtio-scsi-single|megasas|pvscsi)? vga:str? localtime:bool? tablet:bool? hookscript:str? ciuser:str? cipassword:str? citype:enum(configdrive2|nocloud|opennebula)? ipconfig[0..31]:str? nameserver:str? searchdomain:str? sshkeys:str? net[0..31]:str? scsi[0..30]:str? virtio[0..15]:str? sata[0..5]:str? ide[0..3]:str? efidisk0:str? tpmstate0:str? unused[0..255]:str? serial[0..3]:str? usb[0..29]:str? hostpci[0..15]:str? args:str? affinity:str? template:bool?";
 
 /// LXC config keys (PVE 8.4), as parameter specs.
-pub const LXC_KEYS: &str = "hostname:str? cores:int(1..8192)? cpulimit:num? cpuunits:int(0..500000)? memory:int(16..)? swap:int(0..)? onboot:bool? startup:str? tags:str? description:str? ostype:enum(debian|devuan|ubuntu|centos|fedora|opensuse|archlinux|alpine|gentoo|nixos|unmanaged)? arch:enum(amd64|i386|arm64|armhf|riscv32|riscv64)? cmode:enum(shell|console|tty)? console:bool? tty:int(0..6)? protection:bool? unprivileged:bool? features:str? hookscript:str? nameserver:str? searchdomain:str? net[0..31]:str? mp[0..255]:str? rootfs:str? unused[0..255]:str? dev[0..255]:str? timezone:str? debug:bool? template:bool?";
+pub(super) const LXC_KEYS: &str = "hostname:str? cores:int(1..8192)? cpulimit:num? cpuunits:int(0..500000)? memory:int(16..)? swap:int(0..)? onboot:bool? startup:str? tags:str? description:str? ostype:enum(debian|devuan|ubuntu|centos|fedora|opensuse|archlinux|alpine|gentoo|nixos|unmanaged)? arch:enum(amd64|i386|arm64|armhf|riscv32|riscv64)? cmode:enum(shell|console|tty)? console:bool? tty:int(0..6)? protection:bool? unprivileged:bool? features:str? hookscript:str? nameserver:str? searchdomain:str? net[0..31]:str? mp[0..255]:str? rootfs:str? unused[0..255]:str? dev[0..255]:str? timezone:str? debug:bool? template:bool?";
 
-pub fn keys(kind: GuestKind) -> &'static str {
+pub(super) fn keys(kind: GuestKind) -> &'static str {
     if kind == GuestKind::Qemu { QEMU_KEYS } else { LXC_KEYS }
 }
 
-pub fn set_params_put(kind: GuestKind, _: &str) -> Option<String> {
+pub(super) fn set_params_put(kind: GuestKind, _: &str) -> Option<String> {
     let extra = if kind == GuestKind::Qemu {
         "delete:list? digest:str? revert:list? skiplock:bool? force:bool?"
     } else {
@@ -27,11 +27,11 @@ pub fn set_params_put(kind: GuestKind, _: &str) -> Option<String> {
     Some(format!("node:str vmid:int(100..999999999) {} {extra}", keys(kind)))
 }
 
-pub fn set_params_post(kind: GuestKind, a: &str) -> Option<String> {
+pub(super) fn set_params_post(kind: GuestKind, a: &str) -> Option<String> {
     set_params_put(kind, a).map(|s| format!("{s} background_delay:int(1..30)?"))
 }
 
-pub fn resize_params(kind: GuestKind, _: &str) -> Option<String> {
+pub(super) fn resize_params(kind: GuestKind, _: &str) -> Option<String> {
     Some(match kind {
         GuestKind::Qemu => "node:str vmid:int(100..999999999) disk:str size:str digest:str? skiplock:bool?".into(),
         GuestKind::Lxc => "node:str vmid:int(100..999999999) disk:str size:str digest:str?".into(),
@@ -79,7 +79,7 @@ fn stored_value(kind: GuestKind, key: &str, v: &Value) -> Value {
 }
 
 /// The config digest PVE hands out (SHA-1 of the file there; a stable hash here).
-pub fn digest(config: &Map<String, Value>) -> String {
+pub(super) fn digest(config: &Map<String, Value>) -> String {
     let text = serde_json::to_string(config).unwrap_or_default();
     let h = text.bytes().fold(0x6c62272e07bb014262b821756295c58d_u128, |h, b| {
         (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013B)
@@ -128,7 +128,7 @@ fn sync_derived(g: &mut Guest) {
 
 /// Write every pending change into the config (`vmconfig_apply_pending`): what a stopped
 /// guest gets at once, a VM when it starts, a container when it starts or stops.
-pub fn apply_pending(g: &mut Guest) {
+pub(super) fn apply_pending(g: &mut Guest) {
     for (key, force) in std::mem::take(&mut g.pending_delete) {
         remove_key(g, &key, force);
     }
@@ -293,7 +293,7 @@ fn hotplug_pending(g: &mut Guest) {
 /// `update_pct_config` make it: every change goes to the pending section first, unchanged
 /// values are dropped (`cleanup_pending`), then a stopped guest applies everything and a
 /// running one what it can hot-plug; the rest waits for a restart (`GET …/pending`).
-pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
+pub(super) fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
     let kind = g.kind;
     let force = params::flag(params, "force");
     for key in params::list(params, "revert").unwrap_or_default() {
@@ -355,7 +355,7 @@ pub fn apply(g: &mut Guest, params: &Map<String, Value>) -> Result<(), String> {
 
 /// The config as `GET …/config` shows it: with the pending values taken in unless
 /// `current` (`AbstractConfig::load_current_config`).
-pub fn effective(g: &Guest, current: bool) -> Map<String, Value> {
+pub(super) fn effective(g: &Guest, current: bool) -> Map<String, Value> {
     let mut cfg = g.config.clone();
     if !current {
         for (k, v) in &g.pending {
@@ -368,7 +368,7 @@ pub fn effective(g: &Guest, current: bool) -> Map<String, Value> {
     cfg
 }
 
-pub fn set(call: &mut Call<'_>) -> Reply {
+pub(super) fn set(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,
@@ -437,7 +437,7 @@ fn summary(changes: &Map<String, Value>) -> String {
 
 /// `GET …/pending`: every key with its current value, its pending value and whether it is
 /// to be deleted (`GuestHelpers::config_with_pending_array`; `delete` is 2 when forced).
-pub fn pending(call: &mut Call<'_>) -> Reply {
+pub(super) fn pending(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g,
         Err(r) => return r,
@@ -462,7 +462,7 @@ pub fn pending(call: &mut Call<'_>) -> Reply {
     Reply::data(Value::Array(rows))
 }
 
-pub fn resize(call: &mut Call<'_>) -> Reply {
+pub(super) fn resize(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,

@@ -11,7 +11,7 @@ use crate::sim::params;
 use crate::sim::spec::{GuestKind, GuestStatus};
 use crate::sim::state::{Guest, State, now_secs};
 
-pub fn status_current(call: &mut Call<'_>) -> Reply {
+pub(super) fn status_current(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g,
         Err(r) => return r,
@@ -76,7 +76,7 @@ pub fn status_current(call: &mut Call<'_>) -> Reply {
     Reply::data(out)
 }
 
-pub fn config(call: &mut Call<'_>) -> Reply {
+pub(super) fn config(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g,
         Err(r) => return r,
@@ -108,7 +108,7 @@ pub fn config(call: &mut Call<'_>) -> Reply {
 }
 
 /// `GET /nodes/{node}/qemu` and `…/lxc`: the guests of one kind on one node.
-pub fn list_on_node(call: &mut Call<'_>) -> Reply {
+pub(super) fn list_on_node(call: &mut Call<'_>) -> Reply {
     let kind = if call.req.path.ends_with("/lxc") {
         GuestKind::Lxc
     } else {
@@ -146,7 +146,7 @@ fn set_status(st: &mut State, vmid: u32, status: GuestStatus) {
     }
 }
 
-pub fn power(call: &mut Call<'_>) -> Reply {
+pub(super) fn power(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,
@@ -310,7 +310,7 @@ fn action_verb(action: &str) -> &'static str {
     }
 }
 
-pub fn destroy(call: &mut Call<'_>) -> Reply {
+pub(super) fn destroy(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,

@@ -8,14 +8,14 @@ use crate::sim::params;
 use crate::sim::spec::GuestKind;
 use crate::sim::state::{Guest, State};
 
-pub fn clone_params(kind: GuestKind, _: &str) -> Option<String> {
+pub(super) fn clone_params(kind: GuestKind, _: &str) -> Option<String> {
     Some(match kind {
         GuestKind::Qemu => "node:str vmid:int(100..999999999) newid:int(100..999999999) bwlimit:int(0..)? description:str? format:enum(raw|qcow2|vmdk)? full:bool? name:str? pool:str? snapname:str? storage:str? target:str?".into(),
         GuestKind::Lxc => "node:str vmid:int(100..999999999) newid:int(100..999999999) bwlimit:num? description:str? full:bool? hostname:str? pool:str? snapname:str? storage:str? target:str?".into(),
     })
 }
 
-pub fn migrate_params(kind: GuestKind, _: &str) -> Option<String> {
+pub(super) fn migrate_params(kind: GuestKind, _: &str) -> Option<String> {
     Some(match kind {
         GuestKind::Qemu => "node:str vmid:int(100..999999999) target:str bwlimit:int(0..)? force:bool? migration_network:str? migration_type:enum(secure|insecure)? online:bool? targetstorage:str? with-local-disks:bool?".into(),
         GuestKind::Lxc => "node:str vmid:int(100..999999999) target:str bwlimit:num? online:bool? restart:bool? target-storage:str? timeout:int?".into(),
@@ -70,7 +70,7 @@ struct CloneJob {
 
 /// `POST …/{qemu|lxc}/{vmid}/clone` (qemu-server `PVE::API2::Qemu` `clone_vm`,
 /// pve-container `PVE::API2::LXC` `clone_vm`).
-pub fn clone(call: &mut Call<'_>) -> Reply {
+pub(super) fn clone(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,
@@ -236,7 +236,7 @@ fn cloned_config(src: &Guest, job: &CloneJob) -> Map<String, Value> {
 }
 
 /// `GET …/qemu/{vmid}/migrate`: what would block a migration.
-pub fn migrate_check(call: &mut Call<'_>) -> Reply {
+pub(super) fn migrate_check(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,
@@ -274,7 +274,7 @@ pub fn migrate_check(call: &mut Call<'_>) -> Reply {
 
 /// `POST …/{qemu|lxc}/{vmid}/migrate` (qemu-server `PVE::API2::Qemu` `migrate_vm`,
 /// pve-container `PVE::API2::LXC` `migrate_vm`).
-pub fn migrate(call: &mut Call<'_>) -> Reply {
+pub(super) fn migrate(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,

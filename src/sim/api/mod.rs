@@ -27,7 +27,7 @@ use crate::pve::roles::PveMajor;
 
 /// Where the permission of a route is checked.
 #[derive(Clone, Copy)]
-pub enum Perm {
+pub(crate) enum Perm {
     /// Anyone authenticated; the handler filters what it shows.
     All,
     Root(&'static [&'static str]),
@@ -41,7 +41,7 @@ pub enum Perm {
     },
 }
 
-pub type HandlerFn = fn(&mut Call<'_>) -> Reply;
+pub(crate) type HandlerFn = fn(&mut Call<'_>) -> Reply;
 
 /// A route's parameters: fixed, or depending on the path (guest kind, action).
 #[derive(Clone, Copy)]
@@ -427,7 +427,7 @@ fn matches(pattern: &str, segs: &[&str]) -> Option<BTreeMap<String, String>> {
 }
 
 /// One request being answered.
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub st: &'a mut State,
     pub req: &'a Request,
     pub args: BTreeMap<String, String>,
@@ -436,15 +436,15 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    pub fn arg(&self, name: &str) -> &str {
+    pub(crate) fn arg(&self, name: &str) -> &str {
         self.args.get(name).map(String::as_str).unwrap_or("")
     }
 
-    pub fn node(&self) -> &str {
+    pub(crate) fn node(&self) -> &str {
         self.arg("node")
     }
 
-    pub fn kind(&self) -> GuestKind {
+    pub(crate) fn kind(&self) -> GuestKind {
         if self.arg("kind") == "lxc" {
             GuestKind::Lxc
         } else {
@@ -452,12 +452,12 @@ impl Call<'_> {
         }
     }
 
-    pub fn vmid(&self) -> u32 {
+    pub(crate) fn vmid(&self) -> u32 {
         self.arg("vmid").parse().unwrap_or(0)
     }
 
     /// The guest the path names, as PVE finds it: only in that node's config directory.
-    pub fn guest(&self) -> Result<&Guest, Reply> {
+    pub(crate) fn guest(&self) -> Result<&Guest, Reply> {
         let (node, kind, vmid) = (self.node(), self.kind(), self.vmid());
         match self.st.guests.get(&vmid) {
             Some(g) if g.node == node && g.kind == kind => Ok(g),
@@ -465,17 +465,17 @@ impl Call<'_> {
         }
     }
 
-    pub fn can(&self, path: &str, privs: &[&str]) -> bool {
+    pub(crate) fn can(&self, path: &str, privs: &[&str]) -> bool {
         self.tokens.has_any(self.who, path, privs)
     }
 
-    pub fn user(&self) -> String {
+    pub(crate) fn user(&self) -> String {
         self.who.token_id.clone()
     }
 
     /// Start a task about guest `g` whose effect changes that guest, and answer its UPID.
     /// The task fails with PVE's message if the guest is gone by the time it finishes.
-    pub fn guest_task(
+    pub(crate) fn guest_task(
         &mut self,
         g: &Guest,
         task_type: &str,
@@ -504,7 +504,7 @@ impl Call<'_> {
 
 /// pve-guest-common `AbstractConfig::check_lock`: a locked config refuses the operation with
 /// "VM is locked (backup)" (`guest_type` is "VM" for QEMU, "CT" for LXC).
-pub fn check_lock(g: &Guest) -> Result<(), String> {
+pub(crate) fn check_lock(g: &Guest) -> Result<(), String> {
     match &g.lock {
         Some(lock) => Err(format!("{} is locked ({lock})", g.word())),
         None => Ok(()),
@@ -514,7 +514,7 @@ pub fn check_lock(g: &Guest) -> Result<(), String> {
 /// `skiplock`, which only `root@pam` itself may use (qemu-server and pve-container:
 /// "Only root may use this option."). An API token is never `root@pam`, even root's own
 /// (`RPCEnvironment::get_user` is the token id), so a token always gets the 400.
-pub fn skiplock(call: &Call<'_>) -> Result<bool, Reply> {
+pub(crate) fn skiplock(call: &Call<'_>) -> Result<bool, Reply> {
     if super::params::flag(&call.req.params, "skiplock") {
         return Err(Reply::param_error("skiplock", "Only root may use this option."));
     }
@@ -522,19 +522,19 @@ pub fn skiplock(call: &Call<'_>) -> Result<bool, Reply> {
 }
 
 /// PVE's message for a guest that is not on the node the path names.
-pub fn config_missing_message(node: &str, kind: GuestKind, vmid: u32) -> String {
+pub(crate) fn config_missing_message(node: &str, kind: GuestKind, vmid: u32) -> String {
     let dir = if kind == GuestKind::Qemu { "qemu-server" } else { "lxc" };
     format!("Configuration file 'nodes/{node}/{dir}/{vmid}.conf' does not exist")
 }
 
-pub fn config_missing(node: &str, kind: GuestKind, vmid: u32) -> Reply {
+pub(crate) fn config_missing(node: &str, kind: GuestKind, vmid: u32) -> Reply {
     Reply::error(500, config_missing_message(node, kind, vmid))
 }
 
 /// Answer one authenticated request against the state.
 /// One request through pveproxy's order: the route, the node being reachable, the
 /// permission, the parameters (path parameters included), then the handler.
-pub fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) -> Reply {
+pub(crate) fn dispatch(st: &mut State, req: &Request, who: &Identity, tokens: &Tokens) -> Reply {
     let segs = req.segments();
     let Some((compiled, args)) = COMPILED
         .iter()

@@ -17,8 +17,8 @@ use crate::sim::http::Reply;
 use crate::sim::params;
 use crate::sim::state::{Guest, Node, now_secs};
 
-pub const PARAMS: &str = "node:str timeframe:enum(hour|day|week|month|year|decade) cf:enum(AVERAGE|MAX)?";
-pub const GUEST_PARAMS: &str =
+pub(super) const PARAMS: &str = "node:str timeframe:enum(hour|day|week|month|year|decade) cf:enum(AVERAGE|MAX)?";
+pub(super) const GUEST_PARAMS: &str =
     "node:str vmid:int(100..999999999) timeframe:enum(hour|day|week|month|year) cf:enum(AVERAGE|MAX)?";
 
 /// (resolution in seconds, rows) of a time frame.
@@ -76,7 +76,7 @@ fn cf_max(call: &Call<'_>) -> bool {
     params::text(&call.req.params, "cf").as_deref() == Some("MAX")
 }
 
-pub fn node(call: &mut Call<'_>) -> Reply {
+pub(super) fn node(call: &mut Call<'_>) -> Reply {
     let (start, reso, count) = match window(call) {
         Ok(w) => w,
         Err(r) => return r,
@@ -132,7 +132,7 @@ fn node_row(n: &Node, guests: &[Guest], time: i64, i: i64, max: bool, v9: bool) 
     r
 }
 
-pub fn guest(call: &mut Call<'_>) -> Reply {
+pub(super) fn guest(call: &mut Call<'_>) -> Reply {
     let (start, reso, count) = match window(call) {
         Ok(w) => w,
         Err(r) => return r,

@@ -10,7 +10,7 @@ use crate::sim::params;
 use crate::sim::spec::{GuestKind, GuestStatus, SnapshotSpec};
 use crate::sim::state::now_secs;
 
-pub fn create_params(kind: GuestKind, _: &str) -> Option<String> {
+pub(super) fn create_params(kind: GuestKind, _: &str) -> Option<String> {
     Some(match kind {
         GuestKind::Qemu => "node:str vmid:int(100..999999999) snapname:str description:str? vmstate:bool?".into(),
         GuestKind::Lxc => "node:str vmid:int(100..999999999) snapname:str description:str?".into(),
@@ -25,7 +25,7 @@ fn valid_snapname(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-pub fn list(call: &mut Call<'_>) -> Reply {
+pub(super) fn list(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g,
         Err(r) => return r,
@@ -55,7 +55,7 @@ pub fn list(call: &mut Call<'_>) -> Reply {
     Reply::data(Value::Array(rows))
 }
 
-pub fn create(call: &mut Call<'_>) -> Reply {
+pub(super) fn create(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,
@@ -98,7 +98,7 @@ pub fn create(call: &mut Call<'_>) -> Reply {
     })
 }
 
-pub fn rollback(call: &mut Call<'_>) -> Reply {
+pub(super) fn rollback(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,
@@ -138,7 +138,7 @@ pub fn rollback(call: &mut Call<'_>) -> Reply {
     })
 }
 
-pub fn delete(call: &mut Call<'_>) -> Reply {
+pub(super) fn delete(call: &mut Call<'_>) -> Reply {
     let g = match call.guest() {
         Ok(g) => g.clone(),
         Err(r) => return r,

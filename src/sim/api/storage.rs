@@ -18,7 +18,7 @@ fn visible(call: &Call<'_>, storage: &str) -> bool {
 }
 
 /// `GET /storage`: the cluster-wide storage configuration.
-pub fn config(call: &mut Call<'_>) -> Reply {
+pub(super) fn config(call: &mut Call<'_>) -> Reply {
     let filter = params::text(&call.req.params, "type");
     let rows: Vec<Value> = call
         .st
@@ -49,7 +49,7 @@ pub fn config(call: &mut Call<'_>) -> Reply {
 /// (`PVE::Storage::storage_info`). A `content` filter also drops the storages that are not
 /// enabled here; `enabled=1` drops only storages disabled in the config. An unknown
 /// `storage` (or one the `content` filter dropped) is 400 `No such storage.`.
-pub fn status(call: &mut Call<'_>) -> Reply {
+pub(super) fn status(call: &mut Call<'_>) -> Reply {
     let node = call.node().to_string();
     let p = &call.req.params;
     let content: Option<Vec<String>> = params::list(p, "content");
@@ -106,7 +106,7 @@ fn backup_subtype(volid: &str) -> Option<&'static str> {
 }
 
 /// `GET /nodes/{node}/storage/{storage}/content`.
-pub fn content(call: &mut Call<'_>) -> Reply {
+pub(super) fn content(call: &mut Call<'_>) -> Reply {
     let node = call.node().to_string();
     let id = call.arg("storage").to_string();
     let Some(s) = call.st.storages.get(&id) else {

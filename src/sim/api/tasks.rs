@@ -59,7 +59,7 @@ fn row(t: &Task, with_status: bool) -> Value {
     r
 }
 
-pub fn status(call: &mut Call<'_>) -> Reply {
+pub(super) fn status(call: &mut Call<'_>) -> Reply {
     let t = match find(call) {
         Ok(t) => t,
         Err(r) => return r,
@@ -78,7 +78,7 @@ pub fn status(call: &mut Call<'_>) -> Reply {
     Reply::data(r)
 }
 
-pub fn log(call: &mut Call<'_>) -> Reply {
+pub(super) fn log(call: &mut Call<'_>) -> Reply {
     let t = match find(call) {
         Ok(t) => t,
         Err(r) => return r,
@@ -112,7 +112,7 @@ const MAX_FINISHED: usize = 25;
 /// `PVE::Cluster::get_tasklist`. A node broadcasts all its running tasks and then its
 /// newest finished ones up to [`MAX_FINISHED`] in all (`active_workers`), so a long history
 /// is not listed here; `/nodes/{node}/tasks` pages through it.
-pub fn cluster_tasks(call: &mut Call<'_>) -> Reply {
+pub(super) fn cluster_tasks(call: &mut Call<'_>) -> Reply {
     let mut tasks: Vec<&Task> = call.st.tasks.iter().filter(|t| visible(call, t)).collect();
     tasks.sort_by(|a, b| b.starttime.total_cmp(&a.starttime));
     let mut kept: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
@@ -143,7 +143,7 @@ fn status_class(t: &Task) -> &'static str {
 }
 
 /// One node's tasks: finished ones by default (`source=archive`), with PVE's filters.
-pub fn node_tasks(call: &mut Call<'_>) -> Reply {
+pub(super) fn node_tasks(call: &mut Call<'_>) -> Reply {
     let p = &call.req.params;
     let source = params::text(p, "source").unwrap_or_else(|| "archive".into());
     let errors = params::flag(p, "errors");
