@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pve_mcp::gate::Method;
+use pve_mcp::api::Method;
 use pve_mcp::sim::faults::{Fault, FaultAction, glob};
 use pve_mcp::sim::spec::{ClusterSpec, VolumeSpec};
 use pve_mcp::sim::{SimOptions, Simulator};

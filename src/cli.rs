@@ -17,7 +17,7 @@ use crate::confirm::PlanKey;
 use crate::pve::PveClient;
 use crate::registry::{self, Registry, sources};
 use crate::script::invoke::{Approving, CallRequest};
-use crate::script::{Outcome, Runtime, invoke};
+use crate::script::{CallOutcome, Services, invoke};
 use crate::server::{PveMcpServer, result};
 
 /// One line of a command's output, on stdout. Only the CLI's own commands print; `serve`
@@ -314,11 +314,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
     }
 }
 
-fn runtime(config: &Config) -> Result<Runtime, Exit> {
+fn services(config: &Config) -> Result<Services, Exit> {
     let client =
         PveClient::new(&config.connection).map_err(|e| fail(EXIT_CONFIG, format!("configuration error: {e}")))?;
     let plan_key = PlanKey::generate().map_err(|e| fail(1, format!("cannot start: {e}")))?;
-    Ok(Runtime {
+    Ok(Services {
         client,
         settings: config.settings.clone(),
         plan_key: Arc::new(plan_key),
@@ -342,16 +342,16 @@ fn load_registry(settings: &Settings) -> Arc<Registry> {
 
 async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let config = &target.config;
-    let mut runtime = runtime(config)?;
+    let mut services = services(config)?;
     let registry = load_registry(&config.settings);
-    runtime.registry = Some(registry.clone());
+    services.registry = Some(registry.clone());
     // The script engine's standard library and the schema checker are built on first use;
     // build them beside the handshake instead of in the first call (if this thread cannot
     // start, the first call builds them).
     let _ = std::thread::Builder::new()
         .name("pve-mcp warm-up".into())
         .spawn(crate::script::compile::warm_up);
-    let server = PveMcpServer::new(registry.clone(), runtime);
+    let server = PveMcpServer::new(registry.clone(), services);
     let notifier = server.clone();
     let _watch = registry::watch::spawn(registry.clone(), config.settings.script_dirs_explicit, move |report| {
         if report.listing_changed {
@@ -570,9 +570,9 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
         }
     };
     let config = &target.config;
-    let mut runtime = runtime(config)?;
+    let mut services = services(config)?;
     let registry = load_registry(&config.settings);
-    runtime.registry = Some(registry.clone());
+    services.registry = Some(registry.clone());
     let snap = registry.snapshot();
     let Some(compiled) = snap
         .get_served(tool, config.settings.mode, &config.settings.tools)
@@ -607,15 +607,15 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
         cancel,
         progress: Some(progress),
     };
-    let outcome = invoke(&runtime, call).await;
+    let outcome = invoke(&services, call).await;
     let (json, code) = match outcome {
-        Outcome::Done(v) => {
+        CallOutcome::Done(v) => {
             if let Some(note) = crate::server::scripts::stale_note(&snap, tool) {
                 note!("{note}");
             }
             (result::as_object(v), ExitCode::SUCCESS)
         }
-        Outcome::Plan {
+        CallOutcome::Plan {
             explanation,
             requests,
             confirm_token,
@@ -624,7 +624,7 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
             result::plan_json(tool, explanation, &requests, &confirm_token, ttl),
             ExitCode::SUCCESS,
         ),
-        Outcome::Failed(e) => {
+        CallOutcome::Failed(e) => {
             note!("{tool}: {e}");
             (result::error_json(tool, &e), ExitCode::from(1))
         }

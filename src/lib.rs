@@ -1,6 +1,7 @@
 //! pve-mcp: an MCP server for Proxmox VE whose tools are Rhai scripts, with safety
 //! enforced by the core. See ARCHITECTURE.md for the map of the code.
 
+pub mod api;
 pub mod audit;
 mod author;
 pub mod cli;

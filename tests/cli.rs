@@ -387,8 +387,8 @@ async fn simulate_runs_standalone_for_other_clients() {
     let client = pve_mcp::pve::PveClient::new(&conn).unwrap();
     let v = common::pve_request(
         &client,
-        pve_mcp::gate::Method::Get,
-        &pve_mcp::gate::ApiPath::parse("/version").unwrap(),
+        pve_mcp::api::Method::Get,
+        &pve_mcp::api::ApiPath::parse("/version").unwrap(),
         &serde_json::Map::new(),
     )
     .await

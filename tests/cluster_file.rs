@@ -15,8 +15,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use pve_mcp::api::{ApiPath, Method};
 use pve_mcp::config::{Connection, parse_host};
-use pve_mcp::gate::{ApiPath, Method};
 use pve_mcp::pve::{PveClient, PveError};
 use pve_mcp::sim::spec::ClusterSpec;
 use pve_mcp::sim::{SimOptions, Simulator};

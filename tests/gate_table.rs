@@ -15,8 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use pve_mcp::api::Method;
 use pve_mcp::gate::table::{Rule, table};
-use pve_mcp::gate::{Capability, Classification, Method, classify};
+use pve_mcp::gate::{Capability, Classification, classify};
 use serde_json::{Map, Value};
 
 const VENDORED: &str = include_str!("data/pve-endpoints.txt");

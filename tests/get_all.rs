@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use pve_mcp::gate::Method;
+use pve_mcp::api::Method;
 use pve_mcp::sim::faults::{Fault, FaultAction};
 use serde_json::json;
 

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::*;
-use pve_mcp::gate::Method;
+use pve_mcp::api::Method;
 use pve_mcp::sim::faults::{Fault, FaultAction};
 use serde_json::{Value, json};
 

@@ -13,9 +13,9 @@ mod common;
 use std::time::Duration;
 
 use common::pve_request as request;
+use pve_mcp::api::{ApiPath, Method};
 use pve_mcp::config::{Connection, parse_host};
-use pve_mcp::gate::{ApiPath, Method};
-use pve_mcp::pve::{BodyEncoding, PveClient, PveError, TransportKind};
+use pve_mcp::pve::{PveClient, PveError, TransportKind};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::{body_string, header, method, path, query_param};
@@ -64,7 +64,7 @@ async fn get_sends_token_and_query_with_booleans_as_numbers() {
 }
 
 #[tokio::test]
-async fn post_bodies_as_form_or_json() {
+async fn post_bodies_are_forms_with_booleans_as_digits() {
     let pve = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api2/json/nodes/pve1/qemu/100/clone"))
@@ -76,8 +76,8 @@ async fn post_bodies_as_form_or_json() {
         .await;
     Mock::given(method("POST"))
         .and(path("/api2/json/nodes/pve1/qemu/100/snapshot"))
-        .and(header("content-type", "application/json"))
-        .and(wiremock::matchers::body_json(json!({"snapname": "s1", "vmstate": 0})))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string("snapname=s1&vmstate=0"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": "UPID:y"})))
         .expect(1)
         .mount(&pve)
@@ -90,10 +90,9 @@ async fn post_bodies_as_form_or_json() {
             .unwrap(),
         json!("UPID:x")
     );
-    let json_client = c.with_encoding(BodyEncoding::Json);
-    let body = params(json!({"snapname": "s1", "vmstate": false}));
+    let body = params(json!({"snapname": "s1", "vmstate": false, "description": null}));
     assert_eq!(
-        request(&json_client, Method::Post, &p("/nodes/pve1/qemu/100/snapshot"), &body)
+        request(&c, Method::Post, &p("/nodes/pve1/qemu/100/snapshot"), &body)
             .await
             .unwrap(),
         json!("UPID:y")

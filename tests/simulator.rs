@@ -13,8 +13,8 @@ mod common;
 
 use std::time::Duration;
 
+use pve_mcp::api::{ApiPath, Method};
 use pve_mcp::config::{Connection, parse_host};
-use pve_mcp::gate::{ApiPath, Method};
 use pve_mcp::pve::{PveClient, PveError, TransportKind};
 use pve_mcp::sim::faults::{Fault, FaultAction};
 use pve_mcp::sim::spec::{ClusterSpec, GuestStatus};

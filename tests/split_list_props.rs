@@ -109,7 +109,7 @@ fn config_change(delete: Value) -> Classification {
     let segs: Vec<String> = "nodes/pve1/qemu/100/config".split('/').map(str::to_string).collect();
     let mut params = Map::new();
     params.insert("delete".into(), delete);
-    classify(pve_mcp::gate::Method::Put, &segs, &params)
+    classify(pve_mcp::api::Method::Put, &segs, &params)
 }
 
 fn safe_for_unused(c: &Classification) -> bool {

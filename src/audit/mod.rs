@@ -25,9 +25,10 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::api::{ApiPath, Method};
 use crate::config::AuditLog;
 use crate::confirm::BoundRequest;
-use crate::gate::{ApiPath, CallMode, Capabilities, Capability, Classification, Method, Permit, Violation, classify};
+use crate::gate::{CallMode, Capabilities, Capability, Classification, Permit, Violation, classify};
 use crate::pve::{PveError, Upid};
 use crate::script::compile::CompiledTool;
 use crate::script::context::Interrupt;

@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use thiserror::Error;
 
-use crate::gate::{Method, PlannedRequest};
+use crate::api::Method;
+use crate::gate::PlannedRequest;
 
 const VERSION: u8 = 1;
 /// A token larger than this is not one of ours.

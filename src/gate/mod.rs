@@ -8,47 +8,20 @@
 
 pub(crate) mod capability;
 pub(crate) mod inspect;
-pub(crate) mod path;
 pub(crate) mod policy;
 pub mod table;
 
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::api::{ApiPath, Method, PathError};
 use crate::config::Mode;
 use crate::confirm::BoundPlan;
 pub use capability::{Capabilities, Capability};
-pub use path::{ApiPath, PathError};
 pub use policy::{Classification, classify, truthy};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Delete,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How one invocation runs.
 #[derive(Debug, Clone, PartialEq)]

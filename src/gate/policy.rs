@@ -9,10 +9,10 @@
 
 use serde_json::{Map, Value};
 
-use super::Method;
 use super::capability::{Capabilities, Capability};
 use super::inspect::{self, Deny};
 use super::table::{Rule, table};
+use crate::api::Method;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classification {

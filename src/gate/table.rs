@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use super::Method;
 use super::capability::{Capabilities, Capability};
+use crate::api::Method;
 
 const TABLE: &str = include_str!("endpoints.txt");
 

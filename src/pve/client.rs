@@ -11,18 +11,9 @@ use url::Url;
 use super::encode;
 use super::error::{ApiError, PveError, TransportError, TransportKind, transport_kind};
 use super::vmids::VmidMap;
+use crate::api::{ApiPath, Method};
 use crate::config::Connection;
-use crate::gate::{ApiPath, Method, Permit};
-
-/// How POST/PUT parameters are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BodyEncoding {
-    /// `application/x-www-form-urlencoded`, understood by every PVE version.
-    #[default]
-    Form,
-    /// `application/json` (PVE ≥ 6.2).
-    Json,
-}
+use crate::gate::Permit;
 
 #[derive(Clone)]
 pub struct PveClient {
@@ -31,7 +22,6 @@ pub struct PveClient {
     auth: HeaderValue,
     target: String,
     timeout: Duration,
-    encoding: BodyEncoding,
     /// Where each guest lives, filled from every guest listing this client reads.
     vmids: Arc<VmidMap>,
 }
@@ -40,7 +30,6 @@ impl std::fmt::Debug for PveClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PveClient")
             .field("base", &self.base.as_str())
-            .field("encoding", &self.encoding)
             .finish_non_exhaustive()
     }
 }
@@ -88,14 +77,8 @@ impl PveClient {
             auth,
             target,
             timeout: conn.timeout,
-            encoding: BodyEncoding::Form,
             vmids: Arc::new(VmidMap::new()),
         })
-    }
-
-    pub fn with_encoding(mut self, encoding: BodyEncoding) -> Self {
-        self.encoding = encoding;
-        self
     }
 
     /// Send one request the gate allowed and return PVE's `data`. A [`Permit`] is the only
@@ -145,10 +128,7 @@ impl PveClient {
                     req = req.query(&pairs);
                 }
             }
-            Method::Post | Method::Put => match self.encoding {
-                BodyEncoding::Form => req = req.form(&encode::pairs(params)?),
-                BodyEncoding::Json => req = req.json(&encode::json_body(params)?),
-            },
+            Method::Post | Method::Put => req = req.form(&encode::pairs(params)?),
         }
         let transport = |e: reqwest::Error| {
             let chain = error_chain(&e);

@@ -1,5 +1,5 @@
-//! How parameters travel to PVE: query string for GET/DELETE, form or JSON body for
-//! POST/PUT. Booleans always become `1`/`0` (PVE rejects `true` in a form or query).
+//! How parameters travel to PVE: query string for GET/DELETE, form body for POST/PUT
+//! (understood by every PVE version). Booleans always become `1`/`0` (PVE rejects `true` in a form or query).
 
 use serde_json::{Map, Value};
 
@@ -37,36 +37,6 @@ fn scalar(key: &str, v: &Value) -> Result<String, PveError> {
     })
 }
 
-/// A JSON body with booleans as `1`/`0` (accepted by every PVE since 6.2).
-pub(crate) fn json_body(params: &Map<String, Value>) -> Result<Value, PveError> {
-    let mut out = Map::with_capacity(params.len());
-    for (k, v) in params {
-        let conv = |v: &Value| -> Result<Value, PveError> {
-            match v {
-                Value::Bool(b) => Ok(Value::from(u8::from(*b))),
-                Value::Object(_) | Value::Array(_) => Err(PveError::InvalidParam {
-                    name: k.clone(),
-                    why: "nested objects or lists cannot be sent to PVE".into(),
-                }),
-                other => Ok(other.clone()),
-            }
-        };
-        match v {
-            Value::Null => {}
-            Value::Array(items) => {
-                out.insert(
-                    k.clone(),
-                    Value::Array(items.iter().map(conv).collect::<Result<_, _>>()?),
-                );
-            }
-            other => {
-                out.insert(k.clone(), conv(other)?);
-            }
-        }
-    }
-    Ok(Value::Object(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,17 +58,12 @@ mod tests {
                 ("online".into(), "0".into()),
             ]
         );
-        let body = json_body(p.as_object().unwrap()).unwrap();
-        assert_eq!(
-            body,
-            json!({"full": 1, "online": 0, "newid": 101, "name": "web", "command": ["ls", "-la"]})
-        );
     }
 
     #[test]
     fn objects_are_refused() {
         let p = json!({"config": {"a": 1}});
-        assert!(pairs(p.as_object().unwrap()).is_err());
-        assert!(json_body(p.as_object().unwrap()).is_err());
+        let err = pairs(p.as_object().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("config"), "{err}");
     }
 }

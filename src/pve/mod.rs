@@ -9,7 +9,7 @@ pub(crate) mod roles;
 pub(crate) mod upid;
 pub(crate) mod vmids;
 
-pub use client::{BodyEncoding, PveClient, install_crypto_provider};
+pub use client::{PveClient, install_crypto_provider};
 pub use error::{ApiError, PveError, TransportError, TransportKind};
 pub use upid::Upid;
 pub(crate) use vmids::{Place, VmidMap};

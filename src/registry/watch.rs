@@ -38,9 +38,8 @@ struct Watches {
 
 impl Watches {
     /// Watch every script directory that exists now, and the nearest existing ancestor of
-    /// each one that does not. Returns true if a new script directory came into view.
-    fn refresh(&mut self, wanted: &[PathBuf]) -> bool {
-        let mut appeared = false;
+    /// each one that does not. The reload that follows reads what a new directory holds.
+    fn refresh(&mut self, wanted: &[PathBuf]) {
         for dir in wanted {
             if self.dirs.contains(dir) {
                 continue;
@@ -50,7 +49,6 @@ impl Watches {
                     Ok(()) => {
                         tracing::info!("watching {} for script changes", dir.display());
                         self.dirs.insert(dir.clone());
-                        appeared = true;
                     }
                     Err(e) => tracing::warn!("cannot watch {}: {e}", dir.display()),
                 }
@@ -66,7 +64,6 @@ impl Watches {
                 }
             }
         }
-        appeared
     }
 }
 

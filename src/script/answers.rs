@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use rhai::{AST, EvalAltResult};
 use serde_json::Value;
 
-use crate::gate::{ApiPath, Method};
+use crate::api::{ApiPath, Method};
 
 /// Answers kept per call (the most recent ones).
 const KEPT: usize = 16;

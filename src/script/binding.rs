@@ -17,7 +17,8 @@ use serde_json::{Map, Value, json};
 
 use super::context::{CallContext, Interrupt, SendError};
 use super::resolve::resolve_vmid;
-use crate::gate::{ApiPath, Method, Verdict};
+use crate::api::{ApiPath, Method};
+use crate::gate::Verdict;
 use crate::human;
 use crate::pve::{PveError, Upid};
 

@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use serde_json::{Map, Value};
 
+use crate::api::{ApiPath, Method, PathError};
 use crate::audit::CallAudit;
-use crate::gate::{ApiPath, Gate, Method, PathError, Permit, PlannedRequest, Refusal, Verdict, Violation};
+use crate::gate::{Gate, Permit, PlannedRequest, Refusal, Verdict, Violation};
 use crate::pve::{PveClient, PveError};
 use crate::registry::Snapshot;
 

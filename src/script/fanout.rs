@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 
 use super::binding::{R, call, pve_error, refused, stop, to_dynamic, to_params, to_path, usage};
 use super::context::{CallContext, SendError};
-use crate::gate::{Method, Verdict};
+use crate::api::Method;
+use crate::gate::Verdict;
 
 /// Items one `pve::get_all` may hold (the call's request limit applies too).
 pub(crate) const MAX_ITEMS: usize = 1_000;

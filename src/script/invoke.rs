@@ -1,5 +1,5 @@
 //! Run one tool call: validate the arguments, run the script on its own thread under
-//! its gate, and turn what happened into an [`Outcome`].
+//! its gate, and turn what happened into an [`CallOutcome`].
 //!
 //! A destructive tool called without `confirm=true` first runs as a plan: reads are sent,
 //! writes are recorded. If the plan holds a destructive request, the answer is the plan;
@@ -23,16 +23,17 @@ use super::convert::{self, ConvertError};
 use super::error::ScriptError;
 use super::{answers, binding};
 use super::{sandbox, thread};
+use crate::api::{ApiPath, Method};
 use crate::audit::Audit;
 use crate::config::Settings;
 use crate::confirm::{self, Asked, BoundPlan, ClientApproval, ConfirmError, PlanKey, SpentPlans, ToolApproval};
-use crate::gate::{ApiPath, CallMode, Capabilities, Gate, Method, PlannedRequest, Verdict, Violation};
+use crate::gate::{CallMode, Capabilities, Gate, PlannedRequest, Verdict, Violation};
 use crate::pve::PveClient;
 
-/// What a call needs from the server: the client, the settings, the key that signs plans
-/// and the audit log.
+/// The server's services a call uses: the client, the settings, the key that signs plans,
+/// the plans already spent, the audit log and the tools in service.
 #[derive(Debug, Clone)]
-pub(crate) struct Runtime {
+pub(crate) struct Services {
     pub client: PveClient,
     pub settings: Settings,
     pub plan_key: Arc<PlanKey>,
@@ -44,7 +45,7 @@ pub(crate) struct Runtime {
 }
 
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum CallOutcome {
     Done(Value),
     /// Destructive requests that were not sent, with the script's explanation.
     Plan {
@@ -186,7 +187,7 @@ pub(crate) struct CallRequest {
 }
 
 /// Run a tool call to its outcome.
-pub(crate) async fn invoke(rt: &Runtime, req: CallRequest) -> Outcome {
+pub(crate) async fn invoke(services: &Services, req: CallRequest) -> CallOutcome {
     let CallRequest {
         tool,
         args,
@@ -196,27 +197,27 @@ pub(crate) async fn invoke(rt: &Runtime, req: CallRequest) -> Outcome {
         progress,
     } = req;
     if let Err(e) = validate_args(&tool, &args) {
-        return Outcome::Failed(e);
+        return CallOutcome::Failed(e);
     }
     let approval = client.for_tool(tool.manifest.class, tool.manifest.confirm_writes);
     let approve = client.caps();
-    let call = match confirmation(rt, &tool, &args, approval, &approving) {
+    let call = match confirmation(services, &tool, &args, approval, &approving) {
         Ok(c) => c,
-        Err(e) => return Outcome::Failed(e),
+        Err(e) => return CallOutcome::Failed(e),
     };
     let plan = call == CallMode::Plan;
     let writes = tool.manifest.confirm_writes;
-    let first = run_once(rt, &tool, &args, call, approve, cancel.clone(), progress.clone()).await;
+    let first = run_once(services, &tool, &args, call, approve, cancel.clone(), progress.clone()).await;
     let outcome = match first {
-        Err(e) => return Outcome::Failed(e),
-        Ok(run) if !plan => Outcome::Done(run.value),
+        Err(e) => return CallOutcome::Failed(e),
+        Ok(run) if !plan => CallOutcome::Done(run.value),
         Ok(run)
             if run
                 .planned
                 .iter()
                 .any(|r| writes || r.needs.calls_for_approval(approve)) =>
         {
-            let ttl = rt.settings.plan_ttl;
+            let ttl = services.settings.plan_ttl;
             let to_sign = confirm::PlanToSign {
                 tool: &tool.manifest.name,
                 args: &args,
@@ -225,8 +226,8 @@ pub(crate) async fn invoke(rt: &Runtime, req: CallRequest) -> Outcome {
                 writes,
                 approve,
             };
-            let confirm_token = confirm::sign(&rt.plan_key, &to_sign, confirm::now(), ttl);
-            Outcome::Plan {
+            let confirm_token = confirm::sign(&services.plan_key, &to_sign, confirm::now(), ttl);
+            CallOutcome::Plan {
                 explanation: run.value,
                 requests: run.planned,
                 confirm_token,
@@ -234,25 +235,25 @@ pub(crate) async fn invoke(rt: &Runtime, req: CallRequest) -> Outcome {
             }
         }
         // The plan holds nothing that needs approval (e.g. a restore to a new vmid): run it.
-        Ok(_) => match run_once(rt, &tool, &args, CallMode::run(false), approve, cancel, progress).await {
-            Ok(run) => Outcome::Done(run.value),
-            Err(e) => return Outcome::Failed(e),
+        Ok(_) => match run_once(services, &tool, &args, CallMode::run(false), approve, cancel, progress).await {
+            Ok(run) => CallOutcome::Done(run.value),
+            Err(e) => return CallOutcome::Failed(e),
         },
     };
-    if let Outcome::Done(value) = &outcome
+    if let CallOutcome::Done(value) = &outcome
         && claims_to_be_a_plan(value)
     {
-        return Outcome::Failed(CallError::Script(ScriptError {
+        return CallOutcome::Failed(CallError::Script(ScriptError {
             origin: tool.origin.clone(),
             line: None,
             col: None,
             message: "the tool's result claims to be a confirmation plan (status \"confirmation_required\" or a confirm_token); only the core makes plans, so the result is refused".into(),
         }));
     }
-    if let (Outcome::Done(value), Some(_)) = (&outcome, &tool.manifest.output_schema)
+    if let (CallOutcome::Done(value), Some(_)) = (&outcome, &tool.manifest.output_schema)
         && let Err(e) = check_output(&tool, value)
     {
-        return Outcome::Failed(e);
+        return CallOutcome::Failed(e);
     }
     outcome
 }
@@ -268,7 +269,7 @@ fn claims_to_be_a_plan(v: &Value) -> bool {
 /// token or a person approved, or, where `confirm=true` alone suffices (`flag`), a plain
 /// confirmed run. Every plan is carried out at most once.
 fn confirmation(
-    rt: &Runtime,
+    services: &Services,
     tool: &CompiledTool,
     args: &Map<String, Value>,
     approval: Option<ToolApproval>,
@@ -278,7 +279,7 @@ fn confirmation(
         return Ok(CallMode::run(false));
     };
     let bound = |plan: Arc<BoundPlan>| -> Result<CallMode, CallError> {
-        if !rt.spent.spend(&plan.id, plan.expires, confirm::now()) {
+        if !services.spent.spend(&plan.id, plan.expires, confirm::now()) {
             return Err(CallError::Confirm(ConfirmError::Spent));
         }
         Ok(CallMode::Run {
@@ -299,7 +300,7 @@ fn confirmation(
     }
     match args.get("confirm_token").and_then(Value::as_str) {
         Some(token) => {
-            let plan = confirm::verify(&rt.plan_key, token, &tool.manifest.name, args, confirm::now())
+            let plan = confirm::verify(&services.plan_key, token, &tool.manifest.name, args, confirm::now())
                 .map_err(CallError::Confirm)?;
             bound(Arc::new(plan))
         }
@@ -358,7 +359,7 @@ struct Run {
 }
 
 async fn run_once(
-    rt: &Runtime,
+    services: &Services,
     tool: &Arc<CompiledTool>,
     args: &Map<String, Value>,
     call: CallMode,
@@ -366,26 +367,26 @@ async fn run_once(
     cancel: CancellationToken,
     progress: Option<ProgressFn>,
 ) -> Result<Run, CallError> {
-    let timeout = rt.settings.script_timeout;
+    let timeout = services.settings.script_timeout;
     let bound = call.clone();
     let cx = Arc::new(CallContext::new(CallParts {
         tool: tool.manifest.name.clone(),
-        client: rt.client.clone(),
-        audit: rt.audit.call(tool, args, &bound),
-        gate: Gate::new(rt.settings.mode, tool.manifest.class, call).approving(approve),
+        client: services.client.clone(),
+        audit: services.audit.call(tool, args, &bound),
+        gate: Gate::new(services.settings.mode, tool.manifest.class, call).approving(approve),
         cancel,
         deadline: Instant::now() + timeout,
-        task_wait: rt.settings.task_wait,
+        task_wait: services.settings.task_wait,
         progress,
         rt: tokio::runtime::Handle::current(),
-        tools: rt.registry.as_ref().map(|r| r.snapshot()),
+        tools: services.registry.as_ref().map(|r| r.snapshot()),
     }));
     // The script blocks on PVE requests, so it runs on a thread of its own while the
     // runtime's workers drive the requests. Its value becomes JSON on that thread too: it is
     // measured, converted and dropped where it was made, on the script's stack.
     let limits = Limits {
-        memory: rt.settings.script_memory,
-        result_bytes: rt.settings.max_result_bytes,
+        memory: services.settings.script_memory,
+        result_bytes: services.settings.max_result_bytes,
     };
     let (cx2, tool2, args) = (cx.clone(), tool.clone(), args.clone());
     let joined = thread::run(move || {

@@ -12,8 +12,9 @@ use super::binding;
 use super::error::ScriptError;
 use super::libs::Libs;
 use super::sandbox;
+use crate::api::Method;
 use crate::gate::table::{Rule, table};
-use crate::gate::{Capabilities, Capability, Method};
+use crate::gate::{Capabilities, Capability};
 
 /// Rhai's own keywords that look like function calls.
 const KEYWORDS: &[&str] = &[

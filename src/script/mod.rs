@@ -21,6 +21,6 @@ pub(crate) mod thread;
 
 pub(crate) use compile::{CompiledTool, compile_tool, compile_tool_deferred};
 pub(crate) use error::ScriptError;
-pub(crate) use invoke::{CallError, Outcome, Runtime, invoke};
+pub(crate) use invoke::{CallError, CallOutcome, Services, invoke};
 pub(crate) use libs::{LibSource, Libs};
 pub(crate) use manifest::Manifest;

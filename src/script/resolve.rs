@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::binding::{R, request, thrown, to_dynamic, try_request, unexpected, usage};
 use super::context::CallContext;
-use crate::gate::{ApiPath, Method};
+use crate::api::{ApiPath, Method};
 use crate::pve::Place;
 
 pub(super) fn vmid_arg(n: &NativeCallContext, v: &Dynamic) -> Result<i64, Box<rhai::EvalAltResult>> {

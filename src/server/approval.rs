@@ -167,7 +167,8 @@ pub(crate) fn answer_from_responses(responses: Option<&rmcp::model::InputRespons
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::{Capabilities, Capability, Method};
+    use crate::api::Method;
+    use crate::gate::{Capabilities, Capability};
 
     fn planned(n: usize) -> Vec<PlannedRequest> {
         (0..n)

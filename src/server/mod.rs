@@ -24,7 +24,7 @@ use crate::confirm::{self, Asked, BoundPlan};
 use crate::registry::Registry;
 use crate::script::context::ProgressFn;
 use crate::script::invoke::{Approving, CallRequest};
-use crate::script::{CallError, Outcome, Runtime, invoke};
+use crate::script::{CallError, CallOutcome, Services, invoke};
 use approval::Answer;
 
 pub(crate) const INSTRUCTIONS: &str = "Manage a Proxmox VE node or cluster. Guests are addressed by vmid alone; node and type (QEMU VM or LXC container) are resolved by the server. Read tools never change anything. Destructive tools (rollback, snapshot delete, guest delete, restore over an existing guest) only explain what they would do until called again with confirm=true: show that explanation to the user and ask before confirming. Write tools wait for the PVE task; if it is still running they return its UPID for pve_task_status.";
@@ -42,7 +42,7 @@ pub(crate) const MAX_NAME_SHOWN: usize = 100;
 
 struct Inner {
     registry: Arc<Registry>,
-    runtime: Runtime,
+    services: Services,
     /// Bumped after every reload that changed the listing.
     generation: watch::Sender<u64>,
     /// One permit per call that may run at once (`PVE_MCP_MAX_CALLS`).
@@ -52,13 +52,13 @@ struct Inner {
 }
 
 impl PveMcpServer {
-    pub(crate) fn new(registry: Arc<Registry>, runtime: Runtime) -> PveMcpServer {
+    pub(crate) fn new(registry: Arc<Registry>, services: Services) -> PveMcpServer {
         let (generation, _) = watch::channel(0);
-        let calls = Arc::new(Semaphore::new(runtime.settings.max_calls));
+        let calls = Arc::new(Semaphore::new(services.settings.max_calls));
         PveMcpServer {
             inner: Arc::new(Inner {
                 registry,
-                runtime,
+                services,
                 generation,
                 calls,
                 shutdown: CancellationToken::new(),
@@ -124,7 +124,7 @@ impl ServerHandler for PveMcpServer {
             ));
         }
         let snap = self.inner.registry.snapshot();
-        let settings = &self.inner.runtime.settings;
+        let settings = &self.inner.services.settings;
         let elicitation = cx.client_capabilities().is_some_and(|c| c.elicitation.is_some());
         let client = settings.confirm.for_client(elicitation);
         let tools = snap
@@ -140,8 +140,8 @@ impl ServerHandler for PveMcpServer {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let snap = self.inner.registry.snapshot();
-        let mode = self.inner.runtime.settings.mode;
-        let filter = &self.inner.runtime.settings.tools;
+        let mode = self.inner.services.settings.mode;
+        let filter = &self.inner.services.settings.tools;
         let Some(tool) = snap.get_served(&request.name, mode, filter).cloned() else {
             if let Some(message) = scripts::not_in_service(&snap, &request.name) {
                 return Ok(scripts::not_in_service_result(&request.name, message).into());
@@ -164,10 +164,10 @@ impl ServerHandler for PveMcpServer {
         let _unlink = AbortOnDrop(link);
         let name = tool.manifest.name.clone();
         let declares_output = tool.manifest.output_schema.is_some();
-        let max = self.inner.runtime.settings.max_calls;
+        let max = self.inner.services.settings.max_calls;
         let permit = tokio::select! {
             p = tokio::time::timeout(QUEUE_WAIT, self.inner.calls.clone().acquire_owned()) => p,
-            _ = call_ct.cancelled() => return Ok(result::to_result(&name, Outcome::Failed(CallError::Cancelled)).into()),
+            _ = call_ct.cancelled() => return Ok(result::to_result(&name, CallOutcome::Failed(CallError::Cancelled)).into()),
         };
         let Ok(Ok(_permit)) = permit else {
             tracing::debug!("{name}: busy, {max} calls running");
@@ -189,7 +189,7 @@ impl ServerHandler for PveMcpServer {
             f
         });
         let elicitation = cx.client_capabilities().is_some_and(|c| c.elicitation.is_some());
-        let client = self.inner.runtime.settings.confirm.for_client(elicitation);
+        let client = self.inner.services.settings.confirm.for_client(elicitation);
         let asks_person = client
             .for_tool(tool.manifest.class, tool.manifest.confirm_writes)
             .is_some_and(|a| a.asked == Asked::Human)
@@ -211,8 +211,8 @@ impl ServerHandler for PveMcpServer {
             }
             return Ok(response);
         }
-        let outcome = invoke(&self.inner.runtime, call).await;
-        if let Outcome::Failed(e) = &outcome {
+        let outcome = invoke(&self.inner.services, call).await;
+        if let CallOutcome::Failed(e) = &outcome {
             tracing::info!("{name} failed: {e}");
         }
         let mut answer = result::to_result(&name, outcome);
@@ -235,7 +235,7 @@ impl ServerHandler for PveMcpServer {
         _cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let snap = self.inner.registry.snapshot();
-        match scripts::read(&snap, self.inner.runtime.settings.mode, &request.uri) {
+        match scripts::read(&snap, self.inner.services.settings.mode, &request.uri) {
             Some(r) => Ok(r.into()),
             None => Err(ErrorData::resource_not_found(
                 format!(
@@ -281,12 +281,12 @@ impl PveMcpServer {
         cx: &RequestContext<RoleServer>,
         modern: bool,
     ) -> CallToolResponse {
-        let rt = &self.inner.runtime;
+        let services = &self.inner.services;
         let name = call.tool.manifest.name.clone();
         // The retry of a 2026-07-28 client brings the plan back (the token it was given as
         // request state) and the person's answer.
         if let Some(state) = &request.request_state {
-            let plan = match confirm::verify(&rt.plan_key, state, &name, &call.args, confirm::now()) {
+            let plan = match confirm::verify(&services.plan_key, state, &name, &call.args, confirm::now()) {
                 Ok(p) => p,
                 Err(e) => return failed(&name, CallError::Confirm(e)),
             };
@@ -302,8 +302,8 @@ impl PveMcpServer {
             cancel: call.cancel.clone(),
             progress: call.progress.clone(),
         };
-        let (explanation, requests, token) = match invoke(rt, call).await {
-            Outcome::Plan {
+        let (explanation, requests, token) = match invoke(services, call).await {
+            CallOutcome::Plan {
                 explanation,
                 requests,
                 confirm_token,
@@ -320,12 +320,12 @@ impl PveMcpServer {
             );
             return rmcp::model::InputRequiredResult::new(Some(input), Some(token)).into();
         }
-        let plan = match confirm::verify(&rt.plan_key, &token, &name, &again.args, confirm::now()) {
+        let plan = match confirm::verify(&services.plan_key, &token, &name, &again.args, confirm::now()) {
             Ok(p) => p,
             Err(e) => return failed(&name, CallError::Confirm(e)),
         };
         let asked = tokio::select! {
-            r = cx.peer.create_elicitation_with_timeout(ask, Some(rt.settings.plan_ttl)) => r,
+            r = cx.peer.create_elicitation_with_timeout(ask, Some(services.settings.plan_ttl)) => r,
             _ = again.cancel.cancelled() => return failed(&name, CallError::Cancelled),
         };
         let answer = match asked {
@@ -340,16 +340,16 @@ impl PveMcpServer {
 
     /// Carry out a plan the person approved; anything else changes nothing and says so.
     async fn carry_out(&self, mut call: CallRequest, plan: BoundPlan, answer: Answer) -> CallToolResponse {
-        let rt = &self.inner.runtime;
+        let services = &self.inner.services;
         let name = call.tool.manifest.name.clone();
-        if let Err(e) = rt
+        if let Err(e) = services
             .audit
             .approval(&call.tool, &call.args, &plan.requests, answer.as_str())
         {
             return failed(
                 &name,
                 CallError::AuditLog {
-                    place: rt.audit.place(),
+                    place: services.audit.place(),
                     why: e.to_string(),
                 },
             );
@@ -358,8 +358,8 @@ impl PveMcpServer {
             return result::not_approved(&name, answer, plan.requests.len()).into();
         }
         call.approving = Approving::Approved(Arc::new(BoundPlan { human: true, ..plan }));
-        let outcome = invoke(rt, call).await;
-        if let Outcome::Failed(e) = &outcome {
+        let outcome = invoke(services, call).await;
+        if let CallOutcome::Failed(e) = &outcome {
             tracing::info!("{name} failed: {e}");
         }
         result::to_result(&name, outcome).into()
@@ -367,7 +367,7 @@ impl PveMcpServer {
 }
 
 fn failed(tool: &str, e: CallError) -> CallToolResponse {
-    result::to_result(tool, Outcome::Failed(e)).into()
+    result::to_result(tool, CallOutcome::Failed(e)).into()
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -1,11 +1,11 @@
-//! An [`Outcome`] as an MCP tool result: JSON as text and as `structuredContent`; every
+//! An [`CallOutcome`] as an MCP tool result: JSON as text and as `structuredContent`; every
 //! failure is a result with `isError: true`, never a protocol error.
 
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
 use super::approval::Answer;
-use crate::script::{CallError, Outcome};
+use crate::script::{CallError, CallOutcome};
 
 /// `structuredContent` must be an object; other results are wrapped as `{"result": …}`.
 pub(crate) fn as_object(v: Value) -> Value {
@@ -49,10 +49,10 @@ pub(crate) fn error_json(tool: &str, e: &CallError) -> Value {
     v
 }
 
-pub(crate) fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
+pub(crate) fn to_result(tool: &str, outcome: CallOutcome) -> CallToolResult {
     match outcome {
-        Outcome::Done(v) => CallToolResult::structured(as_object(v)),
-        Outcome::Plan {
+        CallOutcome::Done(v) => CallToolResult::structured(as_object(v)),
+        CallOutcome::Plan {
             explanation,
             requests,
             confirm_token,
@@ -65,7 +65,7 @@ pub(crate) fn to_result(tool: &str, outcome: Outcome) -> CallToolResult {
             r.meta = Some(meta);
             r
         }
-        Outcome::Failed(e) => {
+        CallOutcome::Failed(e) => {
             let body = error_json(tool, &e);
             let mut r = CallToolResult::error(vec![ContentBlock::text(format!("{tool}: {e}"))]);
             r.structured_content = Some(body);

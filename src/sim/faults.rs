@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::http::{Reply, ReplyBody};
-use crate::gate::Method;
+use crate::api::Method;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultAction {

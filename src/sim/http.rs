@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
-use crate::gate::Method;
+use crate::api::Method;
 
 /// How the parameters of a request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -221,7 +221,7 @@ async fn handle(shared: &Shared, raw: hyper::Request<hyper::body::Incoming>) -> 
     };
     log_request(shared, &req);
     shared.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if req.method != crate::gate::Method::Get {
+    if req.method != crate::api::Method::Get {
         shared.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let mut req = req;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
 use crate::script::invoke::{Approving, CallRequest};
-use crate::script::{Outcome, Runtime, convert, invoke};
+use crate::script::{CallOutcome, Services, convert, invoke};
 use crate::server::result;
 
 type R = Result<Dynamic, Box<EvalAltResult>>;
@@ -28,7 +28,7 @@ const SHOWN: usize = 300;
 /// What the `test::` functions of one test work with.
 pub(crate) struct TestEnv {
     /// The server's parts, connected to this test's own simulated cluster.
-    pub rt: Runtime,
+    pub services: Services,
     pub registry: Arc<Registry>,
     /// The tool under test (the test file's name).
     pub tool: String,
@@ -150,7 +150,7 @@ fn call(env: &TestEnv, n: &NativeCallContext, tool: String, args: Dynamic, expec
         }
     };
     let snap = env.registry.snapshot();
-    let mode = env.rt.settings.mode;
+    let mode = env.services.settings.mode;
     let Some(compiled) = snap.get_visible(&tool, mode).cloned() else {
         // As a host would hear it: a tool that never compiled answers with its error; one
         // the mode does not list, or that does not exist, is unknown.
@@ -177,21 +177,21 @@ fn call(env: &TestEnv, n: &NativeCallContext, tool: String, args: Dynamic, expec
     let call = CallRequest {
         tool: compiled,
         args: args.clone(),
-        client: env.rt.settings.confirm.for_client(false),
+        client: env.services.settings.confirm.for_client(false),
         approving: Approving::Arguments,
         cancel: CancellationToken::new(),
         progress: None,
     };
-    let outcome = env.handle.block_on(invoke(&env.rt, call));
+    let outcome = env.handle.block_on(invoke(&env.services, call));
     let answer = match outcome {
-        Outcome::Done(v) => v,
-        Outcome::Plan {
+        CallOutcome::Done(v) => v,
+        CallOutcome::Plan {
             explanation,
             requests,
             confirm_token,
             ttl,
         } => result::plan_json(&tool, explanation, &requests, &confirm_token, ttl),
-        Outcome::Failed(e) => {
+        CallOutcome::Failed(e) => {
             let map = result::error_json(&tool, &e);
             return match expect {
                 Expect::Failure => convert::to_dynamic(map).map_err(|e| failure(n, e.to_string())),

@@ -33,7 +33,7 @@ use crate::gate::{CallMode, Capabilities, Gate};
 use crate::pve::PveClient;
 use crate::registry::{Registry, Snapshot, sources};
 use crate::script::context::{CallContext, CallParts};
-use crate::script::{Runtime, ScriptError, budget, compile, sandbox, thread};
+use crate::script::{ScriptError, Services, budget, compile, sandbox, thread};
 use crate::sim::spec::ClusterSpec;
 use crate::sim::{SimOptions, Simulator};
 
@@ -485,7 +485,7 @@ async fn run_on(
     let client = PveClient::new(&connection).map_err(|e| e.to_string())?;
     let plan_key = PlanKey::generate().map_err(|e| e.to_string())?;
     let settings = setup.settings.clone();
-    let rt = Runtime {
+    let services = Services {
         client,
         audit: Arc::new(Audit::open(&settings.audit_log)),
         settings,
@@ -494,7 +494,7 @@ async fn run_on(
         registry: Some(work.registry.clone()),
     };
     let env = Arc::new(binding::TestEnv {
-        rt,
+        services,
         registry: work.registry.clone(),
         tool: setup.tool.clone(),
         requests: requests.to_path_buf(),
@@ -508,12 +508,12 @@ async fn run_on(
 
 /// Call `fn NAME()` of the test file on this (script) thread.
 fn run_function(env: &Arc<binding::TestEnv>, setup: &FileSetup, name: &str) -> Result<(), String> {
-    let settings = &env.rt.settings;
+    let settings = &env.services.settings;
     let _budget = budget::enter(settings.script_memory);
     let label = format!("{} {name}", setup.origin);
     let cx = Arc::new(CallContext::new(CallParts {
         tool: label.clone(),
-        client: env.rt.client.clone(),
+        client: env.services.client.clone(),
         gate: Gate::new(settings.mode, Capabilities::READ, CallMode::run(false)),
         audit: CallAudit::off(&label),
         cancel: CancellationToken::new(),

@@ -376,8 +376,8 @@ pub(crate) const READ_TOOLS: [&str; 12] = [
 /// this goes through a gate that allows everything the endpoint table allows.
 pub(crate) async fn pve_request(
     c: &pve_mcp::pve::PveClient,
-    m: pve_mcp::gate::Method,
-    path: &pve_mcp::gate::ApiPath,
+    m: pve_mcp::api::Method,
+    path: &pve_mcp::api::ApiPath,
     params: &Map<String, Value>,
 ) -> Result<Value, pve_mcp::pve::PveError> {
     use pve_mcp::gate::{CallMode, Capabilities, Capability::*, Gate, Verdict};

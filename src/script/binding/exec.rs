@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Map as RMap, Module, NativeCallContext};
 use serde_json::{Map, Value, json};
 
 use super::{R, call, number, pve_error, reg, resolve_vmid, segs, stop, thrown, to_dynamic, try_request, usage};
-use crate::gate::{ApiPath, Method};
+use crate::api::{ApiPath, Method};
 use crate::script::context::CallContext;
 
 /// Longest `timeout` of `pve::exec`, in seconds.

@@ -5,7 +5,7 @@ use rhai::{Array, Dynamic, Map as RMap, Module, NativeCallContext};
 use serde_json::{Map, Value, json};
 
 use super::{R, call, reg, request, to_dynamic, usage};
-use crate::gate::{ApiPath, Method};
+use crate::api::{ApiPath, Method};
 use crate::script::context::CallContext;
 
 /// The keys a filter may have.

@@ -391,7 +391,7 @@ pub(super) fn set(call: &mut Call<'_>) -> Reply {
     };
     let changes = p.clone();
     let vmid = g.vmid;
-    if call.req.method == crate::gate::Method::Post {
+    if call.req.method == crate::api::Method::Post {
         // QEMU's asynchronous config update: a qmconfig task, whose update (with its lock
         // check) runs in the worker (qemu-server `update_vm_api`).
         return call.guest_task(

@@ -22,7 +22,7 @@ use super::http::{Reply, Request};
 use super::params::{ParamSpec, specs, validate};
 use super::spec::GuestKind;
 use super::state::{Guest, State};
-use crate::gate::Method;
+use crate::api::Method;
 use crate::pve::roles::PveMajor;
 
 /// Where the permission of a route is checked.
