@@ -110,9 +110,9 @@ pub(crate) enum Command {
         action: AuditAction,
     },
     /// Print the JSON Schema of a file format, for editors that validate as you type.
-    #[cfg(feature = "simulator")]
     Schema {
-        /// `cluster`: the `--cluster FILE` description of a simulated cluster.
+        /// `manifest`: a tool script's `const TOOL` map; `cluster`: the `--cluster FILE`
+        /// description of a simulated cluster.
         #[arg(value_enum)]
         format: SchemaFormat,
     },
@@ -137,7 +137,10 @@ pub(crate) enum Command {
 /// The file formats `pve-mcp schema` describes.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum SchemaFormat {
+    /// The `const TOOL = #{ ... };` map of a tool script.
+    Manifest,
     /// The cluster description read by `--cluster FILE`.
+    #[cfg(feature = "simulator")]
     Cluster,
 }
 
@@ -292,9 +295,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Exit> {
         Command::New { name, class } => new_tool(name, class),
         Command::Audit { action } => audit(action),
         Command::Call { tool, args } => call(Target::from(&cli).await?, tool, args).await,
-        #[cfg(feature = "simulator")]
         Command::Schema { format } => {
             let schema = match format {
+                SchemaFormat::Manifest => crate::script::Manifest::json_schema(),
+                #[cfg(feature = "simulator")]
                 SchemaFormat::Cluster => crate::sim::spec::ClusterSpec::json_schema(),
             };
             let text = serde_json::to_string_pretty(&schema).unwrap_or_default();

@@ -627,3 +627,34 @@ async fn new_writes_a_working_skeleton() {
     let v: Value = serde_json::from_str(&out(&o)).unwrap();
     assert!(v["count"].as_i64().unwrap() > 0, "{v}");
 }
+
+/// `pve-mcp schema manifest` needs no PVE configuration, and editors can check a `const TOOL`
+/// map with it: the `pve-mcp new` skeleton's manifest passes, a misspelt class does not.
+#[tokio::test]
+async fn schema_manifest_prints_the_tool_map_schema_without_configuration() {
+    let home = tempfile::tempdir().unwrap();
+    let o = tokio::process::Command::new(bin())
+        .args(["schema", "manifest"])
+        .current_dir(home.path())
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let schema: Value = serde_json::from_str(&out(&o)).expect("the schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let good = json!({"description": "Reboot a guest.", "class": ["write"], "params": {"properties": {"vmid": {"type": "integer"}}}});
+    assert!(
+        validator.is_valid(&good),
+        "{:?}",
+        validator.iter_errors(&good).map(|e| e.to_string()).collect::<Vec<_>>()
+    );
+    for bad in [
+        json!({"description": "x", "class": "wirte"}),
+        json!({"description": "x", "class": "read", "parameters": {}}),
+        json!({"class": "read"}),
+    ] {
+        assert!(!validator.is_valid(&bad), "{bad} passed");
+    }
+}

@@ -19,6 +19,7 @@
 //! The core owns `confirm` and `confirm_token`: they are added to the schema of every tool
 //! whose calls may need a confirmation, and a script may not declare them.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use thiserror::Error;
@@ -43,23 +44,77 @@ pub(crate) struct Manifest {
     pub output_schema: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What a script may write in its `const TOOL` map. [`Manifest::json_schema`] is derived from
+/// this type, so the schema editors check against and the parser cannot drift apart; the
+/// checks across fields (name and file name, reserved parameters, `confirm` on a read tool)
+/// are [`Manifest::from_value`]'s.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "pve-mcp tool manifest",
+    description = "The `const TOOL = #{ ... };` map at the top of a pve-mcp tool script (SCRIPTING.md)."
+)]
 struct RawManifest {
+    /// The tool name. Optional: the file name (without `.rhai`) is the tool name, and a
+    /// name given here must be the same.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     name: Option<String>,
+    /// What the tool does, its side effects, and when to prefer another tool; the host's
+    /// model reads it to choose.
+    #[schemars(length(min = 1))]
     description: String,
+    /// What the tool may do: one class or a list of them. It is listed only when the server
+    /// allows all of them (read-only mode, PVE_MCP_ENABLE_EXEC, PVE_MCP_ENABLE_ADMIN).
+    #[schemars(schema_with = "class_schema")]
     class: Value,
+    /// A short human title for hosts that show one.
     #[serde(default)]
     title: Option<String>,
+    /// True when calling twice with the same arguments does no more than calling once.
     #[serde(default)]
     idempotent: Option<bool>,
+    /// True: every write of the tool is planned first and needs a confirmation, not only
+    /// its destructive requests. Not for read tools.
     #[serde(default)]
     confirm: Option<bool>,
+    /// JSON Schema of the arguments (`"type": "object"`); `confirm` and `confirm_token` are
+    /// reserved (the core adds them where needed).
     #[serde(default)]
+    #[schemars(schema_with = "object_schema")]
     params: Option<Value>,
+    /// JSON Schema of the result (`"type": "object"`), checked on every call.
     #[serde(default)]
+    #[schemars(schema_with = "typed_object_schema")]
     output: Option<Value>,
+}
+
+/// `"write"` or `["write", "exec"]`, the names taken from [`Capability::ALL`].
+fn class_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
+    schemars::json_schema!({
+        "oneOf": [
+            {"type": "string", "enum": names},
+            {"type": "array", "items": {"type": "string", "enum": names}, "minItems": 1},
+        ]
+    })
+}
+
+/// A JSON Schema of an object with its `"type": "object"` said.
+fn typed_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "properties": {"type": {"const": "object"}},
+        "required": ["type"],
+    })
+}
+
+/// A JSON Schema of an object: a map with `"type": "object"` (or no type).
+fn object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "properties": {"type": {"const": "object"}},
+    })
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -91,6 +146,11 @@ pub(crate) fn valid_tool_name(name: &str) -> bool {
 }
 
 impl Manifest {
+    /// The JSON Schema of a `const TOOL` map (`pve-mcp schema manifest`).
+    pub(crate) fn json_schema() -> Value {
+        serde_json::to_value(schemars::schema_for!(RawManifest)).unwrap_or_default()
+    }
+
     /// Build the manifest from the `TOOL` value (already converted to JSON).
     pub(crate) fn from_value(stem: &str, value: Value) -> Result<Manifest, ManifestError> {
         Manifest::read(stem, value, true)
@@ -299,5 +359,78 @@ mod tests {
         assert_eq!(m.input_schema["properties"]["confirm"]["type"], "boolean");
         let m = Manifest::from_value("t", json!({"description": "x", "class": "read"})).unwrap();
         assert!(m.class.is_read());
+    }
+
+    /// The `TOOL` map of every built-in script, as the compiler reads it.
+    fn builtin_manifests() -> Vec<(String, Value)> {
+        let engine = crate::script::sandbox::engine(std::sync::Arc::new(|_| {}));
+        crate::registry::sources::builtin()
+            .into_iter()
+            .filter_map(|f| {
+                let stem = f.tool_name()?.to_string();
+                let ast = engine.compile(&*f.text).unwrap();
+                let (_, _, tool) = ast
+                    .iter_literal_variables(true, false)
+                    .find(|(n, _, _)| *n == "TOOL")
+                    .unwrap();
+                Some((stem, rhai::serde::from_dynamic::<Value>(&tool).unwrap()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_schema_accepts_what_the_parser_accepts_and_refuses_what_it_refuses_by_shape() {
+        let schema = Manifest::json_schema();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let builtins = builtin_manifests();
+        assert!(builtins.len() >= 24, "{} built-in tools", builtins.len());
+        let good = [
+            json!({"description": "x", "class": "read"}),
+            json!({"name": "t", "description": "x", "class": ["write", "exec"], "title": "T", "idempotent": true,
+                   "confirm": true, "params": {"properties": {"a": {"type": "string"}}}, "output": {"type": "object"}}),
+            json!({"description": "x", "class": ["admin", "destructive"], "params": {"type": "object"}}),
+        ];
+        for (stem, value) in builtins
+            .iter()
+            .map(|(s, v)| (s.as_str(), v.clone()))
+            .chain(good.into_iter().map(|v| ("t", v)))
+        {
+            Manifest::from_value(stem, value.clone()).unwrap_or_else(|e| panic!("{stem}: {e}"));
+            let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+            assert!(
+                errors.is_empty(),
+                "{stem}: the schema refuses what the parser takes: {errors:?}"
+            );
+        }
+        // What is wrong in shape, the schema says too (the checks across fields are the
+        // parser's alone).
+        let bad = [
+            json!({"class": "read"}),
+            json!({"description": "x"}),
+            json!({"description": "", "class": "read"}),
+            json!({"description": "x", "class": "root"}),
+            json!({"description": "x", "class": []}),
+            json!({"description": "x", "class": ["write", 1]}),
+            json!({"description": "x", "class": "read", "name": "bad name"}),
+            json!({"description": "x", "class": "read", "params": {"type": "array"}}),
+            json!({"description": "x", "class": "read", "params": "vmid"}),
+            json!({"description": "x", "class": "read", "output": {"properties": {}}}),
+            json!({"description": "x", "class": "read", "idempotent": "yes"}),
+            json!({"description": "x", "class": "read", "descripton": "typo"}),
+        ];
+        for value in bad {
+            let parsed = Manifest::from_value("t", value.clone());
+            assert!(parsed.is_err(), "{value}: the parser takes it");
+            assert!(
+                !validator.is_valid(&value),
+                "{value}: the schema takes what the parser refuses ({:?})",
+                parsed.err()
+            );
+        }
+        // Every class name is in the schema.
+        let text = schema.to_string();
+        for c in Capability::ALL {
+            assert!(text.contains(&format!("\"{c}\"")), "{c} missing from {text}");
+        }
     }
 }
