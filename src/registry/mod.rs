@@ -182,33 +182,70 @@ type Candidates = BTreeMap<String, Vec<(SourceFile, Scope)>>;
 
 fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snapshot {
     let mut problems = Vec::new();
-    let mut tools: Candidates = BTreeMap::new();
+    let sets = read_sources(builtin, dirs, &mut problems);
+    let Sorted { tools, libs, shadowed } = sort_sources(sets);
+    let mut compiled = BTreeMap::new();
+    let mut findings = BTreeMap::new();
+    for (name, candidates) in tools {
+        let choice = choose(&name, &candidates, &libs, previous);
+        problems.extend(choice.problem);
+        if let Some(found) = choice.findings {
+            findings.insert(name.clone(), found);
+        }
+        if let Some(tool) = choice.tool {
+            if candidates.len() > 1 && candidates[0].0.origin == tool.origin {
+                tracing::debug!("{} overrides {}", tool.origin, candidates[1].0.origin);
+            }
+            compiled.insert(name, tool);
+        }
+    }
+    Snapshot {
+        tools: compiled,
+        problems,
+        libs,
+        shadowed,
+        findings,
+    }
+}
 
-    // Lowest priority first, so that later inserts win for libraries; tools keep every
-    // candidate, highest priority at the front.
+/// The built-ins, then each directory's files, lowest priority first. A directory that
+/// cannot be read (or a file in it) is a problem, a missing one is not.
+fn read_sources(builtin: &[SourceFile], dirs: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<Vec<SourceFile>> {
     let mut sets: Vec<Vec<SourceFile>> = vec![builtin.to_vec()];
+    let untied = |origin: String, message: String| Problem {
+        origin,
+        message,
+        tool: None,
+        kept_previous: false,
+        error: None,
+    };
     for dir in dirs.iter().rev() {
         match sources::read_dir(dir) {
             Ok((files, read_problems)) => {
-                problems.extend(read_problems.into_iter().map(|p| Problem {
-                    origin: p.origin,
-                    message: p.message,
-                    tool: None,
-                    kept_previous: false,
-                    error: None,
-                }));
+                problems.extend(read_problems.into_iter().map(|p| untied(p.origin, p.message)));
                 sets.push(files);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => problems.push(Problem {
-                origin: dir.display().to_string(),
-                message: format!("the script directory cannot be read: {e}"),
-                tool: None,
-                kept_previous: false,
-                error: None,
-            }),
+            Err(e) => problems.push(untied(
+                dir.display().to_string(),
+                format!("the script directory cannot be read: {e}"),
+            )),
         }
     }
+    sets
+}
+
+/// The sources sorted into tool candidates and the two roots' libraries.
+struct Sorted {
+    tools: Candidates,
+    libs: RootLibs,
+    shadowed: Vec<(String, String)>,
+}
+
+/// `sets` lowest priority first, so that later inserts win for libraries; tools keep every
+/// candidate, highest priority at the front.
+fn sort_sources(sets: Vec<Vec<SourceFile>>) -> Sorted {
+    let mut tools: Candidates = BTreeMap::new();
     let mut builtin_libs: BTreeMap<String, LibSource> = BTreeMap::new();
     let mut user_libs: BTreeMap<String, LibSource> = BTreeMap::new();
     for (index, set) in sets.into_iter().enumerate() {
@@ -231,91 +268,85 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
             }
         }
     }
-    let shadowed: Vec<(String, String)> = builtin_libs
+    let shadowed = builtin_libs
         .iter()
         .filter_map(|(name, b)| {
             let u = user_libs.get(name)?;
             (u.origin != b.origin).then(|| (name.clone(), u.origin.clone()))
         })
         .collect();
-    let libs = RootLibs {
-        builtin: Libs::new(builtin_libs),
-        user: Libs::new(user_libs),
-    };
+    Sorted {
+        tools,
+        libs: RootLibs {
+            builtin: Libs::new(builtin_libs),
+            user: Libs::new(user_libs),
+        },
+        shadowed,
+    }
+}
 
-    let mut compiled = BTreeMap::new();
-    let mut findings = BTreeMap::new();
-    for (name, candidates) in tools {
-        let mut first_error: Option<(SourceFile, ScriptError)> = None;
-        let mut chosen = None;
-        for (file, root) in &candidates {
-            let root_libs = libs.for_root(*root);
-            // Built-ins are known good (the tests build and lint each one): their bodies are
-            // built on first use, so start-up only reads their manifests.
-            let builtin = file.origin.starts_with(sources::BUILTIN_ORIGIN);
-            // The tool in service was compiled from this very text with the same libraries
-            // (a built-in imports only the built-in ones, which never change): it is still
-            // good, keeps the body it may have built, and a reload compiles only what changed.
-            let libs_unchanged = builtin || previous.libs.for_root(*root).same_sources(root_libs);
-            if libs_unchanged
-                && let Some(prev) = previous
-                    .tools
-                    .get(&name)
-                    .filter(|p| p.is_from(&file.origin, &file.text))
-            {
-                if let Some(found) = previous.findings.get(&name) {
-                    findings.insert(name.clone(), found.clone());
+/// What serves one tool name, and what to report about it.
+struct Choice {
+    tool: Option<Arc<CompiledTool>>,
+    /// The top candidate's compile error (the first that failed).
+    problem: Option<Problem>,
+    findings: Option<Vec<ScriptError>>,
+}
+
+/// The first candidate that is still in service unchanged or compiles; when the top one is
+/// broken and an older version serves, that one stays.
+fn choose(name: &str, candidates: &[(SourceFile, Scope)], libs: &RootLibs, previous: &Snapshot) -> Choice {
+    let mut first_error: Option<(&SourceFile, ScriptError)> = None;
+    let mut chosen = None;
+    let mut findings = None;
+    for (file, root) in candidates {
+        let root_libs = libs.for_root(*root);
+        // Built-ins are known good (the tests build and lint each one): their bodies are
+        // built on first use, so start-up only reads their manifests.
+        let builtin = file.origin.starts_with(sources::BUILTIN_ORIGIN);
+        // The tool in service was compiled from this very text with the same libraries
+        // (a built-in imports only the built-in ones, which never change): it is still
+        // good, keeps the body it may have built, and a reload compiles only what changed.
+        let libs_unchanged = builtin || previous.libs.for_root(*root).same_sources(root_libs);
+        if libs_unchanged && let Some(prev) = previous.tools.get(name).filter(|p| p.is_from(&file.origin, &file.text)) {
+            findings = previous.findings.get(name).cloned();
+            chosen = Some(prev.clone());
+            break;
+        }
+        let compiled = if builtin {
+            compile_tool_deferred(name, &file.origin, &file.text, root_libs)
+        } else {
+            compile_tool(name, &file.origin, &file.text, root_libs)
+        };
+        match compiled {
+            Ok(tool) => {
+                if !builtin {
+                    let found = lint::lint(&file.origin, &file.text, tool.manifest.class, root_libs);
+                    findings = (!found.is_empty()).then_some(found);
                 }
-                chosen = Some(prev.clone());
+                chosen = Some(Arc::new(tool));
                 break;
             }
-            let compiled = if builtin {
-                compile_tool_deferred(&name, &file.origin, &file.text, root_libs)
-            } else {
-                compile_tool(&name, &file.origin, &file.text, root_libs)
-            };
-            match compiled {
-                Ok(tool) => {
-                    if !builtin {
-                        let found = lint::lint(&file.origin, &file.text, tool.manifest.class, root_libs);
-                        if !found.is_empty() {
-                            findings.insert(name.clone(), found);
-                        }
-                    }
-                    chosen = Some(Arc::new(tool));
+            Err(e) => {
+                first_error.get_or_insert((file, e));
+                // A broken top candidate with a good previous version: keep that one.
+                if let Some(prev) = previous.tools.get(name) {
+                    chosen = Some(prev.clone());
                     break;
                 }
-                Err(e) => {
-                    first_error.get_or_insert((file.clone(), e));
-                    // A broken top candidate with a good previous version: keep that one.
-                    if let Some(prev) = previous.tools.get(&name) {
-                        chosen = Some(prev.clone());
-                        break;
-                    }
-                }
             }
-        }
-        if let Some((file, err)) = first_error {
-            problems.push(Problem {
-                origin: file.origin.clone(),
-                message: err.to_string(),
-                tool: Some(name.clone()),
-                kept_previous: chosen.is_some(),
-                error: Some(err),
-            });
-        }
-        if let Some(tool) = chosen {
-            if candidates.len() > 1 && candidates[0].0.origin == tool.origin {
-                tracing::debug!("{} overrides {}", tool.origin, candidates[1].0.origin);
-            }
-            compiled.insert(name, tool);
         }
     }
-    Snapshot {
-        tools: compiled,
-        problems,
-        libs,
-        shadowed,
+    let problem = first_error.map(|(file, err)| Problem {
+        origin: file.origin.clone(),
+        message: err.to_string(),
+        tool: Some(name.to_string()),
+        kept_previous: chosen.is_some(),
+        error: Some(err),
+    });
+    Choice {
+        tool: chosen,
+        problem,
         findings,
     }
 }
