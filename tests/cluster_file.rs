@@ -359,7 +359,8 @@ async fn cpu_load_per_guest() {
     assert_eq!(r["cpu"], 0.0, "{r}");
     let mut bad = cluster(json!({}));
     bad.guests[0].cpu = Some(3.0);
-    assert!(bad.validate().is_err());
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("cpu is a fraction between 0 and 1"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -228,7 +228,12 @@ async fn runaway_scripts_are_stopped_and_the_server_keeps_answering() {
 
     // Print spam goes to the log, bounded; stdout (the protocol) stays intact.
     let r = s.call("printspam", json!({})).await;
-    let _ = r;
+    assert!(!is_error(&r), "printing is not an error: {}", text(&r));
+    assert!(
+        text(&r).contains("100000"),
+        "the call still returns its result: {}",
+        text(&r)
+    );
     assert_still_answers(&s).await;
     let log = s.stderr_text();
     let printed = log.lines().filter(|l| l.contains("printspam: line")).count();

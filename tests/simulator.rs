@@ -1472,7 +1472,15 @@ async fn roles_and_agent_privileges_follow_the_pve_version() {
     ] {
         assert_eq!(perms["/vms/100"][p], 1, "PVEVMUser holds {p} on PVE 9");
     }
-    assert!(post(&user, exec, json!({"command": ["id"]})).await.is_err());
+    let e = api_err(post(&user, exec, json!({"command": ["id"]})).await.unwrap_err());
+    assert_eq!(
+        (e.status, e.reason.as_deref()),
+        (
+            403,
+            Some("Permission check failed (/vms/100, VM.GuestAgent.Unrestricted)")
+        ),
+        "PVEVMUser may not run commands on PVE 9"
+    );
     let admin = c("vmadmin@pve!v");
     let perms = get(&admin, "/access/permissions", json!({"path": "/vms/100"}))
         .await

@@ -203,6 +203,6 @@ mod tests {
             vol.routed(),
             segs(&["nodes", "n", "storage", "s", "content", "s:backup", "x.vma"])
         );
-        assert!(ApiPath::parse(&"/a".repeat(40)).is_err());
+        assert_eq!(ApiPath::parse(&"/a".repeat(40)), Err(PathError::TooLong(40)));
     }
 }

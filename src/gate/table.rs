@@ -242,11 +242,24 @@ mod tests {
 
     #[test]
     fn malformed_tables_are_refused() {
-        assert!(Table::parse("GET /a read\nGET /a read").is_err());
-        assert!(Table::parse("GET /a/{x} read\nGET /a/b read").is_err());
-        assert!(Table::parse("GET /a nonsense").is_err());
-        assert!(Table::parse("POST /a forbidden").is_err());
-        assert!(Table::parse("GET /a @no-such-inspector").is_err());
-        assert!(Table::parse("GET /a read extra").is_err());
+        for (table, why) in [
+            ("GET /a read\nGET /a read", "line 2: GET /a is listed twice"),
+            (
+                "GET /a/{x} read\nGET /a/b read",
+                "line 2: /a/b mixes a parameter with fixed names",
+            ),
+            ("GET /a nonsense", "line 1: unknown class nonsense"),
+            ("POST /a forbidden", "line 1: a forbidden endpoint needs a reason"),
+            (
+                "GET /a @no-such-inspector",
+                "line 1: no inspector named no-such-inspector",
+            ),
+            ("GET /a read extra", "line 1: expected METHOD TEMPLATE CLASS"),
+        ] {
+            let err = Table::parse(table)
+                .err()
+                .unwrap_or_else(|| panic!("{table:?} was taken"));
+            assert!(err.contains(why), "{table:?}: {err}");
+        }
     }
 }

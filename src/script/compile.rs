@@ -346,7 +346,8 @@ mod tests {
         assert_eq!(manifest_statement("const TOOL = #{ a: 1 }"), None);
         // Without a statement of its own, the whole script is read (and a broken one fails).
         let broken = Arc::<str>::from("const TOOL = #{ description: \"d\", class: \"read\" ");
-        assert!(compile_tool_deferred("t", "builtin:t.rhai", &broken, &Libs::default()).is_err());
+        let e = compile_tool_deferred("t", "builtin:t.rhai", &broken, &Libs::default()).expect_err("a broken script");
+        assert_eq!(e.origin, "builtin:t.rhai", "{e}");
     }
 
     #[test]
@@ -354,7 +355,8 @@ mod tests {
         let text = Arc::<str>::from(
             "const TOOL = #{ description: \"d\", class: \"read\", params: #{ properties: #{ a: #{ type: \"nonsense\" } } } };\nfn run(args) { 1 }",
         );
-        assert!(compile_tool("t", "/s/t.rhai", &text, &Libs::default()).is_err());
+        let e = compile_tool("t", "/s/t.rhai", &text, &Libs::default()).expect_err("an invalid schema");
+        assert!(e.message.contains("not a valid JSON Schema"), "{e}");
         let tool = compile_tool_deferred("t", "builtin:t.rhai", &text, &Libs::default()).unwrap();
         let e = tool.body().err().expect("an invalid schema");
         assert!(e.message.contains("not a valid JSON Schema"), "{e}");

@@ -344,7 +344,8 @@ mod tests {
             let err = Manifest::from_value("t", value.clone()).unwrap_err().to_string();
             assert!(err.contains(want), "{value}: {err}");
         }
-        assert!(Manifest::from_value("bad name", json!({"description": "x", "class": "read"})).is_err());
+        let err = Manifest::from_value("bad name", json!({"description": "x", "class": "read"})).unwrap_err();
+        assert!(err.to_string().contains("'bad name' is not a valid tool name"), "{err}");
     }
 
     #[test]
