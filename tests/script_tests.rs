@@ -72,6 +72,19 @@ async fn the_builtin_tools_pass_their_own_tests() {
             assert!(stdout.contains(&format!("({tool})")), "{tool} was not tested: {stdout}");
         }
     }
+    // And every built-in library, by scripts/tests/lib/NAME.rhai.
+    for entry in std::fs::read_dir(root.join("scripts/lib")).unwrap() {
+        let path = entry.unwrap().path();
+        let lib = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            root.join("scripts/tests/lib").join(format!("{lib}.rhai")).is_file(),
+            "scripts/tests/lib/{lib}.rhai is missing"
+        );
+        assert!(
+            stdout.contains(&format!("(lib/{lib})")),
+            "lib/{lib} was not tested: {stdout}"
+        );
+    }
 }
 
 const TOOL: &str = r#"const TOOL = #{

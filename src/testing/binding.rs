@@ -162,6 +162,11 @@ fn call(env: &TestEnv, n: &NativeCallContext, tool: String, args: Dynamic, expec
                 t.manifest.class.label()
             );
             ("unknown_tool", message)
+        } else if let Some(lib) = tool.strip_prefix("lib/") {
+            let message = format!(
+                "a library's tests (tests/lib/{lib}.rhai) have no tool of their own to run: call the library's functions, or a tool by name with test::run_tool(NAME, args)"
+            );
+            ("unknown_tool", message)
         } else {
             let message = format!(
                 "there is no tool '{tool}' (a test file tests/NAME.rhai tests the tool NAME.rhai of the directory above tests/; `pve-mcp tools` lists the built-in ones)"

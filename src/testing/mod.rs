@@ -2,7 +2,9 @@
 //! through the real core.
 //!
 //! A tool `DIR/NAME.rhai` is tested by `DIR/tests/NAME.rhai` (and `DIR/tests/NAME.*.rhai`,
-//! for more files about the same tool, e.g. under other settings). A test file holds
+//! for more files about the same tool, e.g. under other settings); a library
+//! `DIR/lib/NAME.rhai` by `DIR/tests/lib/NAME.rhai`, which imports it and calls its
+//! functions (it has no tool for `test::run`). A test file holds
 //! `fn test_…()` functions without parameters, optionally a literal
 //! `const TEST = #{ cluster: "FILE", env: #{ PVE_MCP_…: "…" } };`, and may import the
 //! directory's libraries. The server loads `tests/` never: tools are top-level files only.
@@ -100,16 +102,31 @@ fn tool_of(path: &Path) -> Option<String> {
     (!tool.is_empty()).then(|| tool.to_string())
 }
 
-/// `.rhai` files directly in `dir`, sorted; for a tool `only`, its own test files.
+/// `.rhai` files directly in `dir`, sorted, then the library tests in `dir/lib/`; for a
+/// tool `only`, its own test files.
 fn test_files(dir: &Path, only: Option<&str>) -> Result<Vec<TestFile>, String> {
+    let mut files = rhai_files(dir, "")?;
+    let libs = dir.join("lib");
+    if libs.is_dir() {
+        files.extend(rhai_files(&libs, "lib/")?);
+    }
+    files.retain(|f| only.is_none_or(|t| f.tool == t));
+    Ok(files)
+}
+
+/// The `.rhai` files directly in `dir`, sorted, each named for what it tests (`prefix` and
+/// the name: `lib/text` for `tests/lib/text.rhai`).
+fn rhai_files(dir: &Path, prefix: &str) -> Result<Vec<TestFile>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot be read: {e}", dir.display()))?;
     let mut files: Vec<TestFile> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "rhai"))
         .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .filter_map(|path| tool_of(&path).map(|tool| TestFile { path, tool }))
-        .filter(|f| only.is_none_or(|t| f.tool == t))
+        .filter_map(|path| {
+            let tool = format!("{prefix}{}", tool_of(&path)?);
+            Some(TestFile { path, tool })
+        })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
@@ -131,18 +148,52 @@ fn is_tests_dir(p: &Path) -> bool {
 pub(crate) fn discover(targets: &[PathBuf]) -> Result<Vec<Suite>, String> {
     let mut suites: Vec<Suite> = Vec::new();
     for target in targets {
-        let whole = target.is_dir();
+        let libs_only = target.file_name().is_some_and(|n| n == "lib") && is_tests_dir(&parent_or_dot(target));
+        let whole = target.is_dir() && !libs_only;
         let (dir, files) = if target.is_dir() {
             if target.join("tests").is_dir() {
                 (target.clone(), test_files(&target.join("tests"), None)?)
             } else if is_tests_dir(target) {
                 (parent_or_dot(target), test_files(target, None)?)
+            } else if libs_only {
+                // DIR/tests/lib: the libraries' tests.
+                (parent_or_dot(&parent_or_dot(target)), rhai_files(target, "lib/")?)
             } else {
                 (target.clone(), Vec::new())
             }
         } else if target.is_file() {
             let parent = parent_or_dot(target);
-            if is_tests_dir(&parent) {
+            let grandparent = parent_or_dot(&parent);
+            let in_lib = parent.file_name().is_some_and(|n| n == "lib");
+            if in_lib && is_tests_dir(&grandparent) {
+                // A library's test file: DIR/tests/lib/NAME.rhai.
+                let name = tool_of(target).ok_or_else(|| format!("{}: not a .rhai script", target.display()))?;
+                (
+                    parent_or_dot(&grandparent),
+                    vec![TestFile {
+                        path: target.clone(),
+                        tool: format!("lib/{name}"),
+                    }],
+                )
+            } else if in_lib {
+                // A library: DIR/lib/NAME.rhai, tested by DIR/tests/lib/NAME.rhai.
+                let name = tool_of(target).ok_or_else(|| format!("{}: not a .rhai script", target.display()))?;
+                let lib = format!("lib/{name}");
+                let tests = grandparent.join("tests");
+                let files = if tests.is_dir() {
+                    test_files(&tests, Some(&lib))?
+                } else {
+                    Vec::new()
+                };
+                if files.is_empty() {
+                    return Err(format!(
+                        "{} has no tests: write them as fn test_…() in {}",
+                        target.display(),
+                        tests.join(format!("{lib}.rhai")).display()
+                    ));
+                }
+                (grandparent, files)
+            } else if is_tests_dir(&parent) {
                 let tool =
                     tool_of(target).ok_or_else(|| format!("{}: a test file is named TOOL.rhai", target.display()))?;
                 (
@@ -599,6 +650,33 @@ mod tests {
         let tests_dir = discover(&[dir.join("tests")]).unwrap();
         assert_eq!(tests_dir[0].files.len(), 3);
         assert!(discover(&[dir.join("nope")]).unwrap_err().contains("no such file"));
+
+        // Libraries: DIR/lib/x.rhai is tested by DIR/tests/lib/x.rhai.
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::create_dir_all(dir.join("tests/lib")).unwrap();
+        for f in ["lib/x.rhai", "lib/y.rhai", "tests/lib/x.rhai"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let all = discover(std::slice::from_ref(&dir)).unwrap();
+        let tools: Vec<&str> = all[0].files.iter().map(|f| f.tool.as_str()).collect();
+        assert_eq!(tools, ["a", "a", "c", "lib/x"]);
+        let lib = discover(&[dir.join("lib/x.rhai")]).unwrap();
+        assert_eq!(
+            (lib[0].dir.clone(), lib[0].files[0].tool.as_str()),
+            (dir.clone(), "lib/x")
+        );
+        let file = discover(&[dir.join("tests/lib/x.rhai")]).unwrap();
+        assert_eq!(
+            (file[0].dir.clone(), file[0].files[0].tool.as_str()),
+            (dir.clone(), "lib/x")
+        );
+        let libs = discover(&[dir.join("tests/lib")]).unwrap();
+        assert_eq!((libs[0].dir.clone(), libs[0].files.len()), (dir.clone(), 1));
+        let err = discover(&[dir.join("lib/y.rhai")]).unwrap_err();
+        assert!(
+            err.contains("has no tests") && err.contains("tests/lib/y.rhai"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
