@@ -250,6 +250,14 @@ async fn a_null_answer_names_the_endpoint_and_what_it_returned() {
     let st = structured(&r);
     assert_eq!(st["error"], "unexpected_answer", "{st}");
     assert!(st["script_detail"].as_str().is_some(), "{st}");
+    // The same from a helper (resolve_vmid) the script lets through: still the answer's
+    // fault, not the script's.
+    sim.clear_faults();
+    sim.add_fault(Fault::new("/cluster/resources", FaultAction::Data(json!("not a list"))));
+    let r = s.call("pve_vm_status", json!({"vmid": 100})).await;
+    let st = structured(&r);
+    assert_eq!(st["error"], "unexpected_answer", "{st}");
+    assert!(text(&r).contains("GET /cluster/resources"), "{}", text(&r));
     sim.clear_faults();
     sim.add_fault(Fault::new("/cluster/resources", FaultAction::HtmlPage(502)));
     let t = s.fails("pve_vm_status", json!({"vmid": 100})).await;

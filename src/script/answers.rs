@@ -122,10 +122,6 @@ fn odd(method: Method, v: &Value) -> bool {
     }
 }
 
-/// The kind a `pve::` helper throws when it is handed a value of the wrong type (often a
-/// PVE answer of the wrong shape), so that it is reported like Rhai's own type errors.
-pub(crate) const TYPE_MISMATCH: &str = "type_mismatch";
-
 /// Whether a script error is a type error: the kind of failure a value of an unexpected
 /// shape causes (a loop over null, a field of a string, a function given null).
 /// A call of a function that exists under no signature at all is a plain script error.
@@ -146,7 +142,10 @@ pub(crate) fn is_type_error(err: &EvalAltResult, ast: &AST) -> bool {
         EvalAltResult::ErrorFunctionNotFound(sig, _) => known_function(sig, ast),
         EvalAltResult::ErrorRuntime(v, _) => v
             .read_lock::<rhai::Map>()
-            .and_then(|m| m.get("kind").map(|k| k.to_string() == TYPE_MISMATCH))
+            .and_then(|m| {
+                m.get("kind")
+                    .map(|k| k.to_string() == super::ErrorKind::TypeMismatch.as_str())
+            })
             .unwrap_or(false),
         _ => false,
     }

@@ -16,6 +16,7 @@ use rhai::{Array, Dynamic, EvalAltResult, FuncRegistration, Map as RMap, Module,
 use serde_json::{Map, Value, json};
 
 use super::context::{CallContext, Interrupt, SendError};
+use super::kinds::ErrorKind;
 use super::resolve::resolve_vmid;
 use crate::api::{ApiPath, Method};
 use crate::gate::Verdict;
@@ -178,7 +179,7 @@ fn number(n: &NativeCallContext, v: &Dynamic, f: &str) -> Result<f64, Box<EvalAl
 /// A `pve::` helper given a value of the wrong type, which is often a PVE answer of an
 /// unexpected shape: reported like Rhai's own type errors (see [`super::answers`]).
 fn type_mismatch(n: &NativeCallContext, message: String) -> Box<EvalAltResult> {
-    thrown(n, super::answers::TYPE_MISMATCH, message)
+    thrown(n, ErrorKind::TypeMismatch, message)
 }
 
 /// PVE answered `path` with something a `pve::` helper cannot use.
@@ -192,7 +193,7 @@ pub(super) fn unexpected(
     let answer = super::answers::Answer::of(Method::Get, path, v);
     thrown(
         n,
-        "unexpected_answer",
+        ErrorKind::UnexpectedAnswer,
         super::answers::sentence(&cx.tool, &answer, Some(expected)),
     )
 }
@@ -325,7 +326,7 @@ pub(super) fn pve_error(n: &NativeCallContext, e: &PveError) -> Box<EvalAltResul
     m.insert("message".into(), e.to_string().into());
     match e {
         PveError::Api(a) => {
-            m.insert("kind".into(), "pve".into());
+            m.insert("kind".into(), ErrorKind::Pve.as_str().into());
             m.insert("status".into(), Dynamic::from_int(a.status.into()));
             m.insert("reason".into(), a.pve_message().into());
             m.insert("method".into(), a.method.into());
@@ -338,26 +339,26 @@ pub(super) fn pve_error(n: &NativeCallContext, e: &PveError) -> Box<EvalAltResul
             m.insert("errors".into(), errors.into());
         }
         PveError::Transport(t) => {
-            m.insert("kind".into(), "transport".into());
+            m.insert("kind".into(), ErrorKind::Transport.as_str().into());
             m.insert("status".into(), Dynamic::from_int(0));
             m.insert("method".into(), t.method.into());
             m.insert("path".into(), t.path.clone().into());
         }
         PveError::BadResponse { status, .. } => {
-            m.insert("kind".into(), "bad_response".into());
+            m.insert("kind".into(), ErrorKind::BadResponse.as_str().into());
             m.insert("status".into(), Dynamic::from_int((*status).into()));
         }
         PveError::InvalidParam { .. } => {
-            m.insert("kind".into(), "invalid_param".into());
+            m.insert("kind".into(), ErrorKind::InvalidParam.as_str().into());
             m.insert("status".into(), Dynamic::from_int(0));
         }
     }
     EvalAltResult::ErrorRuntime(m.into(), pos(n)).into()
 }
 
-pub(super) fn thrown(n: &NativeCallContext, kind: &str, message: String) -> Box<EvalAltResult> {
+pub(super) fn thrown(n: &NativeCallContext, kind: ErrorKind, message: String) -> Box<EvalAltResult> {
     let mut m = RMap::new();
-    m.insert("kind".into(), kind.into());
+    m.insert("kind".into(), kind.as_str().into());
     m.insert("message".into(), message.into());
     EvalAltResult::ErrorRuntime(m.into(), pos(n)).into()
 }
@@ -391,7 +392,7 @@ fn wait_task(cx: &CallContext, n: &NativeCallContext, upid: Dynamic, wait: Durat
     let started_task = |what: String| {
         thrown(
             n,
-            "task_wait",
+            ErrorKind::TaskWait,
             format!(
                 "task {raw} was started, but {what}. The task may still be running or done: follow it with pve_task_status (upid {raw}) rather than starting it again."
             ),

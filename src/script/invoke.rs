@@ -16,6 +16,8 @@ use thiserror::Error;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::ErrorKind;
+
 use super::budget;
 use super::compile::{CompiledTool, ENTRY};
 use super::context::{CallContext, CallParts, Interrupt, MAX_REQUESTS, ProgressFn};
@@ -118,23 +120,23 @@ fn location(e: &ScriptError) -> String {
 
 impl CallError {
     /// A short machine-readable kind for `structuredContent`.
-    pub(crate) fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
-            CallError::InvalidArguments(_) => "invalid_arguments",
-            CallError::Refused(_) => "refused",
-            CallError::Script(_) => "script_error",
-            CallError::Pve(_) => "pve_error",
-            CallError::TimedOut(_) => "timeout",
-            CallError::Cancelled => "cancelled",
-            CallError::TooManyRequests => "too_many_requests",
-            CallError::OutOfMemory(_) => "out_of_memory",
-            CallError::ResultTooLarge(_) => "result_too_large",
-            CallError::UnexpectedAnswer { .. } => "unexpected_answer",
-            CallError::BadOutput(_) => "bad_output",
-            CallError::Confirm(_) => "confirmation",
-            CallError::StalePlan { .. } => "stale_plan",
-            CallError::AuditLog { .. } => "audit_log",
-            CallError::Internal(_) => "internal",
+            CallError::InvalidArguments(_) => ErrorKind::InvalidArguments,
+            CallError::Refused(_) => ErrorKind::Refused,
+            CallError::Script(_) => ErrorKind::ScriptError,
+            CallError::Pve(_) => ErrorKind::PveError,
+            CallError::TimedOut(_) => ErrorKind::Timeout,
+            CallError::Cancelled => ErrorKind::Cancelled,
+            CallError::TooManyRequests => ErrorKind::TooManyRequests,
+            CallError::OutOfMemory(_) => ErrorKind::OutOfMemory,
+            CallError::ResultTooLarge(_) => ErrorKind::ResultTooLarge,
+            CallError::UnexpectedAnswer { .. } => ErrorKind::UnexpectedAnswer,
+            CallError::BadOutput(_) => ErrorKind::BadOutput,
+            CallError::Confirm(_) => ErrorKind::Confirmation,
+            CallError::StalePlan { .. } => ErrorKind::StalePlan,
+            CallError::AuditLog { .. } => ErrorKind::AuditLog,
+            CallError::Internal(_) => ErrorKind::Internal,
         }
     }
 }
@@ -418,21 +420,31 @@ async fn run_once(
 fn script_failure(cx: &CallContext, tool: &CompiledTool, e: &rhai::EvalAltResult) -> CallError {
     let err = ScriptError::from_eval(&tool.origin, e);
     // A PVE error the script did not catch is PVE's answer, not a bug of the script.
-    if super::error::thrown_kind(e).as_deref() == Some("pve") {
+    let at = || match (err.line, err.col) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", err.origin),
+        (Some(l), None) => format!("{}:{l}", err.origin),
+        _ => err.origin.clone(),
+    };
+    let thrown = super::error::thrown_kind(e).as_deref().and_then(ErrorKind::parse);
+    if thrown == Some(ErrorKind::Pve) {
         return CallError::Pve(err);
+    }
+    // A helper's own verdict on PVE's answer (`resolve_vmid`, `next_vmid`, …) that the
+    // script let through: the host hears it as such, not as the script's bug.
+    if thrown == Some(ErrorKind::UnexpectedAnswer) {
+        return CallError::UnexpectedAnswer {
+            message: err.message.clone(),
+            at: at(),
+            detail: "a pve:: helper could not use PVE's answer".into(),
+        };
     }
     if tool.body().is_ok_and(|b| answers::is_type_error(e, &b.ast))
         && let Some(answer) = cx.suspect_answer()
     {
         let expected = answers::expected(e);
-        let at = match (err.line, err.col) {
-            (Some(l), Some(c)) => format!("{}:{l}:{c}", err.origin),
-            (Some(l), None) => format!("{}:{l}", err.origin),
-            _ => err.origin.clone(),
-        };
         return CallError::UnexpectedAnswer {
             message: answers::sentence(&tool.manifest.name, &answer, expected.as_deref()),
-            at,
+            at: at(),
             detail: err.message,
         };
     }

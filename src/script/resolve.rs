@@ -12,6 +12,7 @@
 use rhai::{Dynamic, NativeCallContext};
 use serde_json::{Map, Value, json};
 
+use super::ErrorKind;
 use super::binding::{R, request, thrown, to_dynamic, try_request, unexpected, usage};
 use super::context::CallContext;
 use crate::api::{ApiPath, Method};
@@ -92,7 +93,7 @@ fn from_resources(cx: &CallContext, n: &NativeCallContext, vmid: i64) -> R {
     if rows.is_empty() {
         return Err(thrown(
             n,
-            "not_found",
+            ErrorKind::NotFound,
             format!(
                 "No guest has vmid {vmid}: PVE listed no guests at all. Either the cluster has none, or the token lacks VM.Audit (grant PVEAuditor on / to see guests)."
             ),
@@ -127,7 +128,7 @@ fn from_resources(cx: &CallContext, n: &NativeCallContext, vmid: i64) -> R {
     };
     Err(thrown(
         n,
-        "not_found",
+        ErrorKind::NotFound,
         format!("No guest has vmid {vmid}. Existing vmids: {}{more}.", listed.join(", ")),
     ))
 }

@@ -5,7 +5,7 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
 use super::approval::Answer;
-use crate::script::{CallError, CallOutcome};
+use crate::script::{CallError, CallOutcome, ErrorKind};
 
 /// `structuredContent` must be an object; other results are wrapped as `{"result": …}`.
 pub(crate) fn as_object(v: Value) -> Value {
@@ -42,7 +42,7 @@ pub(crate) const PLAN_META: &str = "pve-mcp/plan";
 
 /// The JSON of a failure: a kind and the actionable sentence.
 pub(crate) fn error_json(tool: &str, e: &CallError) -> Value {
-    let mut v = json!({ "error": e.kind(), "tool": tool, "message": format!("{tool}: {e}") });
+    let mut v = json!({ "error": e.kind().as_str(), "tool": tool, "message": format!("{tool}: {e}") });
     if let CallError::UnexpectedAnswer { detail, .. } = e {
         v["script_detail"] = json!(detail);
     }
@@ -77,10 +77,10 @@ pub(crate) fn to_result(tool: &str, outcome: CallOutcome) -> CallToolResult {
 /// The answer when the person did not approve: nothing was sent.
 pub(crate) fn not_approved(tool: &str, answer: Answer, requests: usize) -> CallToolResult {
     let (kind, why) = match answer {
-        Answer::Declined => ("declined", "the user declined the approval request"),
-        Answer::Cancelled => ("cancelled_by_user", "the user cancelled the approval request"),
+        Answer::Declined => (ErrorKind::Declined, "the user declined the approval request"),
+        Answer::Cancelled => (ErrorKind::CancelledByUser, "the user cancelled the approval request"),
         Answer::Approved | Answer::Unanswered => (
-            "not_approved",
+            ErrorKind::NotApproved,
             "the client gave no approval (the request failed, timed out or came back without one)",
         ),
     };
@@ -88,7 +88,8 @@ pub(crate) fn not_approved(tool: &str, answer: Answer, requests: usize) -> CallT
         "{tool} was NOT carried out: {why}, so none of its {requests} planned request(s) was sent and nothing was changed. Do not retry unless the user asks for it."
     );
     let mut r = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
-    r.structured_content = Some(json!({ "error": kind, "tool": tool, "performed": false, "message": message }));
+    r.structured_content =
+        Some(json!({ "error": kind.as_str(), "tool": tool, "performed": false, "message": message }));
     r
 }
 
@@ -98,6 +99,6 @@ pub(crate) fn busy(tool: &str, running: usize) -> CallToolResult {
         "{tool}: the server is already running {running} tool calls, its limit; retry in a few seconds, or raise PVE_MCP_MAX_CALLS"
     );
     let mut r = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
-    r.structured_content = Some(json!({ "error": "busy", "tool": tool, "message": message }));
+    r.structured_content = Some(json!({ "error": ErrorKind::Busy.as_str(), "tool": tool, "message": message }));
     r
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::config::Mode;
 use crate::registry::{self, Problem, Snapshot};
+use crate::script::ErrorKind;
 
 /// The resource listing every script, its state and its error.
 pub(crate) const SCRIPTS_URI: &str = "pve-mcp://scripts";
@@ -141,6 +142,6 @@ pub(crate) fn not_in_service(snap: &Snapshot, tool: &str) -> Option<String> {
 /// The answer to a call of a tool whose script never compiled.
 pub(crate) fn not_in_service_result(tool: &str, message: String) -> CallToolResult {
     let mut r = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
-    r.structured_content = Some(json!({"error": "script_error", "tool": tool, "message": message}));
+    r.structured_content = Some(json!({"error": ErrorKind::ScriptError.as_str(), "tool": tool, "message": message}));
     r
 }

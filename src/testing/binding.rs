@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
 use crate::script::invoke::{Approving, CallRequest};
-use crate::script::{CallOutcome, Services, convert, invoke};
+use crate::script::{CallOutcome, ErrorKind, Services, convert, invoke};
 use crate::server::result;
 
 type R = Result<Dynamic, Box<EvalAltResult>>;
@@ -155,25 +155,25 @@ fn call(env: &TestEnv, n: &NativeCallContext, tool: String, args: Dynamic, expec
         // As a host would hear it: a tool that never compiled answers with its error; one
         // the mode does not list, or that does not exist, is unknown.
         let (kind, message) = if let Some(m) = crate::server::scripts::not_in_service(&snap, &tool) {
-            ("script_error", m)
+            (ErrorKind::ScriptError, m)
         } else if let Some(t) = snap.tools.get(&tool) {
             let message = format!(
                 "tool '{tool}' is declared '{}', which the server's mode does not list, so a host cannot call it; a test enables it in its file, e.g. const TEST = #{{ env: #{{ PVE_MCP_ENABLE_EXEC: \"true\" }} }} (or PVE_MCP_ENABLE_ADMIN, PVE_MCP_READ_ONLY)",
                 t.manifest.class.label()
             );
-            ("unknown_tool", message)
+            (ErrorKind::UnknownTool, message)
         } else if let Some(lib) = tool.strip_prefix("lib/") {
             let message = format!(
                 "a library's tests (tests/lib/{lib}.rhai) have no tool of their own to run: call the library's functions, or a tool by name with test::run_tool(NAME, args)"
             );
-            ("unknown_tool", message)
+            (ErrorKind::UnknownTool, message)
         } else {
             let message = format!(
                 "there is no tool '{tool}' (a test file tests/NAME.rhai tests the tool NAME.rhai of the directory above tests/; `pve-mcp tools` lists the built-in ones)"
             );
-            ("unknown_tool", message)
+            (ErrorKind::UnknownTool, message)
         };
-        let map = serde_json::json!({"error": kind, "tool": tool, "message": message});
+        let map = serde_json::json!({"error": kind.as_str(), "tool": tool, "message": message});
         return match expect {
             Expect::Failure => convert::to_dynamic(map).map_err(|e| failure(n, e.to_string())),
             Expect::Answer => Err(thrown(n, map)),

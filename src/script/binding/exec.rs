@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{R, call, number, pve_error, reg, resolve_vmid, segs, stop, thrown, to_dynamic, try_request, usage};
 use crate::api::{ApiPath, Method};
+use crate::script::ErrorKind;
 use crate::script::context::CallContext;
 
 /// Longest `timeout` of `pve::exec`, in seconds.
@@ -94,7 +95,7 @@ fn exec(cx: &CallContext, n: &NativeCallContext, vmid: Dynamic, command: Dynamic
     if kind != "qemu" {
         return Err(thrown(
             n,
-            "unsupported",
+            ErrorKind::Unsupported,
             format!(
                 "{label} is a container; PVE offers no API to run commands in containers, only QEMU VMs through the guest agent"
             ),
@@ -103,7 +104,7 @@ fn exec(cx: &CallContext, n: &NativeCallContext, vmid: Dynamic, command: Dynamic
     if status != "running" {
         return Err(thrown(
             n,
-            "not_running",
+            ErrorKind::NotRunning,
             format!("{label} is {status}; start it first to run commands in it"),
         ));
     }
@@ -190,7 +191,7 @@ fn agent_error(n: &NativeCallContext, label: &str, e: &crate::pve::PveError) -> 
     if text.contains("No QEMU guest agent configured") {
         return thrown(
             n,
-            "agent",
+            ErrorKind::Agent,
             format!(
                 "{label} has the guest agent disabled in its config: set agent: 1, install and start qemu-guest-agent in the VM, then restart it"
             ),
@@ -199,7 +200,7 @@ fn agent_error(n: &NativeCallContext, label: &str, e: &crate::pve::PveError) -> 
     if text.contains("guest agent is not running") {
         return thrown(
             n,
-            "agent",
+            ErrorKind::Agent,
             format!("the QEMU guest agent is not running in {label}: install and start qemu-guest-agent inside the VM"),
         );
     }

@@ -15,6 +15,7 @@ use rhai::{Dynamic, EvalAltResult, Map as RMap, Module, NativeCallContext, Scope
 use serde_json::Value;
 
 use super::{R, call, refused, reg, tag, thrown, usage};
+use crate::script::ErrorKind;
 use crate::script::compile::ENTRY;
 use crate::script::context::CallContext;
 use crate::script::{budget, convert, sandbox};
@@ -63,7 +64,7 @@ fn call_tool(cx: Arc<CallContext>, n: &NativeCallContext, name: Dynamic, args: D
     let Some(callee) = tools.tools.get(&name).cloned() else {
         return Err(thrown(
             n,
-            "not_found",
+            ErrorKind::NotFound,
             format!("pve::call_tool: there is no tool '{name}' (pve-mcp tools lists them)"),
         ));
     };
@@ -144,7 +145,7 @@ fn call_tool(cx: Arc<CallContext>, n: &NativeCallContext, name: Dynamic, args: D
     if let Err(e) = crate::script::invoke::validate_args(&callee, &map) {
         return Err(thrown(
             n,
-            "invalid_arguments",
+            ErrorKind::InvalidArguments,
             format!("pve::call_tool(\"{name}\"): {e}"),
         ));
     }
@@ -167,7 +168,7 @@ fn call_tool(cx: Arc<CallContext>, n: &NativeCallContext, name: Dynamic, args: D
     let engine = engine(&cx, over_budget.clone());
     let ast = &callee
         .body()
-        .map_err(|e| thrown(n, "script_error", format!("pve::call_tool(\"{name}\"): {e}")))?
+        .map_err(|e| thrown(n, ErrorKind::ScriptError, format!("pve::call_tool(\"{name}\"): {e}")))?
         .ast;
     let result = engine.call_fn::<Dynamic>(&mut Scope::new(), ast, ENTRY, (args,));
     match result {
@@ -233,7 +234,7 @@ fn rethrow(n: &NativeCallContext, name: &str, origin: &str, e: EvalAltResult) ->
         }
         _ => {
             let at = crate::script::ScriptError::from_eval(origin, &e);
-            thrown(n, "tool_failed", format!("{name} failed: {at}"))
+            thrown(n, ErrorKind::ToolFailed, format!("{name} failed: {at}"))
         }
     }
 }
