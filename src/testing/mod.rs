@@ -143,6 +143,24 @@ fn is_tests_dir(p: &Path) -> bool {
     p.file_name().is_some_and(|n| n == "tests")
 }
 
+/// The test files in `tests` of `what` (a tool, or `lib/NAME`), the script `target`; none is
+/// an error that says where they go.
+fn tests_of(target: &Path, tests: &Path, what: &str) -> Result<Vec<TestFile>, String> {
+    let files = if tests.is_dir() {
+        test_files(tests, Some(what))?
+    } else {
+        Vec::new()
+    };
+    if files.is_empty() {
+        return Err(format!(
+            "{} has no tests: write them as fn test_…() in {}",
+            target.display(),
+            tests.join(format!("{what}.rhai")).display()
+        ));
+    }
+    Ok(files)
+}
+
 /// Which test files `pve-mcp test TARGET…` runs: a script directory (its `tests/`), a
 /// `tests/` directory, one test file, or a tool file (its test files).
 pub(crate) fn discover(targets: &[PathBuf]) -> Result<Vec<Suite>, String> {
@@ -178,20 +196,7 @@ pub(crate) fn discover(targets: &[PathBuf]) -> Result<Vec<Suite>, String> {
             } else if in_lib {
                 // A library: DIR/lib/NAME.rhai, tested by DIR/tests/lib/NAME.rhai.
                 let name = tool_of(target).ok_or_else(|| format!("{}: not a .rhai script", target.display()))?;
-                let lib = format!("lib/{name}");
-                let tests = grandparent.join("tests");
-                let files = if tests.is_dir() {
-                    test_files(&tests, Some(&lib))?
-                } else {
-                    Vec::new()
-                };
-                if files.is_empty() {
-                    return Err(format!(
-                        "{} has no tests: write them as fn test_…() in {}",
-                        target.display(),
-                        tests.join(format!("{lib}.rhai")).display()
-                    ));
-                }
+                let files = tests_of(target, &grandparent.join("tests"), &format!("lib/{name}"))?;
                 (grandparent, files)
             } else if is_tests_dir(&parent) {
                 let tool =
@@ -205,19 +210,7 @@ pub(crate) fn discover(targets: &[PathBuf]) -> Result<Vec<Suite>, String> {
                 )
             } else {
                 let tool = tool_of(target).ok_or_else(|| format!("{}: not a .rhai script", target.display()))?;
-                let tests = parent.join("tests");
-                let files = if tests.is_dir() {
-                    test_files(&tests, Some(&tool))?
-                } else {
-                    Vec::new()
-                };
-                if files.is_empty() {
-                    return Err(format!(
-                        "{} has no tests: write them as fn test_…() in {}",
-                        target.display(),
-                        tests.join(format!("{tool}.rhai")).display()
-                    ));
-                }
+                let files = tests_of(target, &parent.join("tests"), &tool)?;
                 (parent, files)
             }
         } else {
