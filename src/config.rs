@@ -49,7 +49,7 @@ impl Mode {
     }
 
     /// Is this capability available at all in this mode?
-    pub fn enables(self, c: Capability) -> bool {
+    pub(crate) fn enables(self, c: Capability) -> bool {
         match c {
             Capability::Read => true,
             Capability::Write | Capability::Destructive => !self.read_only,
@@ -59,7 +59,7 @@ impl Mode {
     }
 
     /// Is every capability of the set available? (A tool is listed only then.)
-    pub fn enables_all(self, caps: Capabilities) -> bool {
+    pub(crate) fn enables_all(self, caps: Capabilities) -> bool {
         caps.iter().all(|c| self.enables(c))
     }
 }

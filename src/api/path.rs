@@ -84,7 +84,7 @@ impl ApiPath {
     }
 
     /// The encoded path below `/api2/json`, starting with `/`.
-    pub fn encoded(&self) -> String {
+    pub(crate) fn encoded(&self) -> String {
         let mut out = String::new();
         for s in &self.segments {
             out.push('/');

@@ -62,7 +62,7 @@ impl std::fmt::Display for Capability {
 pub struct Capabilities(u8);
 
 impl Capabilities {
-    pub const READ: Capabilities = Capabilities(0);
+    pub(crate) const READ: Capabilities = Capabilities(0);
 
     pub fn of(caps: &[Capability]) -> Capabilities {
         caps.iter().fold(Capabilities::READ, |s, c| s.with(*c))
@@ -78,7 +78,7 @@ impl Capabilities {
         }
     }
 
-    pub fn union(self, other: Capabilities) -> Capabilities {
+    pub(crate) fn union(self, other: Capabilities) -> Capabilities {
         Capabilities(self.0 | other.0)
     }
 
@@ -89,14 +89,14 @@ impl Capabilities {
     /// Does a request needing `self` wait for an approval, where `approve` holds the
     /// capabilities that do? Only destructive, exec and admin requests can; `write` alone
     /// never does (the writes of a `confirm: true` tool are bound by their plan instead).
-    pub fn calls_for_approval(self, approve: Capabilities) -> bool {
+    pub(crate) fn calls_for_approval(self, approve: Capabilities) -> bool {
         [Capability::Destructive, Capability::Exec, Capability::Admin]
             .iter()
             .any(|c| self.has(*c) && approve.has(*c))
     }
 
     /// Nothing beyond reading.
-    pub fn is_read(self) -> bool {
+    pub(crate) fn is_read(self) -> bool {
         self.0 == 0
     }
 

@@ -21,7 +21,8 @@ use crate::api::{ApiPath, Method, PathError};
 use crate::config::Mode;
 use crate::confirm::BoundPlan;
 pub use capability::{Capabilities, Capability};
-pub use policy::{Classification, classify, truthy};
+pub(crate) use policy::truthy;
+pub use policy::{Classification, classify};
 
 /// How one invocation runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,17 +184,17 @@ impl Gate {
 
     /// Requests needing any of `caps` (besides destructive ones) need the call's approval
     /// too: exec and admin, where the server confirms those.
-    pub fn approving(mut self, caps: Capabilities) -> Gate {
+    pub(crate) fn approving(mut self, caps: Capabilities) -> Gate {
         self.approve = self.approve.union(caps);
         self
     }
 
-    pub fn is_plan(&self) -> bool {
+    pub(crate) fn is_plan(&self) -> bool {
         matches!(self.call, CallMode::Plan)
     }
 
     /// The capabilities the running tool declared.
-    pub fn tool_class(&self) -> Capabilities {
+    pub(crate) fn tool_class(&self) -> Capabilities {
         self.tool
     }
 
@@ -281,7 +282,7 @@ impl Gate {
     }
 
     /// Record a path that failed the hygiene rules; the call is refused from now on.
-    pub fn refuse_path(&self, method: Method, raw: String, err: PathError) -> Violation {
+    pub(crate) fn refuse_path(&self, method: Method, raw: String, err: PathError) -> Violation {
         self.refuse(method, raw, Refusal::BadPath(err))
     }
 
@@ -294,7 +295,7 @@ impl Gate {
     }
 
     /// The refusal that ended this call, if any.
-    pub fn violation(&self) -> Option<Violation> {
+    pub(crate) fn violation(&self) -> Option<Violation> {
         self.state().violation.clone()
     }
 

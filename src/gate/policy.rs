@@ -87,7 +87,7 @@ fn is_param_name(k: &str) -> bool {
 
 /// PVE's truthy values for a boolean parameter, however a script spelled it. A list counts
 /// as true when any element does, since it travels as repeated keys.
-pub fn truthy(v: Option<&Value>) -> bool {
+pub(crate) fn truthy(v: Option<&Value>) -> bool {
     match v {
         Some(Value::Array(items)) => items.iter().any(|i| truthy(Some(i))),
         Some(Value::Bool(b)) => *b,

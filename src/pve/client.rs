@@ -104,7 +104,7 @@ impl PveClient {
     }
 
     /// Where each guest lives, as last listed (see [`VmidMap`]).
-    pub fn vmids(&self) -> &VmidMap {
+    pub(crate) fn vmids(&self) -> &VmidMap {
         &self.vmids
     }
 

@@ -170,7 +170,7 @@ impl TransportError {
     }
 
     /// A write that got no answer may still have been carried out by PVE.
-    pub fn may_have_happened(&self) -> bool {
+    pub(crate) fn may_have_happened(&self) -> bool {
         self.method != "GET"
             && matches!(
                 self.kind,

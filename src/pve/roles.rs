@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The PVE major version whose privilege set applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PveMajor {
+pub(crate) enum PveMajor {
     V8,
     V9,
 }

@@ -13,23 +13,23 @@ use serde_json::Value;
 
 /// One guest's place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
-    pub node: String,
+pub(crate) struct Place {
+    pub(crate) node: String,
     /// `qemu` or `lxc`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
 }
 
 #[derive(Debug, Default)]
-pub struct VmidMap {
+pub(crate) struct VmidMap {
     places: RwLock<Arc<HashMap<i64, Place>>>,
 }
 
 impl VmidMap {
-    pub fn new() -> VmidMap {
+    pub(crate) fn new() -> VmidMap {
         VmidMap::default()
     }
 
-    pub fn get(&self, vmid: i64) -> Option<Place> {
+    pub(crate) fn get(&self, vmid: i64) -> Option<Place> {
         self.places
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -37,18 +37,15 @@ impl VmidMap {
             .cloned()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.places.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Replace the map with the guests of a `/cluster/resources` answer (`type=vm` or
     /// unfiltered). Rows that are not guests are skipped; an answer that is not a list
     /// changes nothing.
-    pub fn refresh(&self, rows: &Value) {
+    pub(crate) fn refresh(&self, rows: &Value) {
         let Some(rows) = rows.as_array() else { return };
         let mut next = HashMap::with_capacity(rows.len());
         for r in rows {
@@ -75,7 +72,7 @@ impl VmidMap {
     }
 
     /// Does a GET of this path with these parameters answer the cluster's guests?
-    pub fn lists_guests(segments: &[String], params: &serde_json::Map<String, Value>) -> bool {
+    pub(crate) fn lists_guests(segments: &[String], params: &serde_json::Map<String, Value>) -> bool {
         segments.len() == 2
             && segments[0] == "cluster"
             && segments[1] == "resources"

@@ -35,7 +35,7 @@ macro_rules! kinds {
                 }
             }
 
-            pub fn audience(self) -> Audience {
+            pub(crate) fn audience(self) -> Audience {
                 match self {
                     $(ErrorKind::$variant => Audience::$audience,)*
                 }

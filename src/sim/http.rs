@@ -99,7 +99,7 @@ impl Reply {
         }
     }
 
-    pub fn data_with(v: Value, extra: Map<String, Value>) -> Reply {
+    pub(crate) fn data_with(v: Value, extra: Map<String, Value>) -> Reply {
         Reply {
             status: 200,
             reason: None,
@@ -119,7 +119,7 @@ impl Reply {
     }
 
     /// 400 with PVE's per-parameter `errors` map.
-    pub fn param_errors(errors: Map<String, Value>) -> Reply {
+    pub(crate) fn param_errors(errors: Map<String, Value>) -> Reply {
         Reply {
             status: 400,
             reason: Some("Parameter verification failed.".into()),
@@ -130,7 +130,7 @@ impl Reply {
         }
     }
 
-    pub fn param_error(param: &str, msg: impl Into<String>) -> Reply {
+    pub(crate) fn param_error(param: &str, msg: impl Into<String>) -> Reply {
         let mut m = Map::new();
         m.insert(param.to_string(), Value::String(msg.into()));
         Reply::param_errors(m)

@@ -255,7 +255,7 @@ pub struct GuestSpec {
 }
 
 /// The config locks PVE knows: qemu-server's and pve-container's `lock` enum.
-pub const QEMU_LOCKS: &[&str] = &[
+pub(crate) const QEMU_LOCKS: &[&str] = &[
     "backup",
     "clone",
     "create",
@@ -266,7 +266,7 @@ pub const QEMU_LOCKS: &[&str] = &[
     "suspending",
     "suspended",
 ];
-pub const LXC_LOCKS: &[&str] = &[
+pub(crate) const LXC_LOCKS: &[&str] = &[
     "backup",
     "create",
     "destroyed",
@@ -325,7 +325,7 @@ impl ClusterSpec {
     /// The JSON Schema of a cluster description (`pve-mcp schema cluster`), derived from
     /// these types, so that it cannot drift from what [`ClusterSpec::load`] accepts; the
     /// checks across fields (known nodes, vmid ranges, locks) are [`ClusterSpec::validate`]'s.
-    pub fn json_schema() -> Value {
+    pub(crate) fn json_schema() -> Value {
         serde_json::to_value(schemars::schema_for!(ClusterSpec)).unwrap_or_default()
     }
 
@@ -457,13 +457,13 @@ impl ClusterSpec {
         Ok(())
     }
 
-    pub fn major(&self) -> PveMajor {
+    pub(crate) fn major(&self) -> PveMajor {
         major_of(&self.version)
     }
 }
 
 /// `9.x` is PVE 9; anything else is taken as PVE 8.
-pub fn major_of(version: &str) -> PveMajor {
+pub(crate) fn major_of(version: &str) -> PveMajor {
     if version.starts_with('9') {
         PveMajor::V9
     } else {

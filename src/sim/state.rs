@@ -120,7 +120,7 @@ impl Guest {
     }
 
     /// "VM" or "CT", as PVE's messages say.
-    pub fn word(&self) -> &'static str {
+    pub(crate) fn word(&self) -> &'static str {
         if self.kind == GuestKind::Qemu { "VM" } else { "CT" }
     }
 
@@ -246,7 +246,7 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn on_node(&self, node: &str) -> bool {
+    pub(crate) fn on_node(&self, node: &str) -> bool {
         self.spec.nodes.as_ref().is_none_or(|n| n.iter().any(|x| x == node))
     }
 }
@@ -443,7 +443,7 @@ impl State {
     }
 
     /// Finish every task whose time has come, in order, applying its effect.
-    pub fn advance(&mut self) {
+    pub(crate) fn advance(&mut self) {
         let now = now_secs();
         loop {
             let next = self
@@ -517,18 +517,18 @@ impl State {
         self.tasks.iter().find(|t| t.upid == upid)
     }
 
-    pub fn next_exec_pid(&mut self) -> u32 {
+    pub(crate) fn next_exec_pid(&mut self) -> u32 {
         self.next_exec_pid += 1;
         self.next_exec_pid
     }
 
     /// The lowest free vmid from 100.
-    pub fn next_free_vmid(&self) -> u32 {
+    pub(crate) fn next_free_vmid(&self) -> u32 {
         (100..).find(|id| !self.guests.contains_key(id)).unwrap_or(100)
     }
 
     /// The PVE major version whose privileges and behaviour apply.
-    pub fn major(&self) -> crate::pve::roles::PveMajor {
+    pub(crate) fn major(&self) -> crate::pve::roles::PveMajor {
         super::spec::major_of(&self.version)
     }
 
