@@ -9,6 +9,7 @@
 //! `#{kind, status, message, reason, errors, method, path}` whose `message` is the
 //! actionable sentence.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use serde_json::{Map, Value, json};
 use super::context::{CallContext, Interrupt, SendError};
 use super::kinds::ErrorKind;
 use super::resolve::resolve_vmid;
+use super::{budget, sandbox};
 use crate::api::{ApiPath, Method};
 use crate::gate::Verdict;
 use crate::human;
@@ -148,6 +150,32 @@ where
 
 fn pos(n: &NativeCallContext) -> Position {
     n.call_position()
+}
+
+/// The engine a call's script runs in (a tool's, or a `call_tool` callee's): the sandbox,
+/// this binding with the call's context, and the progress callback that stops it when the
+/// memory budget is exceeded (setting `over_budget`), the gate has refused a request, or
+/// the call was cancelled or timed out.
+pub(crate) fn call_engine(cx: &Arc<CallContext>, over_budget: Arc<AtomicBool>) -> rhai::Engine {
+    let log_cx = cx.clone();
+    let mut engine = sandbox::engine(Arc::new(move |s| log_cx.log(s)));
+    engine.register_static_module("pve", module());
+    engine.set_default_tag(tag(cx.clone()));
+    let stop_cx = cx.clone();
+    engine.on_progress(move |ops| {
+        if budget::exceeded() {
+            over_budget.store(true, Ordering::Relaxed);
+            return Some("memory".into());
+        }
+        if ops % 512 != 0 {
+            return None;
+        }
+        if stop_cx.violation().is_some() {
+            return Some("refused".into());
+        }
+        stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
+    });
+    engine
 }
 
 /// A misuse of a `pve::` function: catchable, with the script position.

@@ -23,8 +23,8 @@ use super::compile::{CompiledTool, ENTRY};
 use super::context::{CallContext, CallParts, Interrupt, MAX_REQUESTS, ProgressFn};
 use super::convert::{self, ConvertError};
 use super::error::ScriptError;
+use super::thread;
 use super::{answers, binding};
-use super::{sandbox, thread};
 use crate::api::{ApiPath, Method};
 use crate::audit::Audit;
 use crate::config::Settings;
@@ -466,25 +466,7 @@ fn run_script(
 ) -> Result<Value, CallError> {
     let _budget = budget::enter(limits.memory);
     let over_budget = Arc::new(AtomicBool::new(false));
-    let log_cx = cx.clone();
-    let mut engine = sandbox::engine(Arc::new(move |s| log_cx.log(s)));
-    engine.register_static_module("pve", binding::module());
-    engine.set_default_tag(binding::tag(cx.clone()));
-    let stop_cx = cx.clone();
-    let flag = over_budget.clone();
-    engine.on_progress(move |ops| {
-        if budget::exceeded() {
-            flag.store(true, Ordering::Relaxed);
-            return Some("memory".into());
-        }
-        if ops % 512 != 0 {
-            return None;
-        }
-        if stop_cx.violation().is_some() {
-            return Some("refused".into());
-        }
-        stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
-    });
+    let engine = binding::call_engine(cx, over_budget.clone());
     let mut args = args;
     super::defaults::fill(&tool.manifest.input_schema, &mut args);
     let args =

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rhai::{Dynamic, EvalAltResult, Map as RMap, Module, NativeCallContext, Scope};
 use serde_json::Value;
 
-use super::{R, call, refused, reg, tag, thrown, usage};
+use super::{R, call, refused, reg, thrown, usage};
 use crate::script::ErrorKind;
 use crate::script::compile::ENTRY;
 use crate::script::context::CallContext;
-use crate::script::{budget, convert, sandbox};
+use crate::script::convert;
 
 /// How deep tools may call tools (the caller is depth 0).
 pub(super) const MAX_DEPTH: usize = 4;
@@ -165,7 +165,7 @@ fn call_tool(cx: Arc<CallContext>, n: &NativeCallContext, name: Dynamic, args: D
     cx.log(&format!("calls tool {name} ({})", callee.origin));
 
     let over_budget = Arc::new(AtomicBool::new(false));
-    let engine = engine(&cx, over_budget.clone());
+    let engine = super::call_engine(&cx, over_budget.clone());
     let ast = &callee
         .body()
         .map_err(|e| thrown(n, ErrorKind::ScriptError, format!("pve::call_tool(\"{name}\"): {e}")))?
@@ -192,29 +192,6 @@ impl Drop for RootGuard {
             CHAIN.with(|c| c.borrow_mut().clear());
         }
     }
-}
-
-/// The callee's engine: the same sandbox, binding and call as the caller's.
-fn engine(cx: &Arc<CallContext>, over_budget: Arc<AtomicBool>) -> rhai::Engine {
-    let log_cx = cx.clone();
-    let mut engine = sandbox::engine(Arc::new(move |s| log_cx.log(s)));
-    engine.register_static_module("pve", super::module());
-    engine.set_default_tag(tag(cx.clone()));
-    let stop_cx = cx.clone();
-    engine.on_progress(move |ops| {
-        if budget::exceeded() {
-            over_budget.store(true, Ordering::Relaxed);
-            return Some("memory".into());
-        }
-        if ops % 512 != 0 {
-            return None;
-        }
-        if stop_cx.violation().is_some() {
-            return Some("refused".into());
-        }
-        stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
-    });
-    engine
 }
 
 /// A callee's failure, in the caller: what stops the call stays uncatchable; a thrown value
