@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use pve_mcp::api::Method;
 use pve_mcp::sim::faults::{Fault, FaultAction, glob};
-use pve_mcp::sim::spec::{ClusterSpec, VolumeSpec};
+use pve_mcp::sim::spec::ClusterSpec;
 use pve_mcp::sim::{SimOptions, Simulator};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{NotificationContext, RunningService};
@@ -97,15 +97,7 @@ async fn fake(guests: usize) -> Fake {
     let mut spec = ClusterSpec::default_cluster();
     spec.task_duration_ms = 0;
     if guests > spec.guests.len() {
-        let template = spec.guests[0].clone();
-        spec.guests.clear();
-        for i in 0..guests as u32 {
-            let mut g = template.clone();
-            g.vmid = 100 + i;
-            g.snapshots.clear();
-            g.config.insert("name".into(), json!(format!("guest-{i}")));
-            spec.guests.push(g);
-        }
+        spec = spec.with_guest_copies(guests as u32, 100);
     } else {
         spec.guests.truncate(guests);
     }
@@ -488,22 +480,7 @@ async fn main() {
     let _ = client.cancel().await;
 
     // 50,000 volumes, through `pve-mcp call` on a simulated cluster.
-    let mut spec = ClusterSpec::default_cluster();
-    if let Some(local) = spec.storages.iter_mut().find(|s| s.storage == "local") {
-        local.volumes = (0..50_000u64)
-            .map(|i| VolumeSpec {
-                volid: format!("local:iso/image-{i:05}.iso"),
-                content: "iso".into(),
-                format: "iso".into(),
-                size: 1_000_000 + i,
-                ctime: 1_736_500_000,
-                vmid: None,
-                node: Some("pve1".into()),
-                notes: None,
-                protected: false,
-            })
-            .collect();
-    }
+    let spec = ClusterSpec::default_cluster().with_iso_volumes("local", 50_000);
     let cluster = log_dir.path().join("volumes.json");
     std::fs::write(&cluster, serde_json::to_vec(&spec).expect("spec")).expect("write the cluster file");
     let t = Instant::now();

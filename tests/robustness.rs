@@ -186,31 +186,10 @@ async fn a_script_cannot_take_more_memory_than_its_budget() {
 #[cfg(feature = "simulator")]
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_guests_and_fifty_thousand_volumes_list() {
-    use pve_mcp::sim::spec::{ClusterSpec, VolumeSpec};
-    let mut spec = ClusterSpec::default_cluster();
-    let template = spec.guests[0].clone();
-    spec.guests.clear();
-    for i in 0..10_000u32 {
-        let mut g = template.clone();
-        g.vmid = 1_000 + i;
-        g.snapshots.clear();
-        g.config.insert("name".into(), json!(format!("guest-{i}")));
-        spec.guests.push(g);
-    }
-    let local = spec.storages.iter_mut().find(|s| s.storage == "local").unwrap();
-    local.volumes = (0..50_000)
-        .map(|i| VolumeSpec {
-            volid: format!("local:iso/image-{i:05}.iso"),
-            content: "iso".into(),
-            format: "iso".into(),
-            size: 1_000_000 + i,
-            ctime: 1_736_500_000,
-            vmid: None,
-            node: Some("pve1".into()),
-            notes: None,
-            protected: false,
-        })
-        .collect();
+    use pve_mcp::sim::spec::ClusterSpec;
+    let spec = ClusterSpec::default_cluster()
+        .with_guest_copies(10_000, 1_000)
+        .with_iso_volumes("local", 50_000);
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), serde_json::to_vec(&spec).unwrap()).unwrap();
     let sim = simulator_with(spec).await;

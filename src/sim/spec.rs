@@ -337,6 +337,45 @@ impl ClusterSpec {
         serde_json::from_str(include_str!("default_cluster.json")).expect("the built-in cluster description is valid")
     }
 
+    /// The guests replaced by `count` copies of the first one, vmids from `first_vmid`,
+    /// named `guest-N`, without snapshots: a large cluster for benchmarks and tests.
+    pub fn with_guest_copies(mut self, count: u32, first_vmid: u32) -> ClusterSpec {
+        let Some(template) = self.guests.first().cloned() else {
+            return self;
+        };
+        self.guests = (0..count)
+            .map(|i| {
+                let mut g = template.clone();
+                g.vmid = first_vmid + i;
+                g.snapshots.clear();
+                g.config.insert("name".into(), Value::from(format!("guest-{i}")));
+                g
+            })
+            .collect();
+        self
+    }
+
+    /// The volumes of storage `storage` replaced by `count` ISO images (on node `pve1`),
+    /// `STORAGE:iso/image-NNNNN.iso`: a storage with a large content listing.
+    pub fn with_iso_volumes(mut self, storage: &str, count: u64) -> ClusterSpec {
+        if let Some(st) = self.storages.iter_mut().find(|s| s.storage == storage) {
+            st.volumes = (0..count)
+                .map(|i| VolumeSpec {
+                    volid: format!("{storage}:iso/image-{i:05}.iso"),
+                    content: "iso".into(),
+                    format: "iso".into(),
+                    size: 1_000_000 + i,
+                    ctime: 1_736_500_000,
+                    vmid: None,
+                    node: Some("pve1".into()),
+                    notes: None,
+                    protected: false,
+                })
+                .collect();
+        }
+        self
+    }
+
     /// Load from a `.json` or `.toml` file.
     pub fn load(path: &Path) -> Result<ClusterSpec, SpecError> {
         let shown = path.display().to_string();
