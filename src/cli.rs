@@ -42,7 +42,7 @@ macro_rules! note {
 }
 
 /// Exit code for a configuration error.
-pub const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(name = "pve-mcp", version, about = "MCP server for Proxmox VE; every tool is a Rhai script.", long_about = None)]
