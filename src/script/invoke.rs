@@ -435,7 +435,7 @@ fn script_failure(cx: &CallContext, tool: &CompiledTool, e: &rhai::EvalAltResult
         return CallError::UnexpectedAnswer {
             message: err.message.clone(),
             at: at(),
-            detail: "a pve:: helper could not use PVE's answer".into(),
+            detail: "an unexpected_answer error the script did not catch".into(),
         };
     }
     if tool.body().is_ok_and(|b| answers::is_type_error(e, &b.ast))
