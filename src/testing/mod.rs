@@ -105,9 +105,13 @@ fn tool_of(path: &Path) -> Option<String> {
 /// `.rhai` files directly in `dir`, sorted, then the library tests in `dir/lib/`; for a
 /// tool `only`, its own test files.
 fn test_files(dir: &Path, only: Option<&str>) -> Result<Vec<TestFile>, String> {
-    let mut files = rhai_files(dir, "")?;
+    let mut files = if only.is_none_or(|t| !t.starts_with("lib/")) {
+        rhai_files(dir, "")?
+    } else {
+        Vec::new()
+    };
     let libs = dir.join("lib");
-    if libs.is_dir() {
+    if libs.is_dir() && only.is_none_or(|t| t.starts_with("lib/")) {
         files.extend(rhai_files(&libs, "lib/")?);
     }
     files.retain(|f| only.is_none_or(|t| f.tool == t));
@@ -193,8 +197,9 @@ pub(crate) fn discover(targets: &[PathBuf]) -> Result<Vec<Suite>, String> {
                         tool: format!("lib/{name}"),
                     }],
                 )
-            } else if in_lib {
-                // A library: DIR/lib/NAME.rhai, tested by DIR/tests/lib/NAME.rhai.
+            } else if in_lib && !parent.join("tests").is_dir() {
+                // A library: DIR/lib/NAME.rhai, tested by DIR/tests/lib/NAME.rhai (a script
+                // directory that happens to be named lib, with a tests/ of its own, is not).
                 let name = tool_of(target).ok_or_else(|| format!("{}: not a .rhai script", target.display()))?;
                 let files = tests_of(target, &grandparent.join("tests"), &format!("lib/{name}"))?;
                 (grandparent, files)
@@ -669,6 +674,15 @@ mod tests {
         assert!(
             err.contains("has no tests") && err.contains("tests/lib/y.rhai"),
             "{err}"
+        );
+        // A script directory named lib, with tests of its own, holds tools.
+        let own = dir.join("lib");
+        std::fs::create_dir_all(own.join("tests")).unwrap();
+        std::fs::write(own.join("tests/y.rhai"), "").unwrap();
+        let tool = discover(&[own.join("y.rhai")]).unwrap();
+        assert_eq!(
+            (tool[0].dir.clone(), tool[0].files[0].tool.as_str()),
+            (own.clone(), "y")
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
