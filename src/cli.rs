@@ -26,7 +26,7 @@ macro_rules! out {
     ($($arg:tt)*) => {{
         #[allow(clippy::print_stdout, reason = "a CLI command's output, never printed by serve")]
         {
-            println!($($arg)*);
+            println!($($arg)*); // stdout-ok: the CLI's out! macro
         }
     }};
 }
@@ -416,7 +416,7 @@ fn describe(tool: &str) -> Result<ExitCode, Exit> {
     let text = crate::author::describe(&registry.snapshot(), settings.mode, tool).map_err(|e| fail(1, e))?;
     #[allow(clippy::print_stdout, reason = "the description is the command's output")]
     {
-        print!("{text}");
+        print!("{text}"); // stdout-ok: pve-mcp describe's output
     }
     Ok(ExitCode::SUCCESS)
 }
