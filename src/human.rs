@@ -51,6 +51,24 @@ pub(crate) fn is_time_field(name: &str) -> bool {
     TIME_FIELDS.contains(&name)
 }
 
+/// The companions a field gains when picked: `KEY_human` for a byte count (`number`), `KEY_iso`
+/// for an epoch time (`int`, when positive).
+pub(crate) fn companions(key: &str, number: Option<f64>, int: Option<i64>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if is_byte_field(key)
+        && let Some(b) = number
+    {
+        out.push((format!("{key}_human"), human_bytes(b)));
+    }
+    if is_time_field(key)
+        && let Some(secs) = int
+        && secs > 0
+    {
+        out.push((format!("{key}_iso"), iso_time(secs)));
+    }
+    out
+}
+
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
 pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

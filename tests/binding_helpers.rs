@@ -1,5 +1,5 @@
 //! The binding's helpers for composite tools, through MCP against the simulated cluster:
-//! `pve::guests`, `pve::exec`, `pve::call_tool`, `pve::wait_task(upid, seconds)`,
+//! `pve::guests`, rows (`pve::get_rows`), `pve::exec`, `pve::call_tool`, `pve::wait_task(upid, seconds)`,
 //! `pve::progress`, time formatting and rounding; and the safety rules around them.
 
 #![allow(
@@ -58,6 +58,58 @@ async fn guests_have_tags_as_lists_and_filter() {
     let s = serve(&sim, &[("bad", &bad)], &[]).await;
     let msg = s.fails("bad", json!({})).await;
     assert!(msg.contains("no filter 'colour'"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_keep_a_listing_native_and_return_it_as_json() {
+    let sim = simulator(100).await;
+    let script = tool(
+        "\"read\"",
+        r#"let all = pve::get_rows("/cluster/resources");
+    let guests = pve::guest_rows(all, ["vmid", "name", "node", "type", "maxmem", "tags", "template"]);
+    let ct = guests.where(#{ type: "lxc" });
+    let some = guests.where(#{ vmid: [100, "102"], node: ["pve1", "pve2"] });
+    let nodes = all.where(#{ type: "node" });
+    let by_name = guests.where(#{ template: false });
+    by_name.sort_by("name");
+    let marked = guests;
+    marked.set_where(#{ node: "pve2" }, "seen", true);
+    let names = [];
+    for g in ct { names.push(g.name); }
+    #{ kind: type_of(all), count: guests.len(), ct: ct, some: some.column("vmid"),
+       nodes: nodes.column("node"), first: guests[0], last_vmid: guests[-1].vmid,
+       names: names, sorted: by_name.column("name")[0], empty: guests.where(#{ node: "nowhere" }).is_empty(),
+       marked: marked.where(#{ seen: true }).len(), untouched: guests.where(#{ seen: true }).len(),
+       array: type_of(ct.to_array()), shown: `${ct}`, lacking: all.where(#{ vmid: () }).len() > 0 }"#,
+    );
+    let bad = tool("\"read\"", "pve::get_rows(\"/cluster/status\").where(5)");
+    let not_list = tool("\"read\"", "pve::get_rows(\"/version\")");
+    let s = serve(&sim, &[("t", &script), ("bad", &bad), ("not_list", &not_list)], &[]).await;
+    let v = s.ok("t", json!({})).await;
+    assert_eq!(v["kind"], "rows", "{v}");
+    assert_eq!(v["count"], 9, "{v}");
+    // Rows in a result arrive as JSON rows, normalized and narrowed.
+    assert_eq!(v["ct"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["ct"][0]["vmid"], 200, "{v}");
+    assert_eq!(v["first"]["tags"], json!(["prod", "web"]), "{v}");
+    assert_eq!(v["first"]["maxmem_human"], "4.00 GiB", "{v}");
+    assert_eq!(v["first"]["template"], false, "{v}");
+    assert!(v["first"].get("status").is_none(), "{v}");
+    assert_eq!(v["last_vmid"], 9000, "{v}");
+    assert_eq!(v["some"], json!([100, 102]), "{v}");
+    assert!(v["nodes"].as_array().unwrap().contains(&json!("pve3")), "{v}");
+    assert_eq!(v["names"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["empty"], true, "{v}");
+    // Changing rows in place copies shared ones first.
+    assert!(v["marked"].as_i64().unwrap() > 0, "{v}");
+    assert_eq!(v["untouched"], 0, "{v}");
+    assert_eq!(v["array"], "array", "{v}");
+    assert_eq!(v["shown"], "rows(3)", "{v}");
+    assert_eq!(v["lacking"], true, "{v}");
+    let msg = s.fails("bad", json!({})).await;
+    assert!(msg.contains("rows.where takes a filter map"), "{msg}");
+    let msg = s.fails("not_list", json!({})).await;
+    assert!(msg.contains("a list"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,12 +10,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-fn functions(module: rhai::Shared<rhai::Module>, ns: &str) -> BTreeSet<String> {
+/// The module's functions: (name, called as a method) — a function in Rhai's global
+/// namespace is a method of the module's types (`rows.where(…)`), the rest `ns::name(…)`.
+fn functions(module: rhai::Shared<rhai::Module>, ns: &str) -> BTreeSet<(String, bool)> {
     let mut e = pve_mcp::script::sandbox::engine(Arc::new(|_| {}));
     e.register_static_module(ns, module);
     e.collect_fn_metadata(
         None,
-        |info| (info.namespace == ns).then(|| info.metadata.name.to_string()),
+        |info| {
+            (info.namespace == ns).then(|| {
+                (
+                    info.metadata.name.to_string(),
+                    info.metadata.namespace.is_global_namespace(),
+                )
+            })
+        },
         true,
     )
     .into_iter()
@@ -31,11 +40,30 @@ fn every_binding_function_is_documented() {
     let doc = scripting_md();
     let names = functions(pve_mcp::script::binding::module(), "pve");
     assert!(names.len() >= 20, "{names:?}");
-    let missing: Vec<&String> = names.iter().filter(|n| !doc.contains(&format!("`pve::{n}("))).collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|(n, method)| !method && !doc.contains(&format!("`pve::{n}(")))
+        .map(|(n, _)| n)
+        .collect();
     assert!(
         missing.is_empty(),
         "SCRIPTING.md does not document pve::{missing:?}: add each to a table of its section \"The binding\", as `pve::NAME(arguments)` with what it returns and throws"
     );
+    let methods: Vec<&String> = names
+        .iter()
+        .filter(|(n, method)| *method && n.as_str() != "index$get$" && !doc.contains(&format!("`rows.{n}(")))
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        methods.is_empty(),
+        "SCRIPTING.md does not document the methods {methods:?}: add each to the table of \"Large listings: rows\", as `rows.NAME(arguments)`"
+    );
+    if names.iter().any(|(n, m)| *m && n == "index$get$") {
+        assert!(
+            doc.contains("`rows[i]`"),
+            "SCRIPTING.md does not document indexing rows"
+        );
+    }
 }
 
 #[cfg(feature = "simulator")]

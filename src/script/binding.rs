@@ -31,6 +31,7 @@ mod exec;
 mod format;
 mod guests;
 mod nested;
+mod rows;
 
 /// Lines of a failed task's log returned by `wait_task`.
 pub(crate) const LOG_TAIL_LINES: usize = 20;
@@ -137,6 +138,7 @@ fn build() -> Module {
     format::register(&mut m);
     guests::register(&mut m);
     nested::register(&mut m);
+    rows::register(&mut m);
     m
 }
 
@@ -538,17 +540,9 @@ fn pick(n: &NativeCallContext, obj: Dynamic, fields: Array) -> R {
             ));
         };
         if let Some(v) = src.get(key.as_str()) {
-            if human::is_byte_field(&key) {
-                let bytes = v.as_int().map(|i| i as f64).or_else(|_| v.as_float());
-                if let Ok(b) = bytes {
-                    out.insert(format!("{key}_human").into(), human::human_bytes(b).into());
-                }
-            }
-            if human::is_time_field(&key)
-                && let Ok(secs) = v.as_int()
-                && secs > 0
-            {
-                out.insert(format!("{key}_iso").into(), human::iso_time(secs).into());
+            let number = v.as_int().map(|i| i as f64).or_else(|_| v.as_float()).ok();
+            for (k, text) in human::companions(&key, number, v.as_int().ok()) {
+                out.insert(k.into(), text.into());
             }
             out.insert(key.into(), v.clone());
         }

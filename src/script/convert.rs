@@ -10,6 +10,8 @@ use rhai::{Array, Blob, Dynamic, ImmutableString, Map as RMap};
 use serde_json::{Map, Number, Value};
 use thiserror::Error;
 
+use super::rows::Rows;
+
 /// Levels of arrays and maps a value may have (serde_json parses at most 128, too).
 pub(crate) const MAX_DEPTH: usize = 128;
 
@@ -33,6 +35,13 @@ pub(crate) fn to_json(value: &Dynamic, max_bytes: usize) -> Result<Value, Conver
     out.value(value, 0)
 }
 
+/// A script's result as JSON, taking it apart rather than copying it: rows held only by
+/// the result are moved, not cloned. Bounded as [`to_json`].
+pub(crate) fn into_json(value: Dynamic, max_bytes: usize) -> Result<Value, ConvertError> {
+    let mut out = Out { size: 0, max_bytes };
+    out.owned(value, 0)
+}
+
 struct Out {
     size: usize,
     max_bytes: usize,
@@ -45,6 +54,39 @@ impl Out {
             return Err(ConvertError::TooLarge { limit: self.max_bytes });
         }
         Ok(())
+    }
+
+    fn owned(&mut self, d: Dynamic, depth: usize) -> Result<Value, ConvertError> {
+        if depth >= MAX_DEPTH || d.is_shared() || !(d.is_map() || d.is_array() || d.is::<Rows>()) {
+            return self.value(&d, depth);
+        }
+        if d.is_map() {
+            let m = d.cast::<RMap>();
+            self.take(2)?;
+            let mut map = Map::new();
+            for (k, v) in m {
+                self.take(k.len() + 4)?;
+                let v = self.owned(v, depth + 1)?;
+                map.insert(k.to_string(), v);
+            }
+            return Ok(Value::Object(map));
+        }
+        if d.is_array() {
+            let a = d.cast::<Array>();
+            self.take(2)?;
+            let mut items = Vec::with_capacity(a.len().min(1024));
+            for item in a {
+                self.take(1)?;
+                items.push(self.owned(item, depth + 1)?);
+            }
+            return Ok(Value::Array(items));
+        }
+        let rows = d.cast::<Rows>();
+        self.take(2)?;
+        for row in rows.as_slice() {
+            self.take(1 + json_size(row))?;
+        }
+        Ok(Value::Array(rows.into_vec()))
     }
 
     fn value(&mut self, d: &Dynamic, depth: usize) -> Result<Value, ConvertError> {
@@ -98,7 +140,34 @@ impl Out {
             }
             return Ok(Value::Object(map));
         }
+        if let Some(rows) = d.read_lock::<Rows>() {
+            self.take(2)?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in rows.as_slice() {
+                self.take(1 + json_size(row))?;
+                items.push(row.clone());
+            }
+            return Ok(Value::Array(items));
+        }
         Err(ConvertError::NotJson(d.type_name().to_string()))
+    }
+}
+
+/// The size of a JSON value as [`Out`] counts it.
+fn json_size(v: &Value) -> usize {
+    match v {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(n) => {
+            if n.is_f64() {
+                24
+            } else {
+                20
+            }
+        }
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(|x| 1 + json_size(x)).sum::<usize>(),
+        Value::Object(m) => 2 + m.iter().map(|(k, v)| k.len() + 4 + json_size(v)).sum::<usize>(),
     }
 }
 
@@ -139,6 +208,12 @@ pub(crate) fn to_dynamic(v: Value) -> Result<Dynamic, ConvertError> {
     let out = dynamic_of(&v);
     super::budget::drop_foreign(v);
     Ok(out)
+}
+
+/// A JSON value whose depth is known to be within [`MAX_DEPTH`] (a row of
+/// [`super::rows::Rows`]) as a script value, copied on this thread.
+pub(crate) fn to_dynamic_ref(v: &Value) -> Dynamic {
+    dynamic_of(v)
 }
 
 /// The conversion itself; its depth is bounded by [`check_json_depth`] before.

@@ -477,7 +477,7 @@ fn run_script(
         return Err(CallError::OutOfMemory(limits.memory));
     }
     let value = result.map_err(|e| script_failure(cx, tool, &e))?;
-    convert::to_json(&value, limits.result_bytes).map_err(|e| match e {
+    convert::into_json(value, limits.result_bytes).map_err(|e| match e {
         ConvertError::TooLarge { limit } => CallError::ResultTooLarge(limit),
         other => CallError::Script(ScriptError {
             origin: tool.origin.clone(),

@@ -50,11 +50,14 @@ static NATIVES: LazyLock<Natives> = LazyLock::new(|| {
     let list = e.collect_fn_metadata(
         None,
         |info| {
-            Some((
-                info.namespace.to_string(),
-                info.metadata.name.to_string(),
-                info.metadata.num_params,
-            ))
+            // A module's function in the global namespace is called without its prefix
+            // (the methods of `rows`).
+            let ns = if info.metadata.namespace.is_global_namespace() {
+                String::new()
+            } else {
+                info.namespace.to_string()
+            };
+            Some((ns, info.metadata.name.to_string(), info.metadata.num_params))
         },
         true,
     );

@@ -17,6 +17,7 @@ pub(crate) mod lint;
 pub(crate) mod manifest;
 mod parse_limits;
 mod resolve;
+pub(crate) mod rows;
 pub mod sandbox;
 pub(crate) mod thread;
 

@@ -21,6 +21,7 @@ pub(crate) mod binding;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rhai::{AST, Dynamic, Scope};
@@ -35,7 +36,7 @@ use crate::gate::{CallMode, Capabilities, Gate};
 use crate::pve::PveClient;
 use crate::registry::{Registry, Snapshot, sources};
 use crate::script::context::{CallContext, CallParts};
-use crate::script::{ScriptError, Services, budget, compile, sandbox, thread};
+use crate::script::{ScriptError, Services, budget, compile, thread};
 use crate::sim::spec::ClusterSpec;
 use crate::sim::{SimOptions, Simulator};
 
@@ -572,23 +573,18 @@ fn run_function(env: &Arc<binding::TestEnv>, setup: &FileSetup, name: &str) -> R
         rt: env.handle.clone(),
         tools: Some(env.registry.snapshot()),
     }));
-    let log_cx = cx.clone();
-    let mut engine = sandbox::engine(Arc::new(move |s| log_cx.log(s)));
-    engine.register_static_module("pve", crate::script::binding::module());
+    // The engine a tool's call runs in, with the test:: module and the asserts beside pve::.
+    let over_budget = Arc::new(AtomicBool::new(false));
+    let mut engine = crate::script::binding::call_engine(&cx, over_budget.clone());
     engine.register_static_module("test", binding::module(env.clone()).into());
     binding::register_asserts(&mut engine);
-    engine.set_default_tag(crate::script::binding::tag(cx.clone()));
-    let stop_cx = cx.clone();
-    engine.on_progress(move |ops| {
-        if budget::exceeded() {
-            return Some("the test held more than its memory budget (PVE_MCP_SCRIPT_MEMORY)".into());
-        }
-        if ops % 512 != 0 {
-            return None;
-        }
-        stop_cx.should_stop().map(|_| Dynamic::from("stopped"))
-    });
     let result = engine.call_fn::<Dynamic>(&mut Scope::new(), &setup.ast, name, ());
+    if over_budget.load(Ordering::Relaxed) {
+        return Err(format!(
+            "{}: the test held more than its memory budget (PVE_MCP_SCRIPT_MEMORY)",
+            setup.origin
+        ));
+    }
     if let Some(v) = cx.violation() {
         return Err(format!(
             "{}: refused by the safety gate: {v}. A test reads with pve:: and changes things only through test::run",

@@ -113,19 +113,13 @@ fn guests(cx: &CallContext, n: &NativeCallContext, filter: Dynamic) -> R {
 }
 
 fn row(r: &Value, f: &Filter) -> Option<Value> {
-    let mut m = r.as_object()?.clone();
-    let vmid = m
-        .get("vmid")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))?;
-    m.insert("vmid".into(), json!(vmid));
-    let tags = parse_tags(m.get("tags").and_then(Value::as_str).unwrap_or(""));
-    let template = crate::gate::truthy(m.get("template"));
-    m.insert("template".into(), json!(template));
-    if !f.tags.iter().all(|t| tags.contains(t)) || f.template.is_some_and(|want| want != template) {
+    let g = normalize(r, None)?;
+    let tags: Vec<&str> = g["tags"].as_array()?.iter().filter_map(Value::as_str).collect();
+    if !f.tags.iter().all(|t| tags.contains(&t.as_str())) || f.template.is_some_and(|want| g["template"] != want) {
         return None;
     }
     for (key, want) in &f.fields {
-        let have = m.get(*key).map(|v| match v {
+        let have = g.get(*key).map(|v| match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
@@ -133,9 +127,37 @@ fn row(r: &Value, f: &Filter) -> Option<Value> {
             return None;
         }
     }
-    m.insert("tags".into(), json!(tags));
+    Some(g)
+}
+
+/// A `/cluster/resources` guest row as scripts get it: `vmid` an integer, `template` a
+/// boolean, `tags` a list, and `name`, `node`, `type`, `status` always present; with
+/// `fields`, only those (with their companions, as `pve::pick` gives them). `None` for a
+/// row without a vmid.
+pub(super) fn normalize(r: &Value, fields: Option<&[String]>) -> Option<Value> {
+    let src = r.as_object()?;
+    let vmid = src
+        .get("vmid")
+        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))?;
+    let mut m = match fields {
+        None => src.clone(),
+        Some(fields) => crate::script::rows::pick_row(src, fields),
+    };
+    let wanted = |key: &str| fields.is_none_or(|f| f.iter().any(|k| k == key));
+    if wanted("vmid") {
+        m.insert("vmid".into(), json!(vmid));
+    }
+    if wanted("template") {
+        m.insert("template".into(), json!(crate::gate::truthy(src.get("template"))));
+    }
+    if wanted("tags") {
+        let tags = parse_tags(src.get("tags").and_then(Value::as_str).unwrap_or(""));
+        m.insert("tags".into(), json!(tags));
+    }
     for key in ["name", "node", "type", "status"] {
-        m.entry(key).or_insert_with(|| json!(""));
+        if wanted(key) {
+            m.entry(key).or_insert_with(|| json!(""));
+        }
     }
     Some(Value::Object(m))
 }

@@ -1,0 +1,259 @@
+//! [`Rows`]: a list answer of PVE kept as JSON inside a script. Turning 10,000 guests into
+//! script maps and back costs many times the request itself; a script that narrows, picks
+//! and returns a listing does it with the native operations here, and no row it does not
+//! look at is ever converted. A result holding `Rows` is serialized from the JSON directly
+//! (see [`super::convert::to_json`]).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::budget;
+use crate::human;
+
+/// An immutable list of JSON values; cloning shares it.
+#[derive(Clone)]
+pub(crate) struct Rows(Arc<Held>);
+
+struct Held {
+    rows: Vec<Value>,
+    /// Made on another thread (a PVE answer): its bytes were never counted on the script's
+    /// thread, so dropping them there must not credit its budget.
+    foreign: bool,
+}
+
+impl Clone for Held {
+    fn clone(&self) -> Held {
+        Held {
+            rows: self.rows.clone(),
+            foreign: false,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.foreign {
+            budget::drop_foreign(std::mem::take(&mut self.rows));
+        }
+    }
+}
+
+/// Which rows a filter keeps: for every key, the row's value equals one of the wanted ones
+/// (`null` wants the key absent or null). Numbers and their decimal strings are equal, as
+/// PVE gives some numbers either way.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RowFilter(Vec<(String, Vec<Value>)>);
+
+impl RowFilter {
+    /// One key and the values it may have.
+    pub(crate) fn add(&mut self, key: String, any_of: Vec<Value>) {
+        self.0.push((key, any_of));
+    }
+
+    fn keeps(&self, row: &Value) -> bool {
+        let Some(m) = row.as_object() else {
+            return false;
+        };
+        self.0
+            .iter()
+            .all(|(key, wants)| wants.iter().any(|w| same(m.get(key), w)))
+    }
+}
+
+fn same(have: Option<&Value>, want: &Value) -> bool {
+    match (have, want) {
+        (None | Some(Value::Null), Value::Null) => true,
+        (None, _) => false,
+        (Some(a), b) => loose_eq(a, b),
+    }
+}
+
+fn loose_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) => {
+            s.trim().parse::<f64>().ok() == n.as_f64()
+        }
+        _ => a == b,
+    }
+}
+
+/// Order of two values for [`Rows::sort_by`]: numbers by value, then strings, then the rest;
+/// a row without the key sorts last.
+fn order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    fn rank(v: Option<&Value>) -> u8 {
+        match v {
+            Some(Value::Number(_)) => 0,
+            Some(Value::String(_)) => 1,
+            Some(Value::Null) | None => 3,
+            Some(_) => 2,
+        }
+    }
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => {
+            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
+        }
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// `fields` of a row, with the `*_human` and `*_iso` companions of [`human::companions`].
+pub(crate) fn pick_row(src: &Map<String, Value>, fields: &[String]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for key in fields {
+        if let Some(v) = src.get(key) {
+            for (k, text) in human::companions(key, v.as_f64(), v.as_i64()) {
+                out.insert(k, Value::String(text));
+            }
+            out.insert(key.clone(), v.clone());
+        }
+    }
+    out
+}
+
+impl Rows {
+    /// Rows made on another thread (a PVE answer).
+    pub(crate) fn foreign(rows: Vec<Value>) -> Rows {
+        Rows(Arc::new(Held { rows, foreign: true }))
+    }
+
+    /// Rows made on this thread.
+    pub(crate) fn own(rows: Vec<Value>) -> Rows {
+        Rows(Arc::new(Held { rows, foreign: false }))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Value] {
+        &self.0.rows
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.rows.len()
+    }
+
+    /// The rows the filter keeps, in order.
+    pub(crate) fn filtered(&self, f: &RowFilter) -> Rows {
+        Rows::own(self.0.rows.iter().filter(|r| f.keeps(r)).cloned().collect())
+    }
+
+    /// Every object row narrowed to `fields` (see [`pick_row`]); other rows are left out.
+    pub(crate) fn picked(&self, fields: &[String]) -> Rows {
+        Rows::own(
+            self.0
+                .rows
+                .iter()
+                .filter_map(Value::as_object)
+                .map(|m| Value::Object(pick_row(m, fields)))
+                .collect(),
+        )
+    }
+
+    /// The values of `key`, from the rows that have it.
+    pub(crate) fn column(&self, key: &str) -> Vec<&Value> {
+        self.0.rows.iter().filter_map(|r| r.get(key)).collect()
+    }
+
+    /// The rows themselves: moved out when nothing else holds them, else copied.
+    pub(crate) fn into_vec(mut self) -> Vec<Value> {
+        match Arc::get_mut(&mut self.0) {
+            Some(held) => std::mem::take(&mut held.rows),
+            None => self.0.rows.clone(),
+        }
+    }
+
+    /// The rows to change in place (copied first if they are shared).
+    fn rows_mut(&mut self) -> &mut Vec<Value> {
+        &mut Arc::make_mut(&mut self.0).rows
+    }
+
+    /// Set `key` to `value` on each row the filter keeps, in place.
+    pub(crate) fn set_where(&mut self, f: &RowFilter, key: &str, value: &Value) {
+        for r in self.rows_mut() {
+            if f.keeps(r)
+                && let Some(m) = r.as_object_mut()
+            {
+                m.insert(key.to_string(), value.clone());
+            }
+        }
+    }
+
+    /// Sort the rows (stably) by `key`, in place.
+    pub(crate) fn sort_by(&mut self, key: &str) {
+        self.rows_mut().sort_by(|a, b| order(a.get(key), b.get(key)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows() -> Rows {
+        Rows::own(vec![
+            json!({"vmid": 102, "node": "pve2", "status": "stopped", "maxmem": 1073741824}),
+            json!({"vmid": "100", "node": "pve1", "status": "running"}),
+            json!({"vmid": 101, "node": "pve1"}),
+            json!("not a row"),
+        ])
+    }
+
+    fn filter(pairs: &[(&str, Vec<Value>)]) -> RowFilter {
+        let mut f = RowFilter::default();
+        for (k, v) in pairs {
+            f.add(k.to_string(), v.clone());
+        }
+        f
+    }
+
+    #[test]
+    fn filters_match_any_of_and_numbers_as_strings() {
+        let r = rows();
+        assert_eq!(r.filtered(&filter(&[("node", vec![json!("pve1")])])).len(), 2);
+        let by_id = r.filtered(&filter(&[("vmid", vec![json!(100), json!(102)])]));
+        assert_eq!(by_id.len(), 2);
+        // null wants the key absent.
+        let no_status = r.filtered(&filter(&[("status", vec![Value::Null])]));
+        assert_eq!(no_status.as_slice(), &[json!({"vmid": 101, "node": "pve1"})]);
+        // Every key must match; a value of another kind never does.
+        assert_eq!(
+            r.filtered(&filter(&[
+                ("node", vec![json!("pve1")]),
+                ("status", vec![json!("running")])
+            ]))
+            .len(),
+            1
+        );
+        assert_eq!(r.filtered(&filter(&[("status", vec![json!(true)])])).len(), 0);
+    }
+
+    #[test]
+    fn pick_column_set_sort() {
+        let r = rows();
+        let p = r.picked(&["vmid".into(), "maxmem".into()]);
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            p.as_slice()[0],
+            json!({"vmid": 102, "maxmem": 1073741824, "maxmem_human": "1.00 GiB"})
+        );
+        assert_eq!(r.column("status"), [&json!("stopped"), &json!("running")]);
+        // Changing shared rows copies them first: the other holder sees no change.
+        let mut marked = r.clone();
+        marked.set_where(&filter(&[("node", vec![json!("pve2")])]), "node_online", &json!(false));
+        assert_eq!(marked.as_slice()[0]["node_online"], json!(false));
+        assert!(marked.as_slice()[1].get("node_online").is_none());
+        assert!(r.as_slice()[0].get("node_online").is_none());
+        let mut sorted = r.clone();
+        sorted.sort_by("vmid");
+        let ids: Vec<Value> = sorted
+            .into_vec()
+            .iter()
+            .map(|r| r.get("vmid").cloned().unwrap_or(Value::Null))
+            .collect();
+        // Numbers first, then strings, then rows without the key.
+        assert_eq!(ids, [json!(101), json!(102), json!("100"), Value::Null]);
+        // Rows nothing else holds are moved out whole.
+        assert_eq!(r.into_vec().len(), 4);
+    }
+}
