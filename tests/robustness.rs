@@ -183,6 +183,44 @@ async fn a_script_cannot_take_more_memory_than_its_budget() {
     assert_still_answers(&s).await;
 }
 
+/// Hostile: a PVE answer a script keeps as rows counts toward its memory budget, as the
+/// copy `pve::get` makes does; hoarding answers stops the script, not the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_a_script_holds_count_toward_its_budget() {
+    let pve = fake_pve().await;
+    let pad = "x".repeat(80);
+    let rows: Vec<Value> = (0..20_000)
+        .map(|i| json!({"volid": format!("local:iso/image-{i:05}-{pad}.iso"), "size": i, "content": "iso"}))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve1/storage/local/content"))
+        .respond_with(data(json!(rows)))
+        .mount(&pve)
+        .await;
+    let hoard =
+        "let keep = []; for i in 0..40 { keep.push(pve::get_rows(\"/nodes/pve1/storage/local/content\")); } keep.len()";
+    let one = "pve::get_rows(\"/nodes/pve1/storage/local/content\").len()";
+    let s = start(
+        &pve.uri(),
+        scripts(&[("hoard.rhai", &tool(hoard)), ("one.rhai", &tool(one))]),
+        &[("PVE_MCP_SCRIPT_MEMORY", "64")],
+    )
+    .await;
+    let r = within("hoard", 120, s.call("hoard", json!({}))).await;
+    assert!(
+        is_error(&r),
+        "40 answers of 20,000 rows fit no 64 MiB budget: {}",
+        text(&r)
+    );
+    assert!(text(&r).contains("PVE_MCP_SCRIPT_MEMORY"), "{}", text(&r));
+    // One answer fits, and what it held is given back when the call ends.
+    for _ in 0..3 {
+        let r = within("one", 120, s.call("one", json!({}))).await;
+        assert!(!is_error(&r), "{}", text(&r));
+    }
+    assert_still_answers(&s).await;
+}
+
 #[cfg(feature = "simulator")]
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_guests_and_fifty_thousand_volumes_list() {

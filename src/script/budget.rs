@@ -132,6 +132,17 @@ pub(crate) fn remaining() -> usize {
     active().map_or(usize::MAX, |b| b.limit.saturating_sub(b.used()))
 }
 
+/// Count `bytes` made on another thread as held by this one (a PVE answer a script keeps
+/// as it came), until [`release`] gives them back.
+pub(crate) fn charge(bytes: usize) {
+    add(i64::try_from(bytes).unwrap_or(i64::MAX));
+}
+
+/// Give back what [`charge`] counted.
+pub(crate) fn release(bytes: usize) {
+    add(-i64::try_from(bytes).unwrap_or(i64::MAX));
+}
+
 /// Drop a value that was allocated on another thread without crediting its bytes to this
 /// thread's budget (they were never counted here).
 pub(crate) fn drop_foreign<T>(value: T) {

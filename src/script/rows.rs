@@ -19,24 +19,42 @@ pub(crate) struct Rows(Arc<Held>);
 struct Held {
     rows: Vec<Value>,
     /// Made on another thread (a PVE answer): its bytes were never counted on the script's
-    /// thread, so dropping them there must not credit its budget.
-    foreign: bool,
+    /// thread, so it is charged there by this estimate while it is held, and dropping it
+    /// credits that, not what it frees.
+    foreign: Option<usize>,
 }
 
 impl Clone for Held {
     fn clone(&self) -> Held {
         Held {
             rows: self.rows.clone(),
-            foreign: false,
+            foreign: None,
         }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.foreign {
+        if let Some(charged) = self.foreign {
             budget::drop_foreign(std::mem::take(&mut self.rows));
+            budget::release(charged);
         }
+    }
+}
+
+/// About the heap a JSON value holds, for the budget of rows made elsewhere.
+fn heap_bytes(v: &Value) -> usize {
+    const SLOT: usize = std::mem::size_of::<Value>();
+    const KEY: usize = std::mem::size_of::<String>();
+    match v {
+        Value::String(s) => s.capacity(),
+        Value::Array(a) => a.capacity() * SLOT + a.iter().map(heap_bytes).sum::<usize>(),
+        // A B-tree's nodes are about two thirds full.
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| (KEY + SLOT) * 3 / 2 + k.capacity() + heap_bytes(v))
+            .sum(),
+        _ => 0,
     }
 }
 
@@ -115,14 +133,20 @@ pub(crate) fn pick_row(src: &Map<String, Value>, fields: &[String]) -> Map<Strin
 }
 
 impl Rows {
-    /// Rows made on another thread (a PVE answer).
+    /// Rows made on another thread (a PVE answer), charged to this thread's budget while
+    /// they are held.
     pub(crate) fn foreign(rows: Vec<Value>) -> Rows {
-        Rows(Arc::new(Held { rows, foreign: true }))
+        let charged = rows.capacity() * std::mem::size_of::<Value>() + rows.iter().map(heap_bytes).sum::<usize>();
+        budget::charge(charged);
+        Rows(Arc::new(Held {
+            rows,
+            foreign: Some(charged),
+        }))
     }
 
     /// Rows made on this thread.
     pub(crate) fn own(rows: Vec<Value>) -> Rows {
-        Rows(Arc::new(Held { rows, foreign: false }))
+        Rows(Arc::new(Held { rows, foreign: None }))
     }
 
     pub(crate) fn as_slice(&self) -> &[Value] {
@@ -226,6 +250,23 @@ mod tests {
             1
         );
         assert_eq!(r.filtered(&filter(&[("status", vec![json!(true)])])).len(), 0);
+    }
+
+    #[test]
+    fn rows_made_elsewhere_are_charged_while_held() {
+        let _budget = budget::enter(1 << 30);
+        let before = budget::remaining();
+        let rows: Vec<Value> = (0..1000)
+            .map(|i| json!({"volid": format!("local:iso/{i:0>100}.iso")}))
+            .collect();
+        let held = Rows::foreign(rows);
+        // At least the strings themselves.
+        assert!(before - budget::remaining() > 100_000);
+        let shared = held.clone();
+        drop(held);
+        assert!(before - budget::remaining() > 100_000, "still held by the clone");
+        drop(shared);
+        assert_eq!(budget::remaining(), before);
     }
 
     #[test]
