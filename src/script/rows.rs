@@ -203,6 +203,12 @@ impl Rows {
         }
     }
 
+    /// Add `other`'s rows at the end, in place.
+    pub(crate) fn append(&mut self, other: &Rows) {
+        let more = other.as_slice().to_vec();
+        self.rows_mut().extend(more);
+    }
+
     /// Sort the rows (stably) by `key`, in place.
     pub(crate) fn sort_by(&mut self, key: &str) {
         self.rows_mut().sort_by(|a, b| order(a.get(key), b.get(key)));
@@ -294,6 +300,9 @@ mod tests {
             .collect();
         // Numbers first, then strings, then rows without the key.
         assert_eq!(ids, [json!(101), json!(102), json!("100"), Value::Null]);
+        let mut both = r.clone();
+        both.append(&r);
+        assert_eq!((both.len(), r.len()), (8, 4));
         // Rows nothing else holds are moved out whole.
         assert_eq!(r.into_vec().len(), 4);
     }

@@ -1,5 +1,5 @@
 //! `pve::get_rows(path[, params])`, `pve::guest_rows(rows)` and the methods of a `rows`
-//! value (`len`, `is_empty`, `where`, `pick`, `column`, `set_where`, `sort_by`, `to_array`,
+//! value (`len`, `is_empty`, `where`, `pick`, `column`, `set_where`, `append`, `sort_by`, `to_array`,
 //! `rows[i]`, `for row in rows`): large listings handled natively, see [`crate::script::rows`].
 
 use rhai::{Array, Dynamic, FuncRegistration, INT, Map as RMap, Module, NativeCallContext};
@@ -62,6 +62,11 @@ pub(super) fn register(m: &mut Module) {
             Ok(Dynamic::UNIT)
         },
     );
+    method(m, "append", |n: NativeCallContext, r: &mut Rows, other: Dynamic| -> R {
+        let other = rows_arg(&n, &other, "rows.append")?;
+        r.append(&other);
+        Ok(Dynamic::UNIT)
+    });
     method(m, "sort_by", |n: NativeCallContext, r: &mut Rows, key: Dynamic| -> R {
         r.sort_by(&text(&n, &key, "sort_by")?);
         Ok(Dynamic::UNIT)
