@@ -197,12 +197,19 @@ async fn rows_a_script_holds_count_toward_its_budget() {
         .respond_with(data(json!(rows)))
         .mount(&pve)
         .await;
+    // One native call must not multiply a value into every row past the budget (here 20,000
+    // copies of 64 KiB, 1.3 GB): it is refused before anything is copied.
+    let spread = "let r = pve::get_rows(\"/nodes/pve1/storage/local/content\"); let s = \"x\"; s.pad(65536, 'x'); r.set_where(#{}, \"blob\", s); r.len()";
     let hoard =
         "let keep = []; for i in 0..40 { keep.push(pve::get_rows(\"/nodes/pve1/storage/local/content\")); } keep.len()";
     let one = "pve::get_rows(\"/nodes/pve1/storage/local/content\").len()";
     let s = start(
         &pve.uri(),
-        scripts(&[("hoard.rhai", &tool(hoard)), ("one.rhai", &tool(one))]),
+        scripts(&[
+            ("hoard.rhai", &tool(hoard)),
+            ("one.rhai", &tool(one)),
+            ("spread.rhai", &tool(spread)),
+        ]),
         &[("PVE_MCP_SCRIPT_MEMORY", "64")],
     )
     .await;
@@ -213,6 +220,13 @@ async fn rows_a_script_holds_count_toward_its_budget() {
         text(&r)
     );
     assert!(text(&r).contains("PVE_MCP_SCRIPT_MEMORY"), "{}", text(&r));
+    let r = within("spread", 120, s.call("spread", json!({}))).await;
+    assert!(is_error(&r), "{}", text(&r));
+    assert!(
+        text(&r).contains("rows.set_where") && text(&r).contains("PVE_MCP_SCRIPT_MEMORY"),
+        "refused by set_where itself, not noticed after the copy: {}",
+        text(&r)
+    );
     // One answer fits, and what it held is given back when the call ends.
     for _ in 0..3 {
         let r = within("one", 120, s.call("one", json!({}))).await;

@@ -58,6 +58,17 @@ fn heap_bytes(v: &Value) -> usize {
     }
 }
 
+/// Copies that would not fit the call's memory budget.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "rows.set_where would copy the value into {rows} rows, about {} MiB, more than the call's memory budget has left (PVE_MCP_SCRIPT_MEMORY); set a smaller value, or narrow the rows with where first",
+    bytes >> 20
+)]
+pub(crate) struct OverBudget {
+    rows: usize,
+    bytes: usize,
+}
+
 /// Which rows a filter keeps: for every key, the row's value equals one of the wanted ones
 /// (`null` wants the key absent or null). Numbers and their decimal strings are equal, as
 /// PVE gives some numbers either way.
@@ -192,15 +203,30 @@ impl Rows {
         &mut Arc::make_mut(&mut self.0).rows
     }
 
-    /// Set `key` to `value` on each row the filter keeps, in place.
-    pub(crate) fn set_where(&mut self, f: &RowFilter, key: &str, value: &Value) {
-        for r in self.rows_mut() {
-            if f.keeps(r)
-                && let Some(m) = r.as_object_mut()
-            {
+    /// Set `key` to `value` on each row the filter keeps, in place; the number of rows set.
+    /// Nothing is copied when no row matches, and nothing at all when the copies of `value`
+    /// would not fit the thread's memory budget (one native call could otherwise multiply a
+    /// value far past it before the budget is looked at).
+    pub(crate) fn set_where(&mut self, f: &RowFilter, key: &str, value: &Value) -> Result<usize, OverBudget> {
+        let hits: Vec<usize> = (0..self.len()).filter(|&i| f.keeps(&self.0.rows[i])).collect();
+        if hits.is_empty() {
+            return Ok(0);
+        }
+        let each = heap_bytes(value) + key.len() + std::mem::size_of::<(String, Value)>() * 3 / 2;
+        let need = each.saturating_mul(hits.len());
+        if need > budget::remaining() {
+            return Err(OverBudget {
+                rows: hits.len(),
+                bytes: need,
+            });
+        }
+        let rows = self.rows_mut();
+        for &i in &hits {
+            if let Some(m) = rows[i].as_object_mut() {
                 m.insert(key.to_string(), value.clone());
             }
         }
+        Ok(hits.len())
     }
 
     /// Add `other`'s rows at the end, in place.
@@ -287,7 +313,8 @@ mod tests {
         assert_eq!(r.column("status"), [&json!("stopped"), &json!("running")]);
         // Changing shared rows copies them first: the other holder sees no change.
         let mut marked = r.clone();
-        marked.set_where(&filter(&[("node", vec![json!("pve2")])]), "node_online", &json!(false));
+        let set = marked.set_where(&filter(&[("node", vec![json!("pve2")])]), "node_online", &json!(false));
+        assert_eq!(set.unwrap(), 1);
         assert_eq!(marked.as_slice()[0]["node_online"], json!(false));
         assert!(marked.as_slice()[1].get("node_online").is_none());
         assert!(r.as_slice()[0].get("node_online").is_none());
@@ -300,6 +327,22 @@ mod tests {
             .collect();
         // Numbers first, then strings, then rows without the key.
         assert_eq!(ids, [json!(101), json!(102), json!("100"), Value::Null]);
+        // No match copies nothing: the rows stay shared.
+        let mut none = r.clone();
+        assert_eq!(
+            none.set_where(&filter(&[("node", vec![json!("x")])]), "k", &json!(1))
+                .unwrap(),
+            0
+        );
+        assert!(Arc::ptr_eq(&none.0, &r.0));
+        // Copies past the budget are refused before any is made.
+        {
+            let _budget = budget::enter(1000);
+            let big = json!("y".repeat(600));
+            let e = none.set_where(&RowFilter::default(), "k", &big).unwrap_err();
+            assert!(e.to_string().contains("into 3 rows"), "{e}");
+            assert!(Arc::ptr_eq(&none.0, &r.0));
+        }
         let mut both = r.clone();
         both.append(&r);
         assert_eq!((both.len(), r.len()), (8, 4));

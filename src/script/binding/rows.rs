@@ -58,7 +58,7 @@ pub(super) fn register(m: &mut Module) {
             let f = filter(&n, &f, "set_where")?;
             let key = text(&n, &key, "set_where")?;
             let value = json(&n, &value, "set_where")?;
-            r.set_where(&f, &key, &value);
+            r.set_where(&f, &key, &value).map_err(|e| usage(&n, e.to_string()))?;
             Ok(Dynamic::UNIT)
         },
     );
