@@ -82,10 +82,7 @@ impl Out {
             return Ok(Value::Array(items));
         }
         let rows = d.cast::<Rows>();
-        self.take(2)?;
-        for row in rows.as_slice() {
-            self.take(1 + json_size(row))?;
-        }
+        rows_fit(self, &rows, depth)?;
         Ok(Value::Array(rows.into_vec()))
     }
 
@@ -141,33 +138,26 @@ impl Out {
             return Ok(Value::Object(map));
         }
         if let Some(rows) = d.read_lock::<Rows>() {
-            self.take(2)?;
-            let mut items = Vec::with_capacity(rows.len());
-            for row in rows.as_slice() {
-                self.take(1 + json_size(row))?;
-                items.push(row.clone());
-            }
-            return Ok(Value::Array(items));
+            rows_fit(self, &rows, depth)?;
+            return Ok(Value::Array(rows.as_slice().to_vec()));
         }
         Err(ConvertError::NotJson(d.type_name().to_string()))
     }
 }
 
-/// The size of a JSON value as [`Out`] counts it.
-fn json_size(v: &Value) -> usize {
+/// The size of a JSON value found `depth` levels down, as [`Out`] counts it; `None` when it
+/// is nested past [`MAX_DEPTH`] there.
+fn json_size(v: &Value, depth: usize) -> Option<usize> {
     match v {
-        Value::Null => 4,
-        Value::Bool(_) => 5,
-        Value::Number(n) => {
-            if n.is_f64() {
-                24
-            } else {
-                20
-            }
-        }
-        Value::String(s) => s.len() + 2,
-        Value::Array(a) => 2 + a.iter().map(|x| 1 + json_size(x)).sum::<usize>(),
-        Value::Object(m) => 2 + m.iter().map(|(k, v)| k.len() + 4 + json_size(v)).sum::<usize>(),
+        Value::Null => Some(4),
+        Value::Bool(_) => Some(5),
+        Value::Number(n) => Some(if n.is_f64() { 24 } else { 20 }),
+        Value::String(s) => Some(s.len() + 2),
+        Value::Array(a) if depth < MAX_DEPTH => a.iter().try_fold(2, |sum, x| Some(sum + 1 + json_size(x, depth + 1)?)),
+        Value::Object(m) if depth < MAX_DEPTH => m
+            .iter()
+            .try_fold(2, |sum, (k, v)| Some(sum + k.len() + 4 + json_size(v, depth + 1)?)),
+        Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -195,6 +185,17 @@ pub(crate) fn check_json_depth(v: &Value) -> Result<(), ConvertError> {
         }
     }
     if at(v, 0) { Ok(()) } else { Err(ConvertError::TooDeep) }
+}
+
+/// Rows found `depth` levels down, as the JSON array they become: each row is within the
+/// depth limit there (a row can gain levels through `set_where`), and counted toward the
+/// byte limit.
+fn rows_fit(out: &mut Out, rows: &Rows, depth: usize) -> Result<(), ConvertError> {
+    out.take(2)?;
+    for row in rows.as_slice() {
+        out.take(1 + json_size(row, depth + 1).ok_or(ConvertError::TooDeep)?)?;
+    }
+    Ok(())
 }
 
 /// A JSON value as a script value. The JSON was made on another thread (a PVE answer, the
@@ -282,6 +283,28 @@ mod tests {
         }
         assert_eq!(check_json_depth(&v), Err(ConvertError::TooDeep));
         assert!(check_json_depth(&v[0]).is_ok());
+    }
+
+    #[test]
+    fn rows_are_bounded_in_depth_where_they_sit() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH - 1 {
+            deep = json!([deep]);
+        }
+        // A row of MAX_DEPTH levels fits alone, not inside the array the rows become.
+        assert!(check_json_depth(&json!({"k": deep.clone()})).is_ok());
+        let rows = Rows::own(vec![json!({"k": deep})]);
+        let alone = Dynamic::from(rows.clone());
+        assert_eq!(to_json(&alone, usize::MAX), Err(ConvertError::TooDeep));
+        assert_eq!(into_json(alone, usize::MAX), Err(ConvertError::TooDeep));
+        let shallow = Dynamic::from(Rows::own(vec![json!({"k": [1]})]));
+        assert_eq!(to_json(&shallow, usize::MAX), Ok(json!([{"k": [1]}])));
+        let mut m = RMap::new();
+        m.insert("rows".into(), shallow);
+        assert_eq!(
+            into_json(Dynamic::from_map(m), usize::MAX),
+            Ok(json!({"rows": [{"k": [1]}]}))
+        );
     }
 
     #[test]
