@@ -374,7 +374,8 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
         mode.admin_enabled
     );
     let transport =
-        crate::server::input::LineTransport::new(tokio::io::stdin(), tokio::io::stdout(), server.shutdown_token());
+        crate::server::input::LineTransport::start(std::io::stdin(), std::io::stdout(), server.shutdown_token())
+            .map_err(|e| fail(1, format!("cannot start the stdio threads: {e}")))?;
     let service = match server.clone().serve(transport).await {
         Ok(service) => service,
         Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {

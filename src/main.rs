@@ -4,6 +4,20 @@ use clap::Parser;
 use pve_mcp::cli::{Cli, run};
 use pve_mcp::script::budget::CountingAllocator;
 
+/// The async runtime: one worker unless `TOKIO_WORKER_THREADS` asks for more.
+///
+/// The runtime only moves bytes: scripts run on threads of their own, stdin and stdout have
+/// a thread each (which also parse and encode the messages), so a second worker would only
+/// add wake-ups between the two (a third more thread switches per call, measured).
+fn runtime() -> tokio::runtime::Builder {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        b.worker_threads(1);
+    }
+    b
+}
+
 /// Counts each thread's allocations, for the scripts' memory budgets.
 #[global_allocator]
 static ALLOC: CountingAllocator = CountingAllocator;
@@ -23,7 +37,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match runtime().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pve-mcp: cannot start the async runtime: {e}");

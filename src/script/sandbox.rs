@@ -36,6 +36,14 @@ pub(crate) mod limits {
 
 static STANDARD: LazyLock<SharedModule> = LazyLock::new(|| StandardPackage::new().as_shared_module());
 
+/// The bounded replacements of [`bounded_growth`], built and indexed once.
+static BOUNDED: LazyLock<SharedModule> = LazyLock::new(|| {
+    let mut m = Module::new();
+    bounded_growth(&mut m);
+    m.build_index();
+    m.into()
+});
+
 /// Where a script's `print`/`debug` lines go.
 pub type LogFn = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -43,6 +51,8 @@ pub type LogFn = Arc<dyn Fn(&str) + Send + Sync>;
 pub fn engine(log: LogFn) -> Engine {
     let mut e = Engine::new_raw();
     e.register_global_module(STANDARD.clone());
+    // Registered after the standard package, so its functions are found first.
+    e.register_global_module(BOUNDED.clone());
     e.set_max_operations(limits::MAX_OPERATIONS)
         .set_max_call_levels(limits::MAX_CALL_LEVELS)
         .set_max_expr_depths(limits::MAX_EXPR_DEPTH, limits::MAX_FN_EXPR_DEPTH)
@@ -53,7 +63,6 @@ pub fn engine(log: LogFn) -> Engine {
         .set_module_resolver(DummyModuleResolver::new());
     e.disable_symbol("eval");
     super::parse_limits::install(&mut e);
-    register_bounded_growth(&mut e);
     let print_log = log.clone();
     e.on_print(move |s| print_log(s));
     e.on_debug(move |s, src, pos| {
@@ -68,9 +77,9 @@ pub fn engine(log: LogFn) -> Engine {
 
 /// The standard functions that allocate in proportion to a number they are given (`pad`,
 /// `blob(n)`), replaced by ones that stop at the thread's memory budget instead of asking
-/// the system for more than it has. Functions registered on the engine take precedence over
-/// the standard package.
-fn register_bounded_growth(e: &mut Engine) {
+/// the system for more than it has. A global module registered after the standard package
+/// takes precedence over it.
+fn bounded_growth(e: &mut Module) {
     use rhai::{Array, Blob, Dynamic, EvalAltResult, INT, ImmutableString, Position};
     type Res<T> = Result<T, Box<EvalAltResult>>;
     fn too_large(what: &str) -> Box<EvalAltResult> {
@@ -96,33 +105,33 @@ fn register_bounded_growth(e: &mut Engine) {
     fn want(len: INT) -> usize {
         usize::try_from(len).unwrap_or(0)
     }
-    e.register_fn("pad", |a: &mut Array, len: INT, item: Dynamic| -> Res<()> {
+    e.set_native_fn("pad", |a: &mut Array, len: INT, item: Dynamic| -> Res<()> {
         let n = want(len).saturating_sub(a.len());
         a.try_reserve(n.min(1 << 20)).map_err(|_| too_large("Size of array"))?;
         grow(n, std::mem::size_of::<Dynamic>(), "Size of array", || {
             a.push(item.clone())
         })
     });
-    e.register_fn("pad", |b: &mut Blob, len: INT, value: INT| -> Res<()> {
+    e.set_native_fn("pad", |b: &mut Blob, len: INT, value: INT| -> Res<()> {
         let n = want(len).saturating_sub(b.len());
         grow(n, 1, "Size of BLOB", || b.push(value as u8))
     });
-    e.register_fn("blob", |len: INT| -> Res<Blob> {
+    e.set_native_fn("blob", |len: INT| -> Res<Blob> {
         let mut b = Blob::new();
         grow(want(len), 1, "Size of BLOB", || b.push(0))?;
         Ok(b)
     });
-    e.register_fn("blob", |len: INT, value: INT| -> Res<Blob> {
+    e.set_native_fn("blob", |len: INT, value: INT| -> Res<Blob> {
         let mut b = Blob::new();
         grow(want(len), 1, "Size of BLOB", || b.push(value as u8))?;
         Ok(b)
     });
-    e.register_fn("pad", |s: &mut ImmutableString, len: INT, ch: char| -> Res<()> {
+    e.set_native_fn("pad", |s: &mut ImmutableString, len: INT, ch: char| -> Res<()> {
         let n = want(len).saturating_sub(s.chars().count());
         let p = s.make_mut();
         grow(n, ch.len_utf8(), "Length of string", || p.push(ch))
     });
-    e.register_fn(
+    e.set_native_fn(
         "pad",
         |s: &mut ImmutableString, len: INT, fill: ImmutableString| -> Res<()> {
             let have = s.chars().count();

@@ -5,7 +5,7 @@
 //! forever for the answer to a request holding a lone UTF-16 surrogate (`"\ud800"`), a
 //! number beyond `f64` (`1e400`) or params nested deeper than serde's 128 levels, and it
 //! answers malformed params and batches with an `Invalid Request` that has no id. Here each
-//! line is read by a task of its own and sorted ([`classify`]):
+//! line is read by a thread of its own and sorted ([`classify`]):
 //!
 //! - a message rmcp can take goes on to it;
 //! - a line that is not JSON is answered `-32700` (with its id, if one can be found);
@@ -20,7 +20,6 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::sync::Arc;
 
 use rmcp::RoleServer;
 use rmcp::model::{
@@ -29,8 +28,11 @@ use rmcp::model::{
 };
 use rmcp::transport::Transport;
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{Mutex, mpsc};
+use std::io::{BufRead, Write};
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// The longest line taken, as rmcp's own transport: a longer one is answered and dropped.
@@ -302,71 +304,144 @@ fn string_end(line: &[u8], at: usize) -> Option<usize> {
     None
 }
 
-/// The stdio transport: a reader task sorting lines, and a writer shared by rmcp's answers
-/// and the filter's.
-pub(crate) struct LineTransport<W> {
+/// The stdio transport: a thread of its own reading and sorting lines, and one writing
+/// every answer (rmcp's and the filter's) in the order they were sent.
+///
+/// Threads rather than the runtime's stdio: tokio reads and writes stdin and stdout on its
+/// blocking pool, handing each read and each write to a pool thread and back, which costs
+/// two thread switches per message each way. Here the reader blocks in `read` and hands a
+/// sorted message to rmcp (one wake-up), and an answer is handed to the writer (one
+/// wake-up), which also serializes it, off the runtime's workers.
+pub(crate) struct LineTransport {
     incoming: mpsc::Receiver<ClientJsonRpcMessage>,
-    out: Arc<Mutex<W>>,
+    out: mpsc::Sender<Outgoing>,
 }
 
-impl<W: AsyncWrite + Send + Unpin + 'static> LineTransport<W> {
-    /// Read `input` on a task of its own; `on_end` is cancelled at its end or on a read error.
-    pub(crate) fn new<R: AsyncRead + Send + Unpin + 'static>(input: R, output: W, on_end: CancellationToken) -> Self {
+/// Answers queued for the writer before `send` waits for room (backpressure from a client
+/// that does not read).
+const OUT_QUEUE: usize = 64;
+
+/// Bytes read from the input at a time.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// A writer buffer grown past this by one large answer is given back after it.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// How long closing the transport waits for the answers queued before it to be written.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// One message for stdout, serialized by the writer thread; or a request to say when
+/// everything queued before it is written.
+enum Outgoing {
+    Message(Box<ServerJsonRpcMessage>),
+    Value(Value),
+    Written(oneshot::Sender<()>),
+}
+
+impl LineTransport {
+    /// Read `input` and write `output` on threads of their own; `on_end` is cancelled at the
+    /// end of the input, on a read error, or when the output cannot be written (the client
+    /// is gone).
+    pub(crate) fn start<R, W>(input: R, output: W, on_end: CancellationToken) -> io::Result<Self>
+    where
+        R: std::io::Read + Send + 'static,
+        W: Write + Send + 'static,
+    {
         let (tx, incoming) = mpsc::channel(64);
-        let out = Arc::new(Mutex::new(output));
-        let writer = out.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(input);
-            let mut line = Vec::new();
-            loop {
-                match read_line(&mut reader, &mut line).await {
-                    Ok(Read::Line) => {}
-                    Ok(Read::TooLong) => {
-                        tracing::warn!("dropped an input line longer than {MAX_LINE} bytes");
-                        let msg = ErrorData::invalid_request(
-                            format!("a message longer than {} MiB was dropped", MAX_LINE >> 20),
-                            None,
-                        );
-                        if let Ok(v) = serde_json::to_value(ServerJsonRpcMessage::error(msg, None))
-                            && write_line(&writer, &v).await.is_err()
-                        {
-                            break;
-                        }
-                        continue;
-                    }
-                    Ok(Read::End) => break,
-                    Err(e) => {
-                        tracing::warn!("reading stdin failed: {e}");
-                        break;
-                    }
-                }
-                match classify(&line) {
-                    Line::Message(msg) => {
-                        if tx.send(*msg).await.is_err() {
-                            break;
-                        }
-                    }
-                    Line::Answer(v) => {
-                        tracing::debug!("answered an input line rmcp cannot take: {}", short(&v.to_string()));
-                        if write_line(&writer, &v).await.is_err() {
-                            break;
-                        }
-                    }
-                    Line::Drop(why) => tracing::debug!("ignored an input line: {why}"),
-                }
-            }
-            on_end.cancel();
-        });
-        LineTransport { incoming, out }
+        let (out, queued) = mpsc::channel(OUT_QUEUE);
+        let writer_end = on_end.clone();
+        std::thread::Builder::new()
+            .name("pve-mcp stdout".into())
+            .spawn(move || write_lines(output, queued, writer_end))?;
+        let answers = out.clone();
+        std::thread::Builder::new()
+            .name("pve-mcp stdin".into())
+            .spawn(move || {
+                read_lines(std::io::BufReader::with_capacity(READ_BUFFER, input), &tx, &answers);
+                on_end.cancel();
+            })?;
+        Ok(LineTransport { incoming, out })
     }
 }
 
-async fn write_line<W: AsyncWrite + Unpin>(out: &Mutex<W>, v: &Value) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec(v)?;
-    bytes.push(b'\n');
-    let mut w = out.lock().await;
-    w.write_all(&bytes).await?;
-    w.flush().await
+/// The reader thread: sort every line, until the end of the input or a read error.
+fn read_lines<R: BufRead>(mut input: R, tx: &mpsc::Sender<ClientJsonRpcMessage>, out: &mpsc::Sender<Outgoing>) {
+    let mut line = Vec::new();
+    loop {
+        match read_line(&mut input, &mut line) {
+            Ok(Read::Line) => {}
+            Ok(Read::TooLong) => {
+                tracing::warn!("dropped an input line longer than {MAX_LINE} bytes");
+                let msg = ErrorData::invalid_request(
+                    format!("a message longer than {} MiB was dropped", MAX_LINE >> 20),
+                    None,
+                );
+                if out
+                    .blocking_send(Outgoing::Message(Box::new(ServerJsonRpcMessage::error(msg, None))))
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Ok(Read::End) => return,
+            Err(e) => {
+                tracing::warn!("reading stdin failed: {e}");
+                return;
+            }
+        }
+        match classify(&line) {
+            Line::Message(msg) => {
+                if tx.blocking_send(*msg).is_err() {
+                    return;
+                }
+            }
+            Line::Answer(v) => {
+                tracing::debug!("answered an input line rmcp cannot take: {}", short(&v.to_string()));
+                if out.blocking_send(Outgoing::Value(v)).is_err() {
+                    return;
+                }
+            }
+            Line::Drop(why) => tracing::debug!("ignored an input line: {why}"),
+        }
+        // One huge line should not keep its buffer for the rest of the session.
+        if line.capacity() > KEEP_BUFFER {
+            line = Vec::new();
+        }
+    }
+}
+
+/// The writer thread: each message as one line, flushed, until the transport is dropped or
+/// the output fails.
+fn write_lines<W: Write>(mut output: W, mut queued: mpsc::Receiver<Outgoing>, on_end: CancellationToken) {
+    let mut bytes = Vec::new();
+    while let Some(item) = queued.blocking_recv() {
+        bytes.clear();
+        let encoded = match &item {
+            Outgoing::Message(m) => serde_json::to_writer(&mut bytes, m),
+            Outgoing::Value(v) => serde_json::to_writer(&mut bytes, v),
+            Outgoing::Written(_) => {
+                if let Outgoing::Written(done) = item {
+                    let _ = done.send(());
+                }
+                continue;
+            }
+        };
+        drop(item);
+        if let Err(e) = encoded {
+            tracing::error!("an answer could not be encoded as JSON and was not sent: {e}");
+            continue;
+        }
+        bytes.push(b'\n');
+        if let Err(e) = output.write_all(&bytes).and_then(|()| output.flush()) {
+            tracing::warn!("writing stdout failed ({e}); the client is gone, stopping");
+            on_end.cancel();
+            return;
+        }
+        if bytes.capacity() > KEEP_BUFFER {
+            bytes = Vec::new();
+        }
+    }
 }
 
 enum Read {
@@ -377,11 +452,15 @@ enum Read {
 
 /// One line into `buf` (without its newline), never holding more than [`MAX_LINE`] bytes;
 /// the rest of a longer line is skipped. A last line without a newline still counts.
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<Read> {
+fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<Read> {
     buf.clear();
     let mut too_long = false;
     loop {
-        let available = reader.fill_buf().await?;
+        let available = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if available.is_empty() {
             return Ok(if too_long {
                 Read::TooLong
@@ -407,17 +486,15 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -
     }
 }
 
-impl<W: AsyncWrite + Send + Unpin + 'static> Transport<RoleServer> for LineTransport<W> {
+impl Transport<RoleServer> for LineTransport {
     type Error = io::Error;
 
     fn send(&mut self, item: ServerJsonRpcMessage) -> impl Future<Output = Result<(), io::Error>> + Send + 'static {
         let out = self.out.clone();
         async move {
-            let mut bytes = serde_json::to_vec(&item)?;
-            bytes.push(b'\n');
-            let mut w = out.lock().await;
-            w.write_all(&bytes).await?;
-            w.flush().await
+            out.send(Outgoing::Message(Box::new(item)))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "stdout is closed; the client is gone"))
         }
     }
 
@@ -425,8 +502,14 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Transport<RoleServer> for LineTrans
         self.incoming.recv().await
     }
 
+    /// Stop taking messages, and wait (at most [`CLOSE_WAIT`]) until every answer sent
+    /// before is written: the process may end right after.
     async fn close(&mut self) -> Result<(), io::Error> {
         self.incoming.close();
+        let (done, written) = oneshot::channel();
+        if self.out.send(Outgoing::Written(done)).await.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_WAIT, written).await;
+        }
         Ok(())
     }
 }
