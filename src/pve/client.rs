@@ -83,17 +83,31 @@ impl PveClient {
 
     /// Send one request the gate allowed and return PVE's `data`. A [`Permit`] is the only
     /// way in: nothing reaches PVE that `Gate::check` did not pass.
+    pub async fn send(&self, permit: &Permit) -> Result<Value, PveError> {
+        let reply = self.fetch(permit).await?;
+        self.decode(permit, reply)
+    }
+
+    /// The I/O half of [`PveClient::send`]: send the request and read the whole answer,
+    /// without decoding it (see [`PveClient::decode`]), so that a task on the runtime only
+    /// moves bytes and the caller's thread does the parsing.
     /// A GET whose connection was dropped before the answer (a pooled connection the server
     /// had closed) is sent once more; a write never is.
-    pub async fn send(&self, permit: &Permit) -> Result<Value, PveError> {
+    pub(crate) async fn fetch(&self, permit: &Permit) -> Result<Reply, PveError> {
         let first = self.request(permit.method(), permit.path(), permit.params()).await;
-        let result = match first {
+        match first {
             Err(PveError::Transport(t)) if permit.method() == Method::Get && t.kind == TransportKind::Dropped => {
                 tracing::debug!("GET {} lost its connection ({}); retrying once", permit.path(), t);
                 self.request(permit.method(), permit.path(), permit.params()).await
             }
             other => other,
-        };
+        }
+    }
+
+    /// The decoding half of [`PveClient::send`]: PVE's `data`, or the error it answered. A
+    /// guest listing also refreshes where each guest lives.
+    pub(crate) fn decode(&self, permit: &Permit, reply: Reply) -> Result<Value, PveError> {
+        let result = reply.data(permit.method(), permit.path());
         if let Ok(answer) = &result
             && permit.method() == Method::Get
             && VmidMap::lists_guests(permit.path().segments(), permit.params())
@@ -108,7 +122,7 @@ impl PveClient {
         &self.vmids
     }
 
-    async fn request(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Value, PveError> {
+    async fn request(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Reply, PveError> {
         let url = format!("{}{}", self.base.as_str().trim_end_matches('/'), path.encoded());
         let http_method = match method {
             Method::Get => reqwest::Method::GET,
@@ -154,6 +168,33 @@ impl PveClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
         let body = resp.bytes().await.map_err(transport)?;
+        Ok(Reply {
+            status,
+            reason,
+            html_type,
+            body,
+        })
+    }
+}
+
+/// PVE's answer to one request as it came off the connection: status, reason phrase, and
+/// the whole body, not yet decoded.
+pub(crate) struct Reply {
+    status: reqwest::StatusCode,
+    reason: Option<String>,
+    html_type: bool,
+    body: bytes::Bytes,
+}
+
+impl Reply {
+    /// PVE's `data`, or the error it answered, for a request of `method` to `path`.
+    fn data(self, method: Method, path: &ApiPath) -> Result<Value, PveError> {
+        let Reply {
+            status,
+            reason,
+            html_type,
+            body,
+        } = self;
         let html = html_type || body.trim_ascii_start().starts_with(b"<");
         if status.is_success() {
             let envelope: Value = serde_json::from_slice(&body).map_err(|e| PveError::BadResponse {

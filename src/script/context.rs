@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::api::{ApiPath, Method, PathError};
 use crate::audit::CallAudit;
 use crate::gate::{Gate, Permit, PlannedRequest, Refusal, Verdict, Violation};
+use crate::pve::client::Reply;
 use crate::pve::{PveClient, PveError};
 use crate::registry::Snapshot;
 
@@ -295,13 +296,20 @@ impl CallContext {
         }
     }
 
+    /// The answer is read on the runtime and decoded here, on the script's thread.
     fn send_permit(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
         let client = self.client.clone();
-        let result = self.on_runtime(async move { client.send(&permit).await });
-        if let Err(i) = result {
-            self.set_interrupt(i);
+        let fetched = self.on_runtime(async move {
+            let reply = client.fetch(&permit).await;
+            (permit, reply)
+        });
+        match fetched {
+            Ok((permit, reply)) => Ok(reply.and_then(|r| self.client.decode(&permit, r))),
+            Err(i) => {
+                self.set_interrupt(i);
+                Err(i)
+            }
         }
-        result
     }
 
     /// Run `fut` as a task on the runtime's workers (where connections' I/O is driven) and
@@ -356,15 +364,16 @@ impl CallContext {
                 let (client, slots) = (client.clone(), slots.clone());
                 set.spawn(async move {
                     let _slot = slots.acquire_owned().await;
-                    (i, client.send(&permit).await)
+                    let reply = client.fetch(&permit).await;
+                    (i, permit, reply)
                 });
             }
-            let mut out: Vec<Option<Result<Value, PveError>>> = (0..count).map(|_| None).collect();
+            let mut out: Vec<Option<(Permit, Result<Reply, PveError>)>> = (0..count).map(|_| None).collect();
             while let Some(joined) = set.join_next().await {
-                if let Ok((i, r)) = joined
+                if let Ok((i, permit, reply)) = joined
                     && let Some(slot) = out.get_mut(i)
                 {
-                    *slot = Some(r);
+                    *slot = Some((permit, reply));
                 }
             }
             out
@@ -373,7 +382,11 @@ impl CallContext {
             answers
                 .into_iter()
                 .enumerate()
-                .map(|(i, a)| a.unwrap_or_else(|| Err(lost(i))))
+                .map(|(i, a)| match a {
+                    // Decoded here, on the script's thread, not on the runtime.
+                    Some((permit, reply)) => reply.and_then(|r| self.client.decode(&permit, r)),
+                    None => Err(lost(i)),
+                })
                 .collect::<Vec<_>>()
         });
         if let Err(i) = &result {
