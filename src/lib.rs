@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 mod confirm;
 pub mod gate;
+mod heap;
 pub mod human;
 pub mod pve;
 mod registry;

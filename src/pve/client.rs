@@ -123,7 +123,10 @@ impl PveClient {
     }
 
     async fn request(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Reply, PveError> {
-        let url = format!("{}{}", self.base.as_str().trim_end_matches('/'), path.encoded());
+        // The base with the path set, rather than a string for reqwest to parse again: the
+        // host is not parsed (nor IDNA-mapped) once per request.
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{}", self.base.path().trim_end_matches('/'), path.encoded()));
         let http_method = match method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -132,7 +135,7 @@ impl PveClient {
         };
         let mut req = self
             .http
-            .request(http_method, &url)
+            .request(http_method, url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(ACCEPT, "application/json");
         match method {

@@ -13,11 +13,22 @@ use std::cell::Cell;
 thread_local! {
     /// Bytes allocated minus bytes freed on this thread.
     static NET: Cell<i64> = const { Cell::new(0) };
+    /// Bytes this thread has asked for in all, freed or not (see [`allocated`]).
+    static ASKED: Cell<u64> = const { Cell::new(0) };
 }
 
 fn add(delta: i64) {
     // A const-initialised Cell has no destructor, so this works even while a thread exits.
     let _ = NET.try_with(|n| n.set(n.get().wrapping_add(delta)));
+    if delta > 0 {
+        let _ = ASKED.try_with(|n| n.set(n.get().wrapping_add(delta as u64)));
+    }
+}
+
+/// Bytes the current thread has allocated since it started, freed or not: how much work a
+/// stretch of code did with the heap (zero without [`CountingAllocator`]).
+pub(crate) fn allocated() -> u64 {
+    ASKED.try_with(Cell::get).unwrap_or(0)
 }
 
 fn net() -> i64 {

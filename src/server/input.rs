@@ -321,6 +321,10 @@ pub(crate) struct LineTransport {
 /// that does not read).
 const OUT_QUEUE: usize = 64;
 
+/// An answer this long (a listing of hundreds of guests) is followed by giving the memory
+/// it used back to the system (see [`crate::heap`]).
+const LARGE_ANSWER: usize = 256 * 1024;
+
 /// Bytes read from the input at a time.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -438,8 +442,14 @@ fn write_lines<W: Write>(mut output: W, mut queued: mpsc::Receiver<Outgoing>, on
             on_end.cancel();
             return;
         }
+        let large = bytes.len() >= LARGE_ANSWER;
         if bytes.capacity() > KEEP_BUFFER {
             bytes = Vec::new();
+        }
+        if large {
+            // The answer (its text, its JSON value) and its encoding are freed now, several
+            // times its size: give that memory back.
+            crate::heap::release_free_memory();
         }
     }
 }
