@@ -203,10 +203,13 @@ async fn rows_a_script_holds_count_toward_its_budget() {
     let hoard =
         "let keep = []; for i in 0..40 { keep.push(pve::get_rows(\"/nodes/pve1/storage/local/content\")); } keep.len()";
     let one = "pve::get_rows(\"/nodes/pve1/storage/local/content\").len()";
+    // Answers read and let go, one after another: what was freed is not charged.
+    let reread = "let n = 0; for i in 0..12 { n += pve::get_rows(\"/nodes/pve1/storage/local/content\").len(); } for i in 0..8 { n += pve::get(\"/nodes/pve1/storage/local/content\").len(); } n";
     let s = start(
         &pve.uri(),
         scripts(&[
             ("hoard.rhai", &tool(hoard)),
+            ("reread.rhai", &tool(reread)),
             ("one.rhai", &tool(one)),
             ("spread.rhai", &tool(spread)),
         ]),
@@ -227,6 +230,13 @@ async fn rows_a_script_holds_count_toward_its_budget() {
         "refused by set_where itself, not noticed after the copy: {}",
         text(&r)
     );
+    let r = within("reread", 120, s.call("reread", json!({}))).await;
+    assert!(
+        !is_error(&r),
+        "answers let go of are not charged to the budget: {}",
+        text(&r)
+    );
+    assert!(text(&r).contains("400000"), "every answer was read: {}", text(&r));
     // One answer fits, and what it held is given back when the call ends.
     for _ in 0..3 {
         let r = within("one", 120, s.call("one", json!({}))).await;

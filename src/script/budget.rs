@@ -154,6 +154,18 @@ pub(crate) fn release(bytes: usize) {
     add(-i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
+/// Run `f` as if on another thread: what it allocates (and frees) is not counted on this
+/// one. A PVE answer is decoded so, on the script's thread: what it becomes is charged by
+/// whoever keeps it (a script value copied from it, or [`super::rows::Rows`] by estimate),
+/// and dropped with [`drop_foreign`], like every value made elsewhere.
+pub(crate) fn uncounted<T>(f: impl FnOnce() -> T) -> T {
+    let before = net();
+    let out = f();
+    let made = net().wrapping_sub(before);
+    add(made.wrapping_neg());
+    out
+}
+
 /// Drop a value that was allocated on another thread without crediting its bytes to this
 /// thread's budget (they were never counted here).
 pub(crate) fn drop_foreign<T>(value: T) {

@@ -23,6 +23,7 @@ use crate::pve::{PveClient, PveError};
 use crate::registry::Snapshot;
 
 use super::answers::{Answer, Answers};
+use super::budget;
 use super::sandbox::limits;
 
 /// Receives progress while a script waits: (progress so far, total if known, message).
@@ -296,7 +297,8 @@ impl CallContext {
         }
     }
 
-    /// The answer is read on the runtime and decoded here, on the script's thread.
+    /// The answer is read on the runtime and decoded here, on the script's thread, uncounted:
+    /// like everything made elsewhere, it is charged by what keeps it.
     fn send_permit(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
         let client = self.client.clone();
         let fetched = self.on_runtime(async move {
@@ -304,7 +306,7 @@ impl CallContext {
             (permit, reply)
         });
         match fetched {
-            Ok((permit, reply)) => Ok(reply.and_then(|r| self.client.decode(&permit, r))),
+            Ok((permit, reply)) => Ok(reply.and_then(|r| budget::uncounted(|| self.client.decode(&permit, r)))),
             Err(i) => {
                 self.set_interrupt(i);
                 Err(i)
@@ -384,7 +386,7 @@ impl CallContext {
                 .enumerate()
                 .map(|(i, a)| match a {
                     // Decoded here, on the script's thread, not on the runtime.
-                    Some((permit, reply)) => reply.and_then(|r| self.client.decode(&permit, r)),
+                    Some((permit, reply)) => reply.and_then(|r| budget::uncounted(|| self.client.decode(&permit, r))),
                     None => Err(lost(i)),
                 })
                 .collect::<Vec<_>>()

@@ -36,7 +36,7 @@ impl Clone for Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(charged) = self.foreign {
-            budget::drop_foreign(std::mem::take(&mut self.rows));
+            drop_later(std::mem::take(&mut self.rows), charged);
             budget::release(charged);
         }
     }
@@ -129,18 +129,106 @@ fn order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     }
 }
 
-/// `fields` of a row, with the `*_human` and `*_iso` companions of [`human::companions`].
-pub(crate) fn pick_row(src: &Map<String, Value>, fields: &[String]) -> Map<String, Value> {
-    let mut out = Map::new();
-    for key in fields {
-        if let Some(v) = src.get(key) {
-            for (k, text) in human::companions(key, v.as_f64(), v.as_i64()) {
-                out.insert(k, Value::String(text));
-            }
-            out.insert(key.clone(), v.clone());
-        }
+/// The fields to keep of each row of a listing, sorted once for all its rows.
+pub(crate) struct Picker(Vec<String>);
+
+impl Picker {
+    pub(crate) fn new(fields: &[String]) -> Picker {
+        let mut sorted = fields.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        Picker(sorted)
     }
-    out
+
+    pub(crate) fn wants(&self, key: &str) -> bool {
+        self.0.binary_search_by(|f| f.as_str().cmp(key)).is_ok()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// `key`'s `*_human` and `*_iso` companions (see [`human::companions`]), pushed onto `out`.
+pub(crate) fn push_companions(out: &mut Vec<(String, Value)>, key: &str, v: &Value) {
+    for (k, text) in human::companions(key, v.as_f64(), v.as_i64()) {
+        out.push((k, Value::String(text)));
+    }
+}
+
+/// The fields of a row `picker` wants, with their companions. Collected into a map at once
+/// (which sorts them in one go) rather than inserted one by one.
+pub(crate) fn pick_row(src: &Map<String, Value>, picker: &Picker) -> Map<String, Value> {
+    let mut out = Vec::with_capacity(picker.len() + 4);
+    for (k, v) in src.iter().filter(|(k, _)| picker.wants(k)) {
+        push_companions(&mut out, k, v);
+        out.push((k.clone(), v.clone()));
+    }
+    out.into_iter().collect()
+}
+
+/// Rows made on another thread and dropped during a call, waiting to be freed once the call
+/// has answered (see [`drop_later`]), with their estimated bytes. Only on a script thread,
+/// whose serve loop frees them ([`free_deferred`]).
+struct Deferred {
+    on: bool,
+    rows: Vec<Vec<Value>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static DEFERRED: std::cell::RefCell<Deferred> = const {
+        std::cell::RefCell::new(Deferred { on: false, rows: Vec::new(), bytes: 0 })
+    };
+}
+
+/// The most a script thread leaves to be freed after an answer; past it, rows are freed at
+/// once (a script reading a large list in a loop).
+const DEFER_AT_MOST: usize = 32 << 20;
+
+/// Lists smaller than this are freed at once.
+const WORTH_DEFERRING: usize = 256 << 10;
+
+/// From now on this thread frees large PVE lists a call let go of after the call answers,
+/// when it calls [`free_deferred`].
+pub(crate) fn defer_frees_on_this_thread() {
+    let _ = DEFERRED.try_with(|d| d.borrow_mut().on = true);
+}
+
+/// Free `rows` (of about `bytes`) after the call answers, if this thread defers frees:
+/// freeing 10,000 guests' rows takes a good part of the time answering with them does, and
+/// done afterwards it overlaps the answer being written.
+fn drop_later(rows: Vec<Value>, bytes: usize) {
+    let now = if bytes < WORTH_DEFERRING {
+        Some(rows)
+    } else {
+        DEFERRED
+            .try_with(|d| {
+                let mut d = d.borrow_mut();
+                if !d.on || d.bytes + bytes > DEFER_AT_MOST {
+                    return Some(rows);
+                }
+                d.bytes += bytes;
+                d.rows.push(rows);
+                None
+            })
+            .unwrap_or(None)
+    };
+    if let Some(rows) = now {
+        budget::drop_foreign(rows);
+    }
+}
+
+/// Free what the last call on this thread left for after its answer.
+pub(crate) fn free_deferred() {
+    let rows = DEFERRED
+        .try_with(|d| {
+            let mut d = d.borrow_mut();
+            d.bytes = 0;
+            std::mem::take(&mut d.rows)
+        })
+        .unwrap_or_default();
+    budget::drop_foreign(rows);
 }
 
 impl Rows {
@@ -175,12 +263,13 @@ impl Rows {
 
     /// Every object row narrowed to `fields` (see [`pick_row`]); other rows are left out.
     pub(crate) fn picked(&self, fields: &[String]) -> Rows {
+        let picker = Picker::new(fields);
         Rows::own(
             self.0
                 .rows
                 .iter()
                 .filter_map(Value::as_object)
-                .map(|m| Value::Object(pick_row(m, fields)))
+                .map(|m| Value::Object(pick_row(m, &picker)))
                 .collect(),
         )
     }
@@ -282,6 +371,38 @@ mod tests {
             1
         );
         assert_eq!(r.filtered(&filter(&[("status", vec![json!(true)])])).len(), 0);
+    }
+
+    fn deferred() -> (usize, usize) {
+        DEFERRED.with(|d| {
+            let d = d.borrow();
+            (d.rows.len(), d.bytes)
+        })
+    }
+
+    #[test]
+    fn large_lists_are_freed_after_the_call_up_to_a_bound() {
+        let big = || Rows::foreign(vec![json!({"volid": "x".repeat(WORTH_DEFERRING)})]);
+        // Not a script thread: freed at once.
+        drop(big());
+        assert_eq!(deferred().0, 0);
+        std::thread::spawn(move || {
+            defer_frees_on_this_thread();
+            drop(big());
+            assert_eq!(deferred().0, 1, "a large list waits");
+            drop(Rows::foreign(vec![json!({"volid": "small"})]));
+            assert_eq!(deferred().0, 1, "a small one does not");
+            for _ in 0..(DEFER_AT_MOST / WORTH_DEFERRING) * 2 {
+                drop(big());
+            }
+            let (lists, bytes) = deferred();
+            assert!(bytes <= DEFER_AT_MOST, "{bytes} bytes wait");
+            assert!(lists < (DEFER_AT_MOST / WORTH_DEFERRING) + 1, "{lists} lists wait");
+            free_deferred();
+            assert_eq!(deferred(), (0, 0));
+        })
+        .join()
+        .expect("the thread's checks hold");
     }
 
     #[test]

@@ -97,10 +97,13 @@ fn submit(mut job: Job) -> Result<(), ThreadError> {
 fn serve(id: u64, first: Job) {
     let (tx, rx) = mpsc::channel::<Job>();
     let mut job = first;
+    super::rows::defer_frees_on_this_thread();
     loop {
         let before = super::budget::allocated();
         job();
-        // The answer is on its way: what a large call freed goes back to the system now.
+        // The answer is on its way: what the call let go of is freed now, and after a large
+        // call the memory goes back to the system.
+        super::rows::free_deferred();
         crate::heap::trim_after(before);
         pool().idle.push(Idle { id, jobs: tx.clone() });
         job = match rx.recv_timeout(IDLE_EXIT) {

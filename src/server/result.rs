@@ -49,16 +49,27 @@ pub(crate) fn error_json(tool: &str, e: &CallError) -> Value {
     v
 }
 
+/// A result as text and as `structuredContent`. The text is written by serde_json's writer
+/// into a byte buffer (rmcp's `CallToolResult::structured` formats through `Display`, piece
+/// by piece through `fmt::Write`); the text is the same.
+fn structured(v: Value) -> CallToolResult {
+    // Serializing a `Value` cannot fail: its keys are strings.
+    let text = serde_json::to_string(&v).unwrap_or_default();
+    let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+    r.structured_content = Some(v);
+    r
+}
+
 pub(crate) fn to_result(tool: &str, outcome: CallOutcome) -> CallToolResult {
     match outcome {
-        CallOutcome::Done(v) => CallToolResult::structured(as_object(v)),
+        CallOutcome::Done(v) => structured(as_object(v)),
         CallOutcome::Plan {
             explanation,
             requests,
             confirm_token,
             ttl,
         } => {
-            let mut r = CallToolResult::structured(plan_json(tool, explanation, &requests, &confirm_token, ttl));
+            let mut r = structured(plan_json(tool, explanation, &requests, &confirm_token, ttl));
             let mut meta = rmcp::model::MetaObject::new();
             meta.0
                 .insert(PLAN_META.into(), json!({"tool": tool, "requests": requests.len()}));
@@ -101,4 +112,22 @@ pub(crate) fn busy(tool: &str, running: usize) -> CallToolResult {
     let mut r = CallToolResult::error(vec![ContentBlock::text(message.clone())]);
     r.structured_content = Some(json!({ "error": ErrorKind::Busy.as_str(), "tool": tool, "message": message }));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_is_the_structured_content_serialized() {
+        let v =
+            json!({"count": 2, "guests": [{"vmid": 100, "name": "a\"b", "cpu": 0.25}, {"vmid": 101, "tags": ["x"]}]});
+        let r = to_result("t", CallOutcome::Done(v.clone()));
+        let Some(text) = r.content.first().and_then(|c| c.as_text()) else {
+            panic!("no text content: {r:?}");
+        };
+        assert_eq!(text.text, v.to_string());
+        assert_eq!(r.structured_content, Some(v));
+        assert_eq!(r.is_error, Some(false));
+    }
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::{R, call, reg, request, to_dynamic, usage};
 use crate::api::{ApiPath, Method};
 use crate::script::context::CallContext;
+use crate::script::rows::{Picker, push_companions};
 
 /// The keys a filter may have.
 pub(super) const FILTER_KEYS: &[&str] = &["tag", "tags", "status", "node", "type", "name", "template"];
@@ -113,7 +114,7 @@ fn guests(cx: &CallContext, n: &NativeCallContext, filter: Dynamic) -> R {
 }
 
 fn row(r: &Value, f: &Filter) -> Option<Value> {
-    let g = normalize(r, None)?;
+    let (_, g) = normalize(r, None)?;
     let tags: Vec<&str> = g["tags"].as_array()?.iter().filter_map(Value::as_str).collect();
     if !f.tags.iter().all(|t| tags.contains(&t.as_str())) || f.template.is_some_and(|want| g["template"] != want) {
         return None;
@@ -130,36 +131,51 @@ fn row(r: &Value, f: &Filter) -> Option<Value> {
     Some(g)
 }
 
-/// A `/cluster/resources` guest row as scripts get it: `vmid` an integer, `template` a
-/// boolean, `tags` a list, and `name`, `node`, `type`, `status` always present; with
-/// `fields`, only those (with their companions, as `pve::pick` gives them). `None` for a
-/// row without a vmid.
-pub(super) fn normalize(r: &Value, fields: Option<&[String]>) -> Option<Value> {
+/// A `/cluster/resources` guest row as scripts get it, with its vmid: `vmid` an integer,
+/// `template` a boolean, `tags` a list, and `name`, `node`, `type`, `status` always present;
+/// with `picker`, only its fields (with their companions, as `pve::pick` gives them).
+/// `None` for a row without a vmid.
+pub(super) fn normalize(r: &Value, picker: Option<&Picker>) -> Option<(i64, Value)> {
+    /// Keys every guest row has, with the value when PVE left one out.
+    const ALWAYS: [&str; 7] = ["vmid", "template", "tags", "name", "node", "type", "status"];
     let src = r.as_object()?;
     let vmid = src
         .get("vmid")
         .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))?;
-    let mut m = match fields {
-        None => src.clone(),
-        Some(fields) => crate::script::rows::pick_row(src, fields),
-    };
-    let wanted = |key: &str| fields.is_none_or(|f| f.iter().any(|k| k == key));
-    if wanted("vmid") {
-        m.insert("vmid".into(), json!(vmid));
-    }
-    if wanted("template") {
-        m.insert("template".into(), json!(crate::gate::truthy(src.get("template"))));
-    }
-    if wanted("tags") {
-        let tags = parse_tags(src.get("tags").and_then(Value::as_str).unwrap_or(""));
-        m.insert("tags".into(), json!(tags));
-    }
-    for key in ["name", "node", "type", "status"] {
-        if wanted(key) {
-            m.entry(key).or_insert_with(|| json!(""));
+    let wanted = |key: &str| picker.is_none_or(|p| p.wants(key));
+    let mut seen = [false; ALWAYS.len()];
+    let mut out = Vec::with_capacity(picker.map_or(src.len(), Picker::len) + 4);
+    for (k, v) in src.iter().filter(|(k, _)| wanted(k)) {
+        let (slot, v) = match k.as_str() {
+            "vmid" => (Some(0), json!(vmid)),
+            "template" => (Some(1), json!(crate::gate::truthy(Some(v)))),
+            "tags" => (Some(2), json!(parse_tags(v.as_str().unwrap_or("")))),
+            "name" => (Some(3), v.clone()),
+            "node" => (Some(4), v.clone()),
+            "type" => (Some(5), v.clone()),
+            "status" => (Some(6), v.clone()),
+            _ => {
+                if picker.is_some() {
+                    push_companions(&mut out, k, v);
+                }
+                (None, v.clone())
+            }
+        };
+        if let Some(i) = slot {
+            seen[i] = true;
         }
+        out.push((k.clone(), v));
     }
-    Some(Value::Object(m))
+    for (key, _) in ALWAYS.iter().zip(seen).filter(|(k, seen)| !seen && wanted(k)) {
+        let v = match *key {
+            "vmid" => json!(vmid),
+            "template" => json!(false),
+            "tags" => json!([]),
+            _ => json!(""),
+        };
+        out.push(((*key).to_string(), v));
+    }
+    Some((vmid, Value::Object(out.into_iter().collect())))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{R, call, request, to_params, to_path, unexpected, usage};
 use crate::api::Method;
 use crate::script::convert::{self, check_json_depth, to_dynamic_ref};
-use crate::script::rows::{RowFilter, Rows};
+use crate::script::rows::{Picker, RowFilter, Rows};
 
 type Res<T> = Result<T, Box<rhai::EvalAltResult>>;
 
@@ -126,14 +126,15 @@ fn get_rows(n: &NativeCallContext, path: Dynamic, params: Dynamic) -> R {
 /// vmid; with `fields`, narrowed to those as `rows.pick` does (in the same pass).
 fn guest_rows(n: &NativeCallContext, rows: &Dynamic, fields: Option<&[String]>) -> R {
     let rows = rows_arg(n, rows, "pve::guest_rows")?;
-    let mut out: Vec<Value> = rows
+    let picker = fields.map(Picker::new);
+    let mut out: Vec<(i64, Value)> = rows
         .as_slice()
         .iter()
         .filter(|r| matches!(r.get("type").and_then(Value::as_str), Some("qemu" | "lxc")))
-        .filter_map(|r| super::guests::normalize(r, fields))
+        .filter_map(|r| super::guests::normalize(r, picker.as_ref()))
         .collect();
-    out.sort_by_key(|r| r.get("vmid").and_then(Value::as_i64).unwrap_or(0));
-    Ok(Dynamic::from(Rows::own(out)))
+    out.sort_by_key(|(vmid, _)| *vmid);
+    Ok(Dynamic::from(Rows::own(out.into_iter().map(|(_, r)| r).collect())))
 }
 
 fn rows_arg(n: &NativeCallContext, d: &Dynamic, f: &str) -> Res<Rows> {
