@@ -183,6 +183,56 @@ async fn a_script_cannot_take_more_memory_than_its_budget() {
     assert_still_answers(&s).await;
 }
 
+/// Hostile: an answer larger than the call's memory budget is not read, whatever asked for it
+/// (a huge log, an endless body from a broken proxy): the call ends, uncatchably, and the
+/// server goes on. Read whole, it would hold the server's memory, not the script's.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_past_the_memory_budget_is_not_read() {
+    let pve = fake_pve().await;
+    let line = "x".repeat(1000);
+    let lines: Vec<Value> = (0..24_000).map(|n| json!({"n": n, "t": line})).collect();
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve1/syslog"))
+        .respond_with(data(json!(lines)))
+        .mount(&pve)
+        .await;
+    // Two answers of 5 MB, each within the budget, together past it.
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve1/tasks"))
+        .respond_with(data(json!(lines[..5_000])))
+        .mount(&pve)
+        .await;
+    let get = "pve::get(\"/nodes/pve1/syslog\", #{limit: 100000000}).len()";
+    let caught = "try { pve::get(\"/nodes/pve1/syslog\").len() } catch (e) { \"caught: \" + e.message }";
+    let fanned = "pve::get_all([\"/nodes/pve1/syslog\", \"/nodes/pve1/syslog\"]).len()";
+    let together = "pve::get_all([\"/nodes/pve1/tasks\", \"/nodes/pve1/tasks\"]).len()";
+    let s = start(
+        &pve.uri(),
+        scripts(&[
+            ("get.rhai", &tool(get)),
+            ("caught.rhai", &tool(caught)),
+            ("fanned.rhai", &tool(fanned)),
+            ("together.rhai", &tool(together)),
+        ]),
+        &[("PVE_MCP_SCRIPT_MEMORY", "8")],
+    )
+    .await;
+    for name in ["get", "caught", "fanned", "together"] {
+        let r = within(name, 120, s.call(name, json!({}))).await;
+        assert!(
+            is_error(&r),
+            "{name}: a 24 MB answer under an 8 MiB budget: {}",
+            text(&r)
+        );
+        assert!(
+            text(&r).contains("was not read") && text(&r).contains("PVE_MCP_SCRIPT_MEMORY"),
+            "{name}: refused while reading, not after: {}",
+            text(&r)
+        );
+    }
+    assert_still_answers(&s).await;
+}
+
 /// Hostile: a PVE answer a script keeps as rows counts toward its memory budget, as the
 /// copy `pve::get` makes does; hoarding answers stops the script, not the server.
 #[tokio::test(flavor = "multi_thread")]

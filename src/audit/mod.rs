@@ -335,14 +335,20 @@ fn outcome(result: &Result<Result<Value, PveError>, Interrupt>) -> Value {
                 PveError::BadResponse { status, .. } => o["status"] = (*status).into(),
                 PveError::Transport(t) => o["transport"] = format!("{:?}", t.kind).to_ascii_lowercase().into(),
                 PveError::InvalidParam { .. } => o["not_sent"] = true.into(),
+                PveError::TooLarge { .. } => o["not_read"] = true.into(),
             }
             o
         }
+        Err(Interrupt::AnswerTooLarge) => json!({
+            "interrupted": "answer too large",
+            "error": "PVE answered, but with more than the call's memory budget had left, so the answer was not read and the call stopped"
+        }),
         Err(i) => {
             let why = match i {
                 Interrupt::Cancelled => "cancelled",
                 Interrupt::TimedOut => "timed out",
                 Interrupt::TooManyRequests => "too many requests",
+                Interrupt::AnswerTooLarge => "answer too large",
             };
             json!({"interrupted": why, "error": "the call stopped before PVE answered; the request may or may not have been carried out"})
         }

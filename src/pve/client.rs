@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
 use super::encode;
@@ -83,8 +84,9 @@ impl PveClient {
 
     /// Send one request the gate allowed and return PVE's `data`. A [`Permit`] is the only
     /// way in: nothing reaches PVE that `Gate::check` did not pass.
+    /// Without a memory budget to bound the answer: for callers outside a script call.
     pub async fn send(&self, permit: &Permit) -> Result<Value, PveError> {
-        let reply = self.fetch(permit).await?;
+        let reply = self.fetch(permit, &BodyAllowance::new(usize::MAX)).await?;
         self.decode(permit, reply)
     }
 
@@ -92,13 +94,14 @@ impl PveClient {
     /// without decoding it (see [`PveClient::decode`]), so that a task on the runtime only
     /// moves bytes and the caller's thread does the parsing.
     /// A GET whose connection was dropped before the answer (a pooled connection the server
-    /// had closed) is sent once more; a write never is.
-    pub(crate) async fn fetch(&self, permit: &Permit) -> Result<Reply, PveError> {
-        let first = self.request(permit.method(), permit.path(), permit.params()).await;
+    /// had closed) is sent once more; a write never is. A body past `allowance` is not read
+    /// further: the request fails with [`PveError::TooLarge`].
+    pub(crate) async fn fetch(&self, permit: &Permit, allowance: &BodyAllowance) -> Result<Reply, PveError> {
+        let first = self.request(permit, allowance).await;
         match first {
             Err(PveError::Transport(t)) if permit.method() == Method::Get && t.kind == TransportKind::Dropped => {
                 tracing::debug!("GET {} lost its connection ({}); retrying once", permit.path(), t);
-                self.request(permit.method(), permit.path(), permit.params()).await
+                self.request(permit, allowance).await
             }
             other => other,
         }
@@ -122,7 +125,8 @@ impl PveClient {
         &self.vmids
     }
 
-    async fn request(&self, method: Method, path: &ApiPath, params: &Map<String, Value>) -> Result<Reply, PveError> {
+    async fn request(&self, permit: &Permit, allowance: &BodyAllowance) -> Result<Reply, PveError> {
+        let (method, path, params) = (permit.method(), permit.path(), permit.params());
         // The base with the path set, rather than a string for reqwest to parse again: the
         // host is not parsed (nor IDNA-mapped) once per request.
         let mut url = self.base.clone();
@@ -158,7 +162,7 @@ impl PveClient {
                 chain,
             })
         };
-        let resp = req.send().await.map_err(transport)?;
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let reason = resp
             .extensions()
@@ -170,13 +174,59 @@ impl PveClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
-        let body = resp.bytes().await.map_err(transport)?;
+        let too_large = || PveError::TooLarge {
+            method: method.as_str(),
+            path: path.to_string(),
+            limit: allowance.limit,
+        };
+        // Read as it comes, so that a body past the allowance is never held whole; a length
+        // announced past it is refused before anything is read.
+        let announced = resp.content_length().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        if announced.is_some_and(|n| n > allowance.left()) {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(announced.unwrap_or(0));
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if !allowance.take(chunk.len()) {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = bytes::Bytes::from(body);
         Ok(Reply {
             status,
             reason,
             html_type,
             body,
         })
+    }
+}
+
+/// How many bytes of answers a call may still read: its memory budget's remainder when it
+/// sent them. Shared by the requests of one fan-out, so that together they stay within it.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyAllowance {
+    left: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl BodyAllowance {
+    pub(crate) fn new(limit: usize) -> BodyAllowance {
+        BodyAllowance {
+            left: Arc::new(AtomicUsize::new(limit)),
+            limit,
+        }
+    }
+
+    fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
+    }
+
+    /// Take `n` bytes; false (and nothing taken) when fewer are left.
+    fn take(&self, n: usize) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(n))
+            .is_ok()
     }
 }
 

@@ -23,6 +23,16 @@ pub enum PveError {
     },
     #[error("parameter '{name}' cannot be sent: {why}")]
     InvalidParam { name: String, why: String },
+    #[error(
+        "{method} {path}: PVE's answer is larger than the {} MiB the call's memory budget had left, so it was not read (PVE_MCP_SCRIPT_MEMORY); ask for less at once (a limit, one node or one storage)",
+        .limit.div_ceil(1 << 20)
+    )]
+    TooLarge {
+        method: &'static str,
+        path: String,
+        /// The bytes the answer (with the others read beside it) could have had.
+        limit: usize,
+    },
 }
 
 /// PVE answered with an error status.

@@ -195,6 +195,7 @@ pub(super) fn stop(n: &NativeCallContext, i: Interrupt) -> Box<EvalAltResult> {
         Interrupt::Cancelled => "cancelled",
         Interrupt::TimedOut => "timed out",
         Interrupt::TooManyRequests => "too many requests",
+        Interrupt::AnswerTooLarge => "an answer larger than the memory budget",
     };
     EvalAltResult::ErrorTerminated(why.into(), pos(n)).into()
 }
@@ -337,7 +338,7 @@ fn transient(e: &PveError) -> bool {
     match e {
         PveError::Api(a) => matches!(a.status, 500 | 502 | 503 | 504 | 595 | 596),
         PveError::Transport(_) => true,
-        PveError::BadResponse { .. } | PveError::InvalidParam { .. } => false,
+        PveError::BadResponse { .. } | PveError::InvalidParam { .. } | PveError::TooLarge { .. } => false,
     }
 }
 
@@ -384,6 +385,11 @@ pub(super) fn pve_error(n: &NativeCallContext, e: &PveError) -> Box<EvalAltResul
         }
         PveError::InvalidParam { .. } => {
             m.insert("kind".into(), ErrorKind::InvalidParam.as_str().into());
+            m.insert("status".into(), Dynamic::from_int(0));
+        }
+        // Not thrown: the call stops (`Interrupt::AnswerTooLarge`).
+        PveError::TooLarge { .. } => {
+            m.insert("kind".into(), ErrorKind::OutOfMemory.as_str().into());
             m.insert("status".into(), Dynamic::from_int(0));
         }
     }

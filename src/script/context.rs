@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::api::{ApiPath, Method, PathError};
 use crate::audit::CallAudit;
 use crate::gate::{Gate, Permit, PlannedRequest, Refusal, Verdict, Violation};
-use crate::pve::client::Reply;
+use crate::pve::client::{BodyAllowance, Reply};
 use crate::pve::{PveClient, PveError};
 use crate::registry::Snapshot;
 
@@ -41,6 +41,8 @@ pub(crate) enum Interrupt {
     Cancelled,
     TimedOut,
     TooManyRequests,
+    /// A PVE answer was larger than the call's memory budget had left (not read).
+    AnswerTooLarge,
 }
 
 /// Why [`CallContext::send`] sent nothing or got no answer.
@@ -301,17 +303,21 @@ impl CallContext {
     /// like everything made elsewhere, it is charged by what keeps it.
     fn send_permit(&self, permit: Permit) -> Result<Result<Value, PveError>, Interrupt> {
         let client = self.client.clone();
+        let allowance = BodyAllowance::new(budget::remaining());
         let fetched = self.on_runtime(async move {
-            let reply = client.fetch(&permit).await;
+            let reply = client.fetch(&permit, &allowance).await;
             (permit, reply)
         });
         match fetched {
+            Ok((_, Err(PveError::TooLarge { .. }))) => self.interrupted(Interrupt::AnswerTooLarge),
             Ok((permit, reply)) => Ok(reply.and_then(|r| budget::uncounted(|| self.client.decode(&permit, r)))),
-            Err(i) => {
-                self.set_interrupt(i);
-                Err(i)
-            }
+            Err(i) => self.interrupted(i),
         }
+    }
+
+    fn interrupted<T>(&self, i: Interrupt) -> Result<T, Interrupt> {
+        self.set_interrupt(i);
+        Err(i)
     }
 
     /// Run `fut` as a task on the runtime's workers (where connections' I/O is driven) and
@@ -359,14 +365,16 @@ impl CallContext {
             detail: "the request ended without an answer".into(),
         };
         let client = self.client.clone();
+        // One allowance for all: together the answers stay within the budget's remainder.
+        let allowance = BodyAllowance::new(budget::remaining());
         let result = self.on_runtime(async move {
             let slots = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL));
             let mut set = tokio::task::JoinSet::new();
             for (i, permit) in permits.into_iter().enumerate() {
-                let (client, slots) = (client.clone(), slots.clone());
+                let (client, slots, allowance) = (client.clone(), slots.clone(), allowance.clone());
                 set.spawn(async move {
                     let _slot = slots.acquire_owned().await;
-                    let reply = client.fetch(&permit).await;
+                    let reply = client.fetch(&permit, &allowance).await;
                     (i, permit, reply)
                 });
             }
@@ -379,6 +387,19 @@ impl CallContext {
                 }
             }
             out
+        });
+        let too_large = |answers: &Vec<Option<(Permit, Result<Reply, PveError>)>>| {
+            answers
+                .iter()
+                .flatten()
+                .any(|(_, r)| matches!(r, Err(PveError::TooLarge { .. })))
+        };
+        let result = result.and_then(|answers| {
+            if too_large(&answers) {
+                Err(Interrupt::AnswerTooLarge)
+            } else {
+                Ok(answers)
+            }
         });
         let result = result.map(|answers| {
             answers

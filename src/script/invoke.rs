@@ -83,6 +83,11 @@ pub(crate) enum CallError {
     )]
     OutOfMemory(usize),
     #[error(
+        "a PVE answer was larger than what the call's memory budget ({} MiB) had left, so it was not read and the script was stopped (PVE_MCP_SCRIPT_MEMORY); ask for less at once (a limit, one node or one storage)",
+        .0 >> 20
+    )]
+    AnswerTooLarge(usize),
+    #[error(
         "the result is larger than {0} bytes of JSON (PVE_MCP_MAX_RESULT_BYTES); narrow the request (one node, one guest, fewer items or fields) or raise PVE_MCP_MAX_RESULT_BYTES"
     )]
     ResultTooLarge(usize),
@@ -129,7 +134,7 @@ impl CallError {
             CallError::TimedOut(_) => ErrorKind::Timeout,
             CallError::Cancelled => ErrorKind::Cancelled,
             CallError::TooManyRequests => ErrorKind::TooManyRequests,
-            CallError::OutOfMemory(_) => ErrorKind::OutOfMemory,
+            CallError::OutOfMemory(_) | CallError::AnswerTooLarge(_) => ErrorKind::OutOfMemory,
             CallError::ResultTooLarge(_) => ErrorKind::ResultTooLarge,
             CallError::UnexpectedAnswer { .. } => ErrorKind::UnexpectedAnswer,
             CallError::BadOutput(_) => ErrorKind::BadOutput,
@@ -404,6 +409,7 @@ async fn run_once(
         Some(Interrupt::Cancelled) => return Err(CallError::Cancelled),
         Some(Interrupt::TimedOut) => return Err(CallError::TimedOut(timeout)),
         Some(Interrupt::TooManyRequests) => return Err(CallError::TooManyRequests),
+        Some(Interrupt::AnswerTooLarge) => return Err(CallError::AnswerTooLarge(limits.memory)),
         None => {}
     }
     let value = joined.map_err(|e| CallError::Internal(e.to_string()))??;
