@@ -20,14 +20,23 @@ pub(crate) const BYTE_FIELDS: &[&str] = &[
     "used",
 ];
 
+const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+
 /// Binary units with two decimals: `34359738368` → `"32.00 GiB"`.
 pub(crate) fn human_bytes(bytes: f64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if !bytes.is_finite() {
         return "unknown".into();
     }
     let sign = if bytes < 0.0 { "-" } else { "" };
-    let mut value = bytes.abs();
+    let abs = bytes.abs();
+    // Whole numbers that f64 holds exactly (every byte count PVE sends).
+    if abs.fract() == 0.0 && abs < 9_007_199_254_740_992.0 {
+        return whole_bytes(sign, abs as u64);
+    }
+    float_bytes(sign, abs)
+}
+
+fn float_bytes(sign: &str, mut value: f64) -> String {
     let mut unit = 0;
     while value >= 1024.0 && unit + 1 < UNITS.len() {
         value /= 1024.0;
@@ -38,6 +47,26 @@ pub(crate) fn human_bytes(bytes: f64) -> String {
     } else {
         format!("{sign}{value:.2} {}", UNITS[unit])
     }
+}
+
+/// [`float_bytes`] of a whole number of bytes in integer arithmetic: the same text (`{:.2}`
+/// rounds the exact quotient to the nearest hundredth, ties to even), without formatting a
+/// float, which was most of what a listing's `*_human` companions cost.
+fn whole_bytes(sign: &str, n: u64) -> String {
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && n >> (10 * (unit + 1)) > 0 {
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{sign}{n} B");
+    }
+    let scale = 1u128 << (10 * unit);
+    let hundredths = u128::from(n) * 100;
+    let (mut q, r) = (hundredths / scale, hundredths % scale);
+    if r * 2 > scale || (r * 2 == scale && q % 2 == 1) {
+        q += 1;
+    }
+    format!("{sign}{}.{:02} {}", q / 100, q % 100, UNITS[unit])
 }
 
 pub(crate) fn is_byte_field(name: &str) -> bool {
@@ -98,6 +127,40 @@ pub(crate) fn iso_time(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_bytes_read_as_the_float_formatting_does() {
+        let mut samples: Vec<u64> = (0..70_000).collect();
+        // Ties at every unit (1.125 KiB rounds to even: 1.12), each side of every unit, and
+        // a spread of large values.
+        for unit in 1..7u32 {
+            let scale = 1u64 << (10 * unit);
+            for k in [1u64, 3, 5, 9, 11, 13, 1023, 1024, 1025] {
+                let tie = (scale / 8).saturating_mul(k);
+                samples.extend([
+                    tie.saturating_sub(1),
+                    tie,
+                    tie.saturating_add(1),
+                    scale - 1,
+                    scale,
+                    scale + 1,
+                ]);
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            samples.push((x >> 11) >> (x % 40));
+        }
+        for n in samples.into_iter().filter(|n| *n < 1 << 53) {
+            assert_eq!(whole_bytes("", n), float_bytes("", n as f64), "{n} bytes");
+        }
+        assert_eq!(human_bytes(1152.0), "1.12 KiB");
+        assert_eq!(human_bytes(1408.0), "1.38 KiB");
+        assert_eq!(human_bytes(1536.5), "1.50 KiB");
+    }
 
     #[test]
     fn formats() {
