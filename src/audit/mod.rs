@@ -339,18 +339,19 @@ fn outcome(result: &Result<Result<Value, PveError>, Interrupt>) -> Value {
             }
             o
         }
-        Err(Interrupt::AnswerTooLarge) => json!({
-            "interrupted": "answer too large",
-            "error": "PVE answered, but with more than the call's memory budget had left, so the answer was not read and the call stopped"
-        }),
         Err(i) => {
-            let why = match i {
-                Interrupt::Cancelled => "cancelled",
-                Interrupt::TimedOut => "timed out",
-                Interrupt::TooManyRequests => "too many requests",
-                Interrupt::AnswerTooLarge => "answer too large",
+            const UNANSWERED: &str =
+                "the call stopped before PVE answered; the request may or may not have been carried out";
+            let (why, error) = match i {
+                Interrupt::Cancelled => ("cancelled", UNANSWERED),
+                Interrupt::TimedOut => ("timed out", UNANSWERED),
+                Interrupt::TooManyRequests => ("too many requests", UNANSWERED),
+                Interrupt::AnswerTooLarge => (
+                    "answer too large",
+                    "PVE answered, but with more than the call's memory budget had left, so the answer was not read and the call stopped",
+                ),
             };
-            json!({"interrupted": why, "error": "the call stopped before PVE answered; the request may or may not have been carried out"})
+            json!({"interrupted": why, "error": error})
         }
     }
 }

@@ -185,7 +185,9 @@ impl PveClient {
         if announced.is_some_and(|n| n > allowance.left()) {
             return Err(too_large());
         }
-        let mut body = Vec::with_capacity(announced.unwrap_or(0));
+        // Room for the announced length, up to a bound: a length can be announced and not sent.
+        const PREALLOCATE_AT_MOST: usize = 16 << 20;
+        let mut body = Vec::with_capacity(announced.unwrap_or(0).min(PREALLOCATE_AT_MOST));
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             if !allowance.take(chunk.len()) {
                 return Err(too_large());

@@ -388,21 +388,15 @@ impl CallContext {
             }
             out
         });
-        let too_large = |answers: &Vec<Option<(Permit, Result<Reply, PveError>)>>| {
-            answers
+        let result = result.and_then(|answers| {
+            if answers
                 .iter()
                 .flatten()
                 .any(|(_, r)| matches!(r, Err(PveError::TooLarge { .. })))
-        };
-        let result = result.and_then(|answers| {
-            if too_large(&answers) {
-                Err(Interrupt::AnswerTooLarge)
-            } else {
-                Ok(answers)
+            {
+                return Err(Interrupt::AnswerTooLarge);
             }
-        });
-        let result = result.map(|answers| {
-            answers
+            Ok(answers
                 .into_iter()
                 .enumerate()
                 .map(|(i, a)| match a {
@@ -410,7 +404,7 @@ impl CallContext {
                     Some((permit, reply)) => reply.and_then(|r| budget::uncounted(|| self.client.decode(&permit, r))),
                     None => Err(lost(i)),
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>())
         });
         if let Err(i) = &result {
             self.set_interrupt(*i);

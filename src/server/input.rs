@@ -19,7 +19,8 @@
 //! answered "cancelled" at once and the process exits promptly instead of waiting for them.
 
 use std::borrow::Cow;
-use std::io;
+use std::io::{self, BufRead, Write};
+use std::time::Duration;
 
 use rmcp::RoleServer;
 use rmcp::model::{
@@ -28,10 +29,6 @@ use rmcp::model::{
 };
 use rmcp::transport::Transport;
 use serde_json::Value;
-use std::io::{BufRead, Write};
-
-use std::time::Duration;
-
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -421,17 +418,15 @@ fn write_lines<W: Write>(mut output: W, mut queued: mpsc::Receiver<Outgoing>, on
     let mut bytes = Vec::new();
     while let Some(item) = queued.blocking_recv() {
         bytes.clear();
-        let encoded = match &item {
-            Outgoing::Message(m) => serde_json::to_writer(&mut bytes, m),
-            Outgoing::Value(v) => serde_json::to_writer(&mut bytes, v),
-            Outgoing::Written(_) => {
-                if let Outgoing::Written(done) = item {
-                    let _ = done.send(());
-                }
+        // The message is dropped at the end of its arm, before its bytes are written.
+        let encoded = match item {
+            Outgoing::Message(m) => serde_json::to_writer(&mut bytes, &m),
+            Outgoing::Value(v) => serde_json::to_writer(&mut bytes, &v),
+            Outgoing::Written(done) => {
+                let _ = done.send(());
                 continue;
             }
         };
-        drop(item);
         if let Err(e) = encoded {
             tracing::error!("an answer could not be encoded as JSON and was not sent: {e}");
             continue;
@@ -447,8 +442,8 @@ fn write_lines<W: Write>(mut output: W, mut queued: mpsc::Receiver<Outgoing>, on
             bytes = Vec::new();
         }
         if large {
-            // The answer (its text, its JSON value) and its encoding are freed now, several
-            // times its size: give that memory back.
+            // This thread's heap held the encoding (and what was freed of the message here):
+            // give that memory back.
             crate::heap::release_free_memory();
         }
     }

@@ -136,8 +136,6 @@ fn row(r: &Value, f: &Filter) -> Option<Value> {
 /// with `picker`, only its fields (with their companions, as `pve::pick` gives them).
 /// `None` for a row without a vmid.
 pub(super) fn normalize(r: &Value, picker: Option<&Picker>) -> Option<(i64, Value)> {
-    /// Keys every guest row has, with the value when PVE left one out.
-    const ALWAYS: [&str; 7] = ["vmid", "template", "tags", "name", "node", "type", "status"];
     let src = r.as_object()?;
     let vmid = src
         .get("vmid")
@@ -146,41 +144,70 @@ pub(super) fn normalize(r: &Value, picker: Option<&Picker>) -> Option<(i64, Valu
     let mut seen = [false; ALWAYS.len()];
     let mut out = Vec::with_capacity(picker.map_or(src.len(), Picker::len) + 4);
     for (k, v) in src.iter().filter(|(k, _)| wanted(k)) {
-        let (slot, v) = match k.as_str() {
-            "vmid" => (Some(0), json!(vmid)),
-            "template" => (Some(1), json!(crate::gate::truthy(Some(v)))),
-            "tags" => (Some(2), json!(parse_tags(v.as_str().unwrap_or("")))),
-            "name" => (Some(3), v.clone()),
-            "node" => (Some(4), v.clone()),
-            "type" => (Some(5), v.clone()),
-            "status" => (Some(6), v.clone()),
-            _ => {
+        match always_slot(k) {
+            Some(i) => {
+                seen[i] = true;
+                out.push((k.clone(), normal(k, Some(v), vmid)));
+            }
+            None => {
                 if picker.is_some() {
                     push_companions(&mut out, k, v);
                 }
-                (None, v.clone())
+                out.push((k.clone(), v.clone()));
             }
-        };
-        if let Some(i) = slot {
-            seen[i] = true;
         }
-        out.push((k.clone(), v));
     }
     for (key, _) in ALWAYS.iter().zip(seen).filter(|(k, seen)| !seen && wanted(k)) {
-        let v = match *key {
-            "vmid" => json!(vmid),
-            "template" => json!(false),
-            "tags" => json!([]),
-            _ => json!(""),
-        };
-        out.push(((*key).to_string(), v));
+        out.push(((*key).to_string(), normal(key, None, vmid)));
     }
     Some((vmid, Value::Object(out.into_iter().collect())))
+}
+
+/// The keys every guest row has.
+const ALWAYS: [&str; 7] = ["vmid", "template", "tags", "name", "node", "type", "status"];
+
+/// Where `key` is in [`ALWAYS`]: a match rather than a search, as it runs for every field
+/// of every guest.
+fn always_slot(key: &str) -> Option<usize> {
+    match key {
+        "vmid" => Some(0),
+        "template" => Some(1),
+        "tags" => Some(2),
+        "name" => Some(3),
+        "node" => Some(4),
+        "type" => Some(5),
+        "status" => Some(6),
+        _ => None,
+    }
+}
+
+/// A guest row's value of one of [`ALWAYS`], from PVE's (`None` when PVE left it out).
+fn normal(key: &str, v: Option<&Value>, vmid: i64) -> Value {
+    match key {
+        "vmid" => json!(vmid),
+        "template" => json!(crate::gate::truthy(v)),
+        "tags" => json!(parse_tags(v.and_then(Value::as_str).unwrap_or(""))),
+        _ => v.cloned().unwrap_or_else(|| json!("")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_a_guest_row_has_has_its_slot() {
+        for (i, key) in ALWAYS.iter().enumerate() {
+            assert_eq!(always_slot(key), Some(i), "{key}");
+        }
+        assert_eq!(always_slot("maxmem"), None);
+        let (vmid, row) = normalize(&json!({"vmid": "105", "tags": "a;b"}), None).expect("a guest row");
+        assert_eq!(vmid, 105);
+        assert_eq!(
+            row,
+            json!({"vmid": 105, "tags": ["a", "b"], "template": false, "name": "", "node": "", "type": "", "status": ""})
+        );
+    }
 
     #[test]
     fn tags_and_filters() {
