@@ -10,13 +10,16 @@
 //!   time per call (from /proc), and the PVE requests per call (the fake's own count);
 //! - the server's RSS after 1,000 calls.
 //!
-//! Once: spawn → `tools/list` answered (median of 20 spawns), the first call after spawn
-//! (median of 10), the size of `tools/list` in bytes, and save → `list_changed`.
+//! Once: spawn → `tools/list` answered (median of 60 spawns), the first call after spawn
+//! (median of 30), the size of `tools/list` in bytes, and save → `list_changed`.
 //!
 //! Fan-out: on a cluster of 8 online nodes whose every read of one kind is delayed by
 //! [`FANOUT_DELAY_MS`], `pve_list_storage` (one storage list per node) and
 //! `pve_list_backups` (one content list per backup storage and node) should take about one
 //! delay, not one per request.
+//!
+//! The fake PVE runs on a runtime thread of its own; the measuring client runs alone on the
+//! main thread, so that neither takes the second core from the server between its steps.
 //!
 //! 50,000 volumes: `pve_storage_content` of a storage holding them, through `pve-mcp call`
 //! against a simulated cluster (its answer, about 9 MB, is more than an MCP client's line).
@@ -47,8 +50,8 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-const SPAWNS: usize = 20;
-const FIRST_CALLS: usize = 10;
+const SPAWNS: usize = 60;
+const FIRST_CALLS: usize = 30;
 const RELOADS: usize = 3;
 /// Delay of each fanned-out read in the fan-out figures.
 const FANOUT_DELAY_MS: u64 = 40;
@@ -87,6 +90,31 @@ fn binary() -> PathBuf {
     bin
 }
 
+/// The fake PVE's runtime: one worker thread of its own, as a PVE on another machine would
+/// be. The measuring client runs on the main thread alone (a current-thread runtime): idle
+/// worker threads of a client's runtime, woken to look for work at every answer, would take
+/// the second core from the server under measurement.
+fn fake_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fake PVE")
+            .enable_all()
+            .build()
+            .expect("the fake PVE's runtime")
+    })
+}
+
+/// Start a simulated cluster on [`fake_runtime`].
+async fn start_fake(opts: SimOptions) -> Simulator {
+    fake_runtime()
+        .spawn(Simulator::start(opts))
+        .await
+        .expect("the fake PVE's runtime")
+        .expect("start the fake PVE")
+}
+
 struct Fake {
     sim: Simulator,
     url: String,
@@ -103,7 +131,7 @@ async fn fake(guests: usize) -> Fake {
     }
     let mut opts = SimOptions::new(spec);
     opts.http_port = None;
-    let sim = Simulator::start(opts).await.expect("start the fake PVE");
+    let sim = start_fake(opts).await;
     let url = sim.https_url().expect("https");
     let token = sim.token().expect("a token");
     Fake { sim, url, token }
@@ -124,7 +152,7 @@ async fn fanout_fake(log: &Path) -> Fake {
     let mut opts = SimOptions::new(spec);
     opts.http_port = None;
     opts.request_log = Some(log.to_path_buf());
-    let sim = Simulator::start(opts).await.expect("start the fake PVE");
+    let sim = start_fake(opts).await;
     let url = sim.https_url().expect("https");
     let token = sim.token().expect("a token");
     Fake { sim, url, token }
@@ -298,7 +326,7 @@ fn line(what: &str, value: String, target: &str, ok: Option<bool>) {
     println!("{what:<44} {value:<44} {target:<30} {mark}");
 }
 
-#[tokio::main(flavor = "multi_thread")]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     pve_mcp::pve::install_crypto_provider();
     let bin = binary();
