@@ -15,6 +15,7 @@ use crate::audit::Audit;
 use crate::config::{self, AuditLog, Config, ConfigError, ProcessEnv, Settings};
 use crate::confirm::PlanKey;
 use crate::pve::PveClient;
+use crate::registry::slot::RegistrySlot;
 use crate::registry::{self, Registry, sources};
 use crate::script::invoke::{Approving, CallRequest};
 use crate::script::{CallOutcome, Services, invoke};
@@ -328,7 +329,7 @@ fn services(config: &Config) -> Result<Services, Exit> {
         plan_key: Arc::new(plan_key),
         spent: Arc::default(),
         audit: Arc::new(Audit::open(&config.settings.audit_log)),
-        registry: None,
+        registry: RegistrySlot::empty(),
     })
 }
 
@@ -347,32 +348,62 @@ fn load_registry(settings: &Settings) -> Arc<Registry> {
 async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let config = &target.config;
     let mut services = services(config)?;
-    let registry = load_registry(&config.settings);
-    services.registry = Some(registry.clone());
-    // The script engine's standard library and the schema checker are built on first use;
-    // build them beside the handshake instead of in the first call (if this thread cannot
-    // start, the first call builds them).
-    let _ = std::thread::Builder::new()
-        .name("pve-mcp warm-up".into())
-        .spawn(crate::script::compile::warm_up);
-    let server = PveMcpServer::new(registry.clone(), services);
-    let notifier = server.clone();
-    let _watch = registry::watch::spawn(registry.clone(), config.settings.script_dirs_explicit, move |report| {
-        if report.listing_changed {
-            tracing::info!("tool list changed; notifying the client");
-            notifier.tools_changed();
-        }
-    })
-    .map_err(|e| fail(1, format!("cannot watch the script directories: {e}")))?;
-    let mode = config.settings.mode;
-    tracing::info!(
-        "serving {} tools over stdio for {} (read-only: {}, exec: {}, admin: {})",
-        registry.snapshot().served(mode, &config.settings.tools).count(),
-        config.connection.base_url,
-        mode.read_only,
-        mode.exec_enabled,
-        mode.admin_enabled
-    );
+    // The scripts are read beside the handshake, which needs none of them. Then the watch on
+    // the script directories starts, and another thread builds the script engine's standard
+    // library and the schema checker, so that the first call does not wait for them (if that
+    // thread cannot start, the first call builds them).
+    let (fill, slot) = RegistrySlot::pending();
+    services.registry = slot.clone();
+    let server = PveMcpServer::new(slot, services);
+    let (watching, watch_started) = tokio::sync::oneshot::channel();
+    {
+        let (server, settings) = (server.clone(), config.settings.clone());
+        let base_url = config.connection.base_url.clone();
+        let rt = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("pve-mcp registry".into())
+            .spawn(move || {
+                // The watch delivers its reloads as tasks on the runtime.
+                let _rt = rt.enter();
+                let registry = load_registry(&settings);
+                fill.fill(registry.clone());
+                // Beside the watch's start, at the lowest priority: a client waiting for
+                // tools/list or a first call is never kept waiting behind it.
+                let _ = std::thread::Builder::new().name("pve-mcp warm-up".into()).spawn(|| {
+                    crate::background::lower_this_thread();
+                    crate::script::compile::warm_up();
+                });
+                let mode = settings.mode;
+                tracing::info!(
+                    "serving {} tools over stdio for {base_url} (read-only: {}, exec: {}, admin: {})",
+                    registry.snapshot().served(mode, &settings.tools).count(),
+                    mode.read_only,
+                    mode.exec_enabled,
+                    mode.admin_enabled
+                );
+                let reloaded = {
+                    let server = server.clone();
+                    move |report: registry::ReloadReport| {
+                        if report.listing_changed {
+                            tracing::info!("tool list changed; notifying the client");
+                            server.tools_changed();
+                        }
+                    }
+                };
+                let watch = registry::watch::spawn(registry.clone(), settings.script_dirs_explicit, reloaded.clone());
+                let watching_now = matches!(watch, Ok(Some(_)));
+                let _ = watching.send(watch.map_err(|e| format!("cannot watch the script directories: {e}")));
+                if watching_now {
+                    // A script saved after the first read and before the watch began is seen now.
+                    let report = registry.reload();
+                    for p in &report.new_problems {
+                        tracing::warn!("{}: {p}", p.origin);
+                    }
+                    reloaded(report);
+                }
+            })
+            .map_err(|e| fail(1, format!("cannot start a thread to read the scripts: {e}")))?;
+    }
     let transport =
         crate::server::input::LineTransport::start(std::io::stdin(), std::io::stdout(), server.shutdown_token())
             .map_err(|e| fail(1, format!("cannot start the stdio threads: {e}")))?;
@@ -385,6 +416,12 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
         Err(e) => return Err(fail(1, format!("MCP handshake failed: {e}"))),
     };
     server.spawn_legacy_notifier(service.peer().clone());
+    // Kept until the client goes away: dropping it stops watching.
+    let _watch = match watch_started.await {
+        Ok(Ok(guard)) => guard,
+        Ok(Err(why)) => return Err(fail(1, why)),
+        Err(_) => return Err(fail(1, "the scripts could not be read (the log above says why)")),
+    };
     let reason = service.waiting().await;
     tracing::info!("client disconnected ({reason:?}); exiting");
     Ok(ExitCode::SUCCESS)
@@ -577,7 +614,7 @@ async fn call(target: Target, tool: &str, args: &str) -> Result<ExitCode, Exit> 
     let config = &target.config;
     let mut services = services(config)?;
     let registry = load_registry(&config.settings);
-    services.registry = Some(registry.clone());
+    services.registry = RegistrySlot::ready_with(registry.clone());
     let snap = registry.snapshot();
     let Some(compiled) = snap
         .get_served(tool, config.settings.mode, &config.settings.tools)

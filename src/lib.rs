@@ -4,6 +4,7 @@
 pub mod api;
 pub mod audit;
 mod author;
+mod background;
 pub mod cli;
 pub mod config;
 mod confirm;

@@ -201,6 +201,9 @@ async fn a_reload_does_not_trigger_the_next_one() {
     )
     .await;
     let reloads = |s: &Server| s.stderr_text().matches("script files changed; reloading").count();
+    // The edit comes once the watch is up, so that the watcher (not the read that follows
+    // its start) is what reloads it.
+    s.wait_for_log("for script changes").await;
     std::fs::write(s.scripts.path().join("hello.rhai"), HELLO).unwrap();
     s.wait_for("list_changed after adding", |e| e.list_changed >= 1).await;
     // Reading the scripts (which every reload does) is not a change: once the edit is
@@ -215,6 +218,17 @@ async fn a_reload_does_not_trigger_the_next_one() {
         "reloads went on without edits:\n{}",
         s.stderr_text()
     );
+}
+
+/// The handshake is answered while the scripts are first read, and the watch begins after
+/// that read: a script saved in between is still loaded and announced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_saved_as_the_server_starts_is_not_lost() {
+    let pve = fake_pve().await;
+    let s = start(&pve.uri(), tempfile::tempdir().unwrap(), &[]).await;
+    std::fs::write(s.scripts.path().join("hello.rhai"), HELLO).unwrap();
+    s.wait_for("list_changed after adding", |e| e.list_changed >= 1).await;
+    assert!(s.tool_names().await.contains(&"hello".to_string()));
 }
 
 /// Poll a call until its text satisfies `ok` (the watcher reloads asynchronously).

@@ -11,6 +11,7 @@
 //! (the first directory wins), then from the built-ins.
 
 pub(crate) mod filter;
+pub(crate) mod slot;
 pub(crate) mod sources;
 pub(crate) mod watch;
 

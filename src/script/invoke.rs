@@ -43,7 +43,7 @@ pub(crate) struct Services {
     pub spent: Arc<SpentPlans>,
     pub audit: Arc<Audit>,
     /// The tools in service, for `pve::call_tool` (none: it is unavailable).
-    pub registry: Option<Arc<crate::registry::Registry>>,
+    pub registry: crate::registry::slot::RegistrySlot,
 }
 
 #[derive(Debug)]
@@ -386,7 +386,7 @@ async fn run_once(
         task_wait: services.settings.task_wait,
         progress,
         rt: tokio::runtime::Handle::current(),
-        tools: services.registry.as_ref().map(|r| r.snapshot()),
+        tools: services.registry.current().map(|r| r.snapshot()),
     }));
     // The script blocks on PVE requests, so it runs on a thread of its own while the
     // runtime's workers drive the requests. Its value becomes JSON on that thread too: it is

@@ -5,7 +5,8 @@
 //! `eval` does not exist, and `import` reaches only the `lib/` modules of the script roots
 //! (resolved at compile time, see `libs`).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use rhai::module_resolvers::DummyModuleResolver;
 use rhai::packages::{Package, StandardPackage};
@@ -34,10 +35,39 @@ pub(crate) mod limits {
     pub(crate) const MAX_LOG_LINE: usize = 2_000;
 }
 
-static STANDARD: LazyLock<SharedModule> = LazyLock::new(|| StandardPackage::new().as_shared_module());
+/// A module every engine shares, built once. The first to need it builds it; a caller that
+/// finds it still being built (by the warm-up at start, which runs at the lowest priority)
+/// builds a copy of its own instead of waiting for that thread.
+struct SharedOnce {
+    cell: OnceLock<SharedModule>,
+    started: AtomicBool,
+    build: fn() -> SharedModule,
+}
+
+impl SharedOnce {
+    const fn new(build: fn() -> SharedModule) -> SharedOnce {
+        SharedOnce {
+            cell: OnceLock::new(),
+            started: AtomicBool::new(false),
+            build,
+        }
+    }
+
+    fn get(&self) -> SharedModule {
+        if let Some(m) = self.cell.get() {
+            return m.clone();
+        }
+        if !self.started.swap(true, Ordering::AcqRel) {
+            return self.cell.get_or_init(self.build).clone();
+        }
+        self.cell.get().cloned().unwrap_or_else(self.build)
+    }
+}
+
+static STANDARD: SharedOnce = SharedOnce::new(|| StandardPackage::new().as_shared_module());
 
 /// The bounded replacements of [`bounded_growth`], built and indexed once.
-static BOUNDED: LazyLock<SharedModule> = LazyLock::new(|| {
+static BOUNDED: SharedOnce = SharedOnce::new(|| {
     let mut m = Module::new();
     bounded_growth(&mut m);
     m.build_index();
@@ -50,9 +80,9 @@ pub type LogFn = Arc<dyn Fn(&str) + Send + Sync>;
 /// A sandboxed engine. `log` receives `print` and `debug` output.
 pub fn engine(log: LogFn) -> Engine {
     let mut e = Engine::new_raw();
-    e.register_global_module(STANDARD.clone());
+    e.register_global_module(STANDARD.get());
     // Registered after the standard package, so its functions are found first.
-    e.register_global_module(BOUNDED.clone());
+    e.register_global_module(BOUNDED.get());
     e.set_max_operations(limits::MAX_OPERATIONS)
         .set_max_call_levels(limits::MAX_CALL_LEVELS)
         .set_max_expr_depths(limits::MAX_EXPR_DEPTH, limits::MAX_FN_EXPR_DEPTH)
@@ -154,6 +184,42 @@ fn bounded_growth(e: &mut Module) {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+
+    /// The first build waits for [`RELEASE`]; later ones do not.
+    fn slow_first() -> SharedModule {
+        if BUILDS.fetch_add(1, Ordering::SeqCst) == 0 {
+            while !RELEASE.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Module::new().into()
+    }
+
+    #[test]
+    fn a_module_being_built_elsewhere_is_not_waited_for() {
+        static SLOW: SharedOnce = SharedOnce::new(slow_first);
+        let builder = std::thread::spawn(|| SLOW.get());
+        while BUILDS.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(SLOW.get());
+        });
+        let own = rx.recv_timeout(Duration::from_secs(10));
+        RELEASE.store(true, Ordering::SeqCst);
+        assert!(own.is_ok(), "the second caller waited for the first one's build");
+        assert_eq!(BUILDS.load(Ordering::SeqCst), 2);
+        assert!(builder.join().is_ok());
+        // Built once for good: later callers share it.
+        let _ = SLOW.get();
+        assert_eq!(BUILDS.load(Ordering::SeqCst), 2);
+    }
 
     fn quiet() -> Engine {
         engine(Arc::new(|_| {}))

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::confirm::{self, Asked, BoundPlan};
 use crate::registry::Registry;
+use crate::registry::slot::RegistrySlot;
 use crate::script::context::ProgressFn;
 use crate::script::invoke::{Approving, CallRequest};
 use crate::script::{CallError, CallOutcome, Services, invoke};
@@ -41,7 +42,7 @@ pub(crate) const QUEUE_WAIT: Duration = Duration::from_secs(2);
 pub(crate) const MAX_NAME_SHOWN: usize = 100;
 
 struct Inner {
-    registry: Arc<Registry>,
+    registry: RegistrySlot,
     services: Services,
     /// Bumped after every reload that changed the listing.
     generation: watch::Sender<u64>,
@@ -52,7 +53,7 @@ struct Inner {
 }
 
 impl PveMcpServer {
-    pub(crate) fn new(registry: Arc<Registry>, services: Services) -> PveMcpServer {
+    pub(crate) fn new(registry: RegistrySlot, services: Services) -> PveMcpServer {
         let (generation, _) = watch::channel(0);
         let calls = Arc::new(Semaphore::new(services.settings.max_calls));
         PveMcpServer {
@@ -64,6 +65,16 @@ impl PveMcpServer {
                 shutdown: CancellationToken::new(),
             }),
         }
+    }
+
+    /// The registry, once its first build is done (the handshake does not wait for it).
+    async fn registry(&self) -> Result<Arc<Registry>, ErrorData> {
+        self.inner.registry.ready().await.ok_or_else(|| {
+            ErrorData::internal_error(
+                "the tools could not be loaded (the server's log on stderr says why); restart the server",
+                None,
+            )
+        })
     }
 
     /// Cancelling this token stops every call in flight (the client closed stdin).
@@ -123,7 +134,7 @@ impl ServerHandler for PveMcpServer {
                 None,
             ));
         }
-        let snap = self.inner.registry.snapshot();
+        let snap = self.registry().await?.snapshot();
         let settings = &self.inner.services.settings;
         let elicitation = cx.client_capabilities().is_some_and(|c| c.elicitation.is_some());
         let client = settings.confirm.for_client(elicitation);
@@ -139,7 +150,7 @@ impl ServerHandler for PveMcpServer {
         request: CallToolRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let snap = self.inner.registry.snapshot();
+        let snap = self.registry().await?.snapshot();
         let mode = self.inner.services.settings.mode;
         let filter = &self.inner.services.settings.tools;
         let Some(tool) = snap.get_served(&request.name, mode, filter).cloned() else {
@@ -234,7 +245,7 @@ impl ServerHandler for PveMcpServer {
         request: ReadResourceRequestParams,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let snap = self.inner.registry.snapshot();
+        let snap = self.registry().await?.snapshot();
         match scripts::read(&snap, self.inner.services.settings.mode, &request.uri) {
             Some(r) => Ok(r.into()),
             None => Err(ErrorData::resource_not_found(

@@ -541,7 +541,7 @@ async fn run_on(
         settings,
         plan_key: Arc::new(plan_key),
         spent: Arc::default(),
-        registry: Some(work.registry.clone()),
+        registry: crate::registry::slot::RegistrySlot::ready_with(work.registry.clone()),
     };
     let env = Arc::new(binding::TestEnv {
         services,
