@@ -187,8 +187,9 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
     let Sorted { tools, libs, shadowed } = sort_sources(sets);
     let mut compiled = BTreeMap::new();
     let mut findings = BTreeMap::new();
-    for (name, candidates) in tools {
-        let choice = choose(&name, &candidates, &libs, previous);
+    let tools: Vec<(String, Vec<(SourceFile, Scope)>)> = tools.into_iter().collect();
+    let choices = choose_all(&tools, &libs, previous);
+    for ((name, candidates), choice) in tools.into_iter().zip(choices) {
         problems.extend(choice.problem);
         if let Some(found) = choice.findings {
             findings.insert(name.clone(), found);
@@ -207,6 +208,36 @@ fn build(builtin: &[SourceFile], dirs: &[PathBuf], previous: &Snapshot) -> Snaps
         shadowed,
         findings,
     }
+}
+
+/// From how many tool names [`choose_all`] splits the work over two threads (the first
+/// build reads two dozen built-ins).
+const TWO_THREADS_FROM: usize = 8;
+
+/// Each name's [`Choice`], in order. A long list is halved: the second half is chosen on a
+/// thread of its own while this one does the first (the server waits for the first build
+/// before it lists its tools).
+fn choose_all(tools: &[(String, Vec<(SourceFile, Scope)>)], libs: &RootLibs, previous: &Snapshot) -> Vec<Choice> {
+    let one = |(name, candidates): &(String, Vec<(SourceFile, Scope)>)| choose(name, candidates, libs, previous);
+    if tools.len() < TWO_THREADS_FROM {
+        return tools.iter().map(one).collect();
+    }
+    let (first, second) = tools.split_at(tools.len() / 2);
+    std::thread::scope(|s| {
+        let helper = std::thread::Builder::new()
+            .name("pve-mcp compile".into())
+            .spawn_scoped(s, || second.iter().map(one).collect::<Vec<_>>());
+        let mut out: Vec<Choice> = first.iter().map(one).collect();
+        match helper {
+            Ok(h) => match h.join() {
+                Ok(rest) => out.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread to be had: the second half here too.
+            Err(_) => out.extend(second.iter().map(one)),
+        }
+        out
+    })
 }
 
 /// The built-ins, then each directory's files, lowest priority first. A directory that
