@@ -345,65 +345,76 @@ fn load_registry(settings: &Settings) -> Arc<Registry> {
     registry
 }
 
+/// The scripts' first read, started before anything else `serve` does.
+struct RegistryStart {
+    slot: RegistrySlot,
+    /// The server, once it is built: the watch tells it when the listing changes.
+    server: std::sync::mpsc::Sender<PveMcpServer>,
+    /// The watch on the script directories, once it is up (dropping it stops watching).
+    watch: tokio::sync::oneshot::Receiver<Result<Option<registry::watch::WatchGuard>, String>>,
+}
+
+/// Read the scripts on a thread of its own, while the client, the transport and the
+/// handshake are set up; none of those needs them. Then the watch on the script directories
+/// starts (its first pass reads them again, for a save that came before it), and another
+/// thread builds the script engine's standard library and the schema checker so that the
+/// first call does not wait for them (if that thread cannot start, the first call builds them).
+fn start_registry(config: &Config) -> Result<RegistryStart, Exit> {
+    let (fill, slot) = RegistrySlot::pending();
+    let (server_tx, server_rx) = std::sync::mpsc::channel::<PveMcpServer>();
+    let (watching, watch) = tokio::sync::oneshot::channel();
+    let settings = config.settings.clone();
+    let base_url = config.connection.base_url.clone();
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("pve-mcp registry".into())
+        .spawn(move || {
+            // The watch delivers its reloads as tasks on the runtime.
+            let _rt = rt.enter();
+            let registry = load_registry(&settings);
+            fill.fill(registry.clone());
+            // At the lowest priority: a client waiting for tools/list or a first call is
+            // never kept waiting behind it.
+            let _ = std::thread::Builder::new().name("pve-mcp warm-up".into()).spawn(|| {
+                crate::background::lower_this_thread();
+                crate::script::compile::warm_up();
+            });
+            let mode = settings.mode;
+            tracing::info!(
+                "serving {} tools over stdio for {base_url} (read-only: {}, exec: {}, admin: {})",
+                registry.snapshot().served(mode, &settings.tools).count(),
+                mode.read_only,
+                mode.exec_enabled,
+                mode.admin_enabled
+            );
+            // No server: it could not be set up, and the process is ending.
+            let Ok(server) = server_rx.recv() else { return };
+            let reloaded = move |report: registry::ReloadReport| {
+                if report.listing_changed {
+                    tracing::info!("tool list changed; notifying the client");
+                    server.tools_changed();
+                }
+            };
+            // Its first pass reads the scripts again: a save before the watch began is seen.
+            let started = registry::watch::spawn(registry, settings.script_dirs_explicit, reloaded);
+            let _ = watching.send(started.map_err(|e| format!("cannot watch the script directories: {e}")));
+        })
+        .map_err(|e| fail(1, format!("cannot start a thread to read the scripts: {e}")))?;
+    Ok(RegistryStart {
+        slot,
+        server: server_tx,
+        watch,
+    })
+}
+
 async fn serve(target: Target) -> Result<ExitCode, Exit> {
     let config = &target.config;
+    let start = start_registry(config)?;
     let mut services = services(config)?;
-    // The scripts are read beside the handshake, which needs none of them. Then the watch on
-    // the script directories starts, and another thread builds the script engine's standard
-    // library and the schema checker, so that the first call does not wait for them (if that
-    // thread cannot start, the first call builds them).
-    let (fill, slot) = RegistrySlot::pending();
-    services.registry = slot.clone();
-    let server = PveMcpServer::new(slot, services);
-    let (watching, watch_started) = tokio::sync::oneshot::channel();
-    {
-        let (server, settings) = (server.clone(), config.settings.clone());
-        let base_url = config.connection.base_url.clone();
-        let rt = tokio::runtime::Handle::current();
-        std::thread::Builder::new()
-            .name("pve-mcp registry".into())
-            .spawn(move || {
-                // The watch delivers its reloads as tasks on the runtime.
-                let _rt = rt.enter();
-                let registry = load_registry(&settings);
-                fill.fill(registry.clone());
-                // Beside the watch's start, at the lowest priority: a client waiting for
-                // tools/list or a first call is never kept waiting behind it.
-                let _ = std::thread::Builder::new().name("pve-mcp warm-up".into()).spawn(|| {
-                    crate::background::lower_this_thread();
-                    crate::script::compile::warm_up();
-                });
-                let mode = settings.mode;
-                tracing::info!(
-                    "serving {} tools over stdio for {base_url} (read-only: {}, exec: {}, admin: {})",
-                    registry.snapshot().served(mode, &settings.tools).count(),
-                    mode.read_only,
-                    mode.exec_enabled,
-                    mode.admin_enabled
-                );
-                let reloaded = {
-                    let server = server.clone();
-                    move |report: registry::ReloadReport| {
-                        if report.listing_changed {
-                            tracing::info!("tool list changed; notifying the client");
-                            server.tools_changed();
-                        }
-                    }
-                };
-                let watch = registry::watch::spawn(registry.clone(), settings.script_dirs_explicit, reloaded.clone());
-                let watching_now = matches!(watch, Ok(Some(_)));
-                let _ = watching.send(watch.map_err(|e| format!("cannot watch the script directories: {e}")));
-                if watching_now {
-                    // A script saved after the first read and before the watch began is seen now.
-                    let report = registry.reload();
-                    for p in &report.new_problems {
-                        tracing::warn!("{}: {p}", p.origin);
-                    }
-                    reloaded(report);
-                }
-            })
-            .map_err(|e| fail(1, format!("cannot start a thread to read the scripts: {e}")))?;
-    }
+    services.registry = start.slot.clone();
+    let server = PveMcpServer::new(start.slot, services);
+    // The registry thread is waiting for it; if that thread is gone, so is the watch.
+    let _ = start.server.send(server.clone());
     let transport =
         crate::server::input::LineTransport::start(std::io::stdin(), std::io::stdout(), server.shutdown_token())
             .map_err(|e| fail(1, format!("cannot start the stdio threads: {e}")))?;
@@ -417,7 +428,7 @@ async fn serve(target: Target) -> Result<ExitCode, Exit> {
     };
     server.spawn_legacy_notifier(service.peer().clone());
     // Kept until the client goes away: dropping it stops watching.
-    let _watch = match watch_started.await {
+    let _watch = match start.watch.await {
         Ok(Ok(guard)) => guard,
         Ok(Err(why)) => return Err(fail(1, why)),
         Err(_) => return Err(fail(1, "the scripts could not be read (the log above says why)")),

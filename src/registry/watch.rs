@@ -85,7 +85,8 @@ fn nearest_existing(dir: &Path) -> Option<PathBuf> {
 
 /// Watch the user directories. `on_reload` runs (on the tokio runtime) after each reload
 /// with its report. A missing directory is a warning when `warn_missing`, else a debug note;
-/// it never stops the server, and it is picked up when it is created.
+/// it never stops the server, and it is picked up when it is created. A first pass runs at
+/// once, as an event would: what was saved or created before the watch began is seen.
 pub(crate) fn spawn(
     registry: Arc<Registry>,
     warn_missing: bool,
@@ -106,6 +107,7 @@ pub(crate) fn spawn(
         }
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let catch_up = tx.clone();
     let debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| match res {
         Ok(events) => {
             let relevant = events.iter().any(|e| {
@@ -130,6 +132,10 @@ pub(crate) fn spawn(
         ancestors: BTreeSet::new(),
     }));
     watches.lock().unwrap_or_else(|p| p.into_inner()).refresh(&wanted);
+    // The registry was read before the watch began: one pass now looks again at what was
+    // saved or created since (a directory that appeared while its ancestor was being
+    // watched, a script saved in between), as an event would.
+    let _ = catch_up.send(());
     let on_reload = Arc::new(on_reload);
     let task_watches = watches.clone();
     tokio::spawn(async move {
